@@ -1,0 +1,38 @@
+/* hearth — local LLM inference. The public C API.
+ *
+ * Everything a front end (the CLI, the server, an embedding program) may call is
+ * declared here. Handles are opaque; every fallible call returns a hearth_status
+ * and, when it fails, fills a hearth_error with a message a user can act on. */
+#ifndef HEARTH_H
+#define HEARTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HEARTH_VERSION "0.1.0"
+
+typedef enum hearth_status {
+    HEARTH_OK = 0,
+    HEARTH_ERR_IO,          /* cannot open / read / map / write a file */
+    HEARTH_ERR_FORMAT,      /* the file or input is malformed */
+    HEARTH_ERR_UNSUPPORTED, /* well-formed, but not something hearth handles */
+    HEARTH_ERR_NOMEM,
+    HEARTH_ERR_ARG,         /* the caller passed a bad argument */
+} hearth_status;
+
+typedef struct hearth_error {
+    hearth_status status;
+    char message[512];
+} hearth_error;
+
+const char *hearth_status_name(hearth_status status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

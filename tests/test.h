@@ -1,0 +1,48 @@
+/* A minimal test harness: each tests/test_*.c is one CTest test (one process).
+ * CHECK records a failure and goes on; the process exits non-zero if any
+ * CHECK failed. TEST_SKIP exits with code 77, which CTest reports as skipped. */
+#ifndef HEARTH_TEST_H
+#define HEARTH_TEST_H
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int test_failures;
+static int test_checks;
+
+#define CHECK(cond)                                                             \
+    do {                                                                        \
+        test_checks++;                                                          \
+        if (!(cond)) {                                                          \
+            test_failures++;                                                    \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+        }                                                                       \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                    \
+    do {                                                                        \
+        test_checks++;                                                          \
+        if (!(cond)) {                                                          \
+            test_failures++;                                                    \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                       \
+            fputc('\n', stderr);                                                \
+        }                                                                       \
+    } while (0)
+
+#define TEST_SKIP(...)                                                          \
+    do {                                                                        \
+        fprintf(stderr, "SKIP: ");                                              \
+        fprintf(stderr, __VA_ARGS__);                                           \
+        fputc('\n', stderr);                                                    \
+        exit(77);                                                               \
+    } while (0)
+
+static inline int test_finish(const char *name)
+{
+    printf("%s: %d checks, %d failed\n", name, test_checks, test_failures);
+    return test_failures ? 1 : 0;
+}
+
+#endif
