@@ -29,7 +29,7 @@ fi
 # portable benchmark, and -march=native is what a llama.cpp user builds with.
 cmake -S "$cache/src/vendor/llama.cpp" -B "$build" \
     -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_SERVER=OFF >&2
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_SERVER=ON >&2
 cmake --build "$build" -j "$(nproc)" >&2
 touch "$build/.hearth-complete"
 echo "$build"
