@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# cli_info_test.sh HEARTH DEMO_GGUF TMPDIR
+# Runs `hearth info` and `hearth --help` as a user would and checks what they
+# print and how they exit, on the demo model and on broken files.
+set -u
+hearth=$1 demo=$2 tmp=$3/cli_info
+rm -rf "$tmp" && mkdir -p "$tmp"
+passed=0 failed=0
+
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+pass() { passed=$((passed + 1)); }
+
+# expect CODE PATTERN -- ARGS...: runs hearth ARGS, requires the exit code and
+# that stdout+stderr match the extended regex PATTERN.
+expect() {
+    local code=$1 pattern=$2
+    shift 3
+    local out rc
+    out=$("$hearth" "$@" 2>&1)
+    rc=$?
+    if [ "$rc" -ne "$code" ]; then
+        fail "hearth $*: exit $rc, expected $code; output: ${out:0:400}"
+    elif ! grep -qE -- "$pattern" <<<"$out"; then
+        fail "hearth $*: output does not match /$pattern/: ${out:0:400}"
+    else
+        pass
+    fi
+}
+
+expect 0 'info +describe a GGUF' -- --help
+expect 0 '^hearth [0-9]+\.[0-9]+' -- --version
+expect 2 'unknown command' -- frobnicate
+expect 2 'usage: hearth' --
+expect 0 'usage: hearth info FILE' -- info --help
+expect 2 'no model file given' -- info
+expect 2 "unknown option '--bogus'" -- info --bogus "$demo"
+
+# The demo model: a 2-layer llama layout the build writes (tools/make-demo).
+expect 0 'architecture: +llama' -- info "$demo"
+expect 0 'parameters: +1\.25 M \(1247232\)' -- info "$demo"
+expect 0 'context length: +2048' -- info "$demo"
+expect 0 'tokenizer: +llama, vocabulary of 259 tokens' -- info "$demo"
+expect 0 'Q4_K +10 tensors' -- info "$demo"
+expect 0 'Q6_K +4 tensors' -- info "$demo"
+expect 0 'Q8_0 +1 tensors' -- info "$demo"
+expect 0 'F32 +5 tensors' -- info "$demo"
+expect 0 'tokenizer\.ggml\.tokens +ARRAY +\[STRING x 259\] \["<unk>", "<s>", "</s>", "<0x00>", "<0x01>", "<0x02>", "<0x03>", "<0x04>", \.\.\.\]' -- info -v "$demo"
+expect 0 'blk\.1\.ffn_down\.weight +Q6_K +\[512, 256\]' -- info -v "$demo"
+
+json=$("$hearth" info --json -v "$demo")
+if python3 - "$json" <<'PY'; then pass; else fail "info --json -v: not the expected JSON"; fi
+import json, sys
+j = json.loads(sys.argv[1])
+assert j["architecture"] == "llama" and j["parameters"] == 1247232, j
+assert j["context_length"] == 2048 and j["tokenizer"] == {"model": "llama", "vocab_size": 259}
+assert {t["type"]: t["tensors"] for t in j["types"]} == {"F32": 5, "Q8_0": 1, "Q4_K": 10, "Q6_K": 4}
+assert len(j["tensors"]) == 20 and j["tensors"][0]["name"] == "token_embd.weight"
+assert j["tensors"][0]["shape"] == [256, 259]
+toks = j["metadata"]["tokenizer.ggml.tokens"]["value"]
+assert toks["count"] == 259 and toks["truncated"] and toks["values"][:3] == ["<unk>", "<s>", "</s>"]
+PY
+
+# Broken inputs: a clear message and exit 1, never a crash.
+: >"$tmp/empty.gguf"
+head -c 4096 /dev/zero >"$tmp/zeros.gguf"
+mkdir -p "$tmp/dir.gguf"
+expect 1 'empty file' -- info "$tmp/empty.gguf"
+expect 1 'bad magic' -- info "$tmp/zeros.gguf"
+expect 1 'is a directory' -- info "$tmp/dir.gguf"
+expect 1 'cannot open: No such file' -- info "$tmp/missing.gguf"
+size=$(stat -c %s "$demo")
+for cut in 3 7 20 24 100 1000 5000 $((size / 2)) $((size - 1)); do
+    head -c "$cut" "$demo" >"$tmp/cut.gguf"
+    expect 1 'past end of file|data section' -- info "$tmp/cut.gguf"
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

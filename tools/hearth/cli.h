@@ -1,0 +1,28 @@
+/* The hearth CLI: one binary, one file per subcommand. */
+#ifndef HEARTH_CLI_H
+#define HEARTH_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit codes shared by every subcommand. */
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_FAILURE = 1, /* the command ran and failed (bad file, i/o) */
+    CLI_EXIT_USAGE = 2,   /* the command line was wrong */
+};
+
+int cli_info(int argc, char **argv);
+
+/* Output helpers (out.c). Text from model files is untrusted bytes: these keep
+ * terminal output printable and JSON output valid UTF-8. */
+void out_json_string(FILE *out, const char *s, uint64_t len);
+/* Prints at most max_bytes of s, escaping quotes, backslashes, control
+ * characters and invalid UTF-8 (as \xNN), and "..." when cut. */
+void out_text_escaped(FILE *out, const char *s, uint64_t len, uint64_t max_bytes);
+/* "1.50 MiB" */
+void out_format_bytes(char *buf, size_t size, uint64_t bytes);
+/* "268.10 M" */
+void out_format_count(char *buf, size_t size, uint64_t count);
+
+#endif

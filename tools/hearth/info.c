@@ -1,0 +1,373 @@
+/* hearth info: what is in a GGUF file, read from its header alone. */
+#include "cli.h"
+
+#include "gguf/gguf.h"
+#include "quant/quant.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <string.h>
+
+enum {
+    ARRAY_SHOWN_FULL = 16, /* arrays up to this many elements are shown whole */
+    ARRAY_HEAD = 8,        /* longer ones show their first elements */
+    TEXT_SHOWN = 120,      /* bytes of a string value shown in text output */
+};
+
+static const char info_usage[] =
+    "usage: hearth info FILE [--json] [-v]\n"
+    "\n"
+    "Describes a GGUF model file from its header: architecture, name, parameter\n"
+    "count, context length, tensor counts and bytes per weight type, file size,\n"
+    "tokenizer model and vocabulary size. The file is validated as it is read;\n"
+    "a malformed file is reported with the field at fault.\n"
+    "\n"
+    "options:\n"
+    "  --json         print one JSON object instead of text\n"
+    "  -v, --verbose  also list every metadata key (long arrays abbreviated)\n"
+    "                 and every tensor (name, type, shape, offset, bytes)\n"
+    "  -h, --help     show this help\n";
+
+typedef struct type_totals {
+    uint64_t count;
+    uint64_t bytes;
+} type_totals;
+
+typedef struct model_summary {
+    const gguf_string *arch;
+    const gguf_string *name;
+    const gguf_string *tokenizer;
+    uint64_t parameters;
+    bool has_context;
+    uint64_t context_length;
+    bool has_vocab;
+    uint64_t vocab_size;
+    type_totals per_type[QUANT_TYPE_COUNT];
+} model_summary;
+
+static void summarise(const gguf_file *f, model_summary *s)
+{
+    memset(s, 0, sizeof *s);
+    s->arch = gguf_get_string(f, "general.architecture");
+    s->name = gguf_get_string(f, "general.name");
+    s->tokenizer = gguf_get_string(f, "tokenizer.ggml.model");
+    if (s->arch && s->arch->len < 200) {
+        char key[256];
+        snprintf(key, sizeof key, "%.*s.context_length", (int)s->arch->len, s->arch->data);
+        s->has_context = gguf_get_uint(f, key, &s->context_length);
+    }
+    const gguf_array *tokens = gguf_get_array(f, "tokenizer.ggml.tokens");
+    if (tokens) {
+        s->has_vocab = true;
+        s->vocab_size = tokens->count;
+    }
+    for (int64_t i = 0; i < gguf_tensor_count(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        s->parameters += (uint64_t)t->n_elements;
+        s->per_type[t->type].count++;
+        s->per_type[t->type].bytes += t->size;
+    }
+}
+
+/* ---- text ------------------------------------------------------------------ */
+
+static void print_string_or_dash(const gguf_string *s)
+{
+    if (s)
+        out_text_escaped(stdout, s->data, s->len, TEXT_SHOWN);
+    else
+        fputs("-", stdout);
+}
+
+static void print_text_scalar(const gguf_array *arr, uint64_t i)
+{
+    switch (arr->elem_type) {
+    case GGUF_TYPE_FLOAT32:
+    case GGUF_TYPE_FLOAT64:
+        printf("%.9g", gguf_array_get_float(arr, i));
+        break;
+    case GGUF_TYPE_BOOL:
+        fputs(gguf_array_get_uint(arr, i) ? "true" : "false", stdout);
+        break;
+    case GGUF_TYPE_INT8:
+    case GGUF_TYPE_INT16:
+    case GGUF_TYPE_INT32:
+    case GGUF_TYPE_INT64:
+        printf("%" PRId64, gguf_array_get_int(arr, i));
+        break;
+    default:
+        printf("%" PRIu64, gguf_array_get_uint(arr, i));
+    }
+}
+
+static void print_text_value(const gguf_value *v);
+
+static void print_text_array(const gguf_array *a)
+{
+    printf("[%s x %" PRIu64 "] [", gguf_value_type_name(a->elem_type), a->count);
+    uint64_t shown = a->count <= ARRAY_SHOWN_FULL ? a->count : ARRAY_HEAD;
+    for (uint64_t i = 0; i < shown; i++) {
+        if (i)
+            fputs(", ", stdout);
+        if (a->elem_type == GGUF_TYPE_STRING) {
+            putchar('"');
+            out_text_escaped(stdout, a->strings[i].data, a->strings[i].len, TEXT_SHOWN);
+            putchar('"');
+        } else if (a->elem_type == GGUF_TYPE_ARRAY) {
+            print_text_value(&a->arrays[i]);
+        } else {
+            print_text_scalar(a, i);
+        }
+    }
+    fputs(shown < a->count ? ", ...]" : "]", stdout);
+}
+
+static void print_text_value(const gguf_value *v)
+{
+    switch (v->type) {
+    case GGUF_TYPE_STRING:
+        putchar('"');
+        out_text_escaped(stdout, v->as.str.data, v->as.str.len, TEXT_SHOWN);
+        putchar('"');
+        break;
+    case GGUF_TYPE_ARRAY:
+        print_text_array(&v->as.arr);
+        break;
+    case GGUF_TYPE_BOOL:
+        fputs(v->as.b ? "true" : "false", stdout);
+        break;
+    case GGUF_TYPE_FLOAT32:
+    case GGUF_TYPE_FLOAT64:
+        printf("%.9g", v->as.f64);
+        break;
+    case GGUF_TYPE_INT8:
+    case GGUF_TYPE_INT16:
+    case GGUF_TYPE_INT32:
+    case GGUF_TYPE_INT64:
+        printf("%" PRId64, v->as.i64);
+        break;
+    default:
+        printf("%" PRIu64, v->as.u64);
+    }
+}
+
+static void format_shape(char *buf, size_t size, const gguf_tensor *t)
+{
+    int n = snprintf(buf, size, "[");
+    for (uint32_t d = 0; d < t->n_dims && n > 0 && (size_t)n < size; d++)
+        n += snprintf(buf + n, size - (size_t)n, d ? ", %" PRId64 : "%" PRId64, t->ne[d]);
+    if (n > 0 && (size_t)n < size)
+        snprintf(buf + n, size - (size_t)n, "]");
+}
+
+static void print_text(const char *path, const gguf_file *f, const model_summary *s, bool verbose)
+{
+    char size_buf[32], count_buf[32];
+    out_format_bytes(size_buf, sizeof size_buf, gguf_file_size(f));
+    printf("file:            %s\n", path);
+    printf("file size:       %s (%" PRIu64 " bytes)\n", size_buf, gguf_file_size(f));
+    printf("format:          GGUF v%u, %" PRId64 " metadata keys, %" PRId64 " tensors, alignment %u\n",
+           gguf_version(f), gguf_kv_count(f), gguf_tensor_count(f), gguf_alignment(f));
+    printf("architecture:    ");
+    print_string_or_dash(s->arch);
+    printf("\nname:            ");
+    print_string_or_dash(s->name);
+    out_format_count(count_buf, sizeof count_buf, s->parameters);
+    printf("\nparameters:      %s (%" PRIu64 ")\n", count_buf, s->parameters);
+    if (s->has_context)
+        printf("context length:  %" PRIu64 "\n", s->context_length);
+    else
+        printf("context length:  -\n");
+    printf("tokenizer:       ");
+    print_string_or_dash(s->tokenizer);
+    if (s->has_vocab)
+        printf(", vocabulary of %" PRIu64 " tokens", s->vocab_size);
+    printf("\nweights by type:%s\n", gguf_tensor_count(f) ? "" : " (no tensors)");
+    for (int t = 0; t < QUANT_TYPE_COUNT; t++) {
+        if (!s->per_type[t].count)
+            continue;
+        out_format_bytes(size_buf, sizeof size_buf, s->per_type[t].bytes);
+        printf("  %-8s %6" PRIu64 " tensors %12s\n", quant_get_traits((uint32_t)t)->name, s->per_type[t].count,
+               size_buf);
+    }
+    if (!verbose)
+        return;
+
+    printf("\nmetadata:\n");
+    for (int64_t i = 0; i < gguf_kv_count(f); i++) {
+        const gguf_kv *kv = gguf_kv_at(f, i);
+        printf("  %-44s %-8s ", kv->key, gguf_value_type_name(kv->value.type));
+        print_text_value(&kv->value);
+        putchar('\n');
+    }
+    printf("\ntensors:\n  %5s  %-44s %-8s %-28s %14s %14s\n", "#", "name", "type", "shape", "offset", "bytes");
+    for (int64_t i = 0; i < gguf_tensor_count(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        char shape[128];
+        format_shape(shape, sizeof shape, t);
+        printf("  %5" PRId64 "  %-44s %-8s %-28s %14" PRIu64 " %14" PRIu64 "\n", i, t->name,
+               quant_get_traits(t->type)->name, shape, t->offset, t->size);
+    }
+}
+
+/* ---- JSON ------------------------------------------------------------------ */
+
+static void print_json_number(double v)
+{
+    if (isfinite(v))
+        printf("%.17g", v);
+    else
+        fputs("null", stdout); /* JSON has no NaN or infinity */
+}
+
+static void print_json_value(const gguf_value *v);
+
+static void print_json_array(const gguf_array *a)
+{
+    uint64_t shown = a->count <= ARRAY_SHOWN_FULL ? a->count : ARRAY_HEAD;
+    printf("{\"array_of\": \"%s\", \"count\": %" PRIu64 ", \"truncated\": %s, \"values\": [",
+           gguf_value_type_name(a->elem_type), a->count, shown < a->count ? "true" : "false");
+    for (uint64_t i = 0; i < shown; i++) {
+        if (i)
+            fputs(", ", stdout);
+        if (a->elem_type == GGUF_TYPE_STRING)
+            out_json_string(stdout, a->strings[i].data, a->strings[i].len);
+        else if (a->elem_type == GGUF_TYPE_ARRAY)
+            print_json_value(&a->arrays[i]);
+        else if (a->elem_type == GGUF_TYPE_FLOAT32 || a->elem_type == GGUF_TYPE_FLOAT64)
+            print_json_number(gguf_array_get_float(a, i));
+        else
+            print_text_scalar(a, i); /* integers and bools print the same in JSON */
+    }
+    fputs("]}", stdout);
+}
+
+static void print_json_value(const gguf_value *v)
+{
+    switch (v->type) {
+    case GGUF_TYPE_STRING:
+        out_json_string(stdout, v->as.str.data, v->as.str.len);
+        break;
+    case GGUF_TYPE_ARRAY:
+        print_json_array(&v->as.arr);
+        break;
+    case GGUF_TYPE_FLOAT32:
+    case GGUF_TYPE_FLOAT64:
+        print_json_number(v->as.f64);
+        break;
+    default:
+        print_text_value(v);
+    }
+}
+
+static void print_json_string_or_null(const gguf_string *s)
+{
+    if (s)
+        out_json_string(stdout, s->data, s->len);
+    else
+        fputs("null", stdout);
+}
+
+static void print_json(const char *path, const gguf_file *f, const model_summary *s, bool verbose)
+{
+    fputs("{\"file\": ", stdout);
+    out_json_string(stdout, path, strlen(path));
+    printf(", \"file_size\": %" PRIu64 ", \"gguf_version\": %u, \"alignment\": %u, \"data_offset\": %" PRIu64
+           ", \"metadata_keys\": %" PRId64 ", \"tensor_count\": %" PRId64,
+           gguf_file_size(f), gguf_version(f), gguf_alignment(f), gguf_data_offset(f), gguf_kv_count(f),
+           gguf_tensor_count(f));
+    fputs(", \"architecture\": ", stdout);
+    print_json_string_or_null(s->arch);
+    fputs(", \"name\": ", stdout);
+    print_json_string_or_null(s->name);
+    printf(", \"parameters\": %" PRIu64 ", \"context_length\": ", s->parameters);
+    if (s->has_context)
+        printf("%" PRIu64, s->context_length);
+    else
+        fputs("null", stdout);
+    fputs(", \"tokenizer\": {\"model\": ", stdout);
+    print_json_string_or_null(s->tokenizer);
+    fputs(", \"vocab_size\": ", stdout);
+    if (s->has_vocab)
+        printf("%" PRIu64 "}", s->vocab_size);
+    else
+        fputs("null}", stdout);
+    fputs(", \"types\": [", stdout);
+    bool first = true;
+    for (int t = 0; t < QUANT_TYPE_COUNT; t++) {
+        if (!s->per_type[t].count)
+            continue;
+        printf("%s{\"type\": \"%s\", \"tensors\": %" PRIu64 ", \"bytes\": %" PRIu64 "}", first ? "" : ", ",
+               quant_get_traits((uint32_t)t)->name, s->per_type[t].count, s->per_type[t].bytes);
+        first = false;
+    }
+    fputs("]", stdout);
+    if (verbose) {
+        fputs(", \"metadata\": {", stdout);
+        for (int64_t i = 0; i < gguf_kv_count(f); i++) {
+            const gguf_kv *kv = gguf_kv_at(f, i);
+            if (i)
+                fputs(", ", stdout);
+            out_json_string(stdout, kv->key, strlen(kv->key));
+            printf(": {\"type\": \"%s\", \"value\": ", gguf_value_type_name(kv->value.type));
+            print_json_value(&kv->value);
+            fputs("}", stdout);
+        }
+        fputs("}, \"tensors\": [", stdout);
+        for (int64_t i = 0; i < gguf_tensor_count(f); i++) {
+            const gguf_tensor *t = gguf_tensor_at(f, i);
+            fputs(i ? ", {\"name\": " : "{\"name\": ", stdout);
+            out_json_string(stdout, t->name, strlen(t->name));
+            printf(", \"type\": \"%s\", \"shape\": [", quant_get_traits(t->type)->name);
+            for (uint32_t d = 0; d < t->n_dims; d++)
+                printf(d ? ", %" PRId64 : "%" PRId64, t->ne[d]);
+            printf("], \"offset\": %" PRIu64 ", \"bytes\": %" PRIu64 "}", t->offset, t->size);
+        }
+        fputs("]", stdout);
+    }
+    fputs("}\n", stdout);
+}
+
+int cli_info(int argc, char **argv)
+{
+    const char *path = NULL;
+    bool json = false, verbose = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--json") == 0) {
+            json = true;
+        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
+            verbose = true;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(info_usage, stdout);
+            return CLI_EXIT_OK;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "hearth info: unknown option '%s'\n\n%s", a, info_usage);
+            return CLI_EXIT_USAGE;
+        } else if (path) {
+            fprintf(stderr, "hearth info: more than one file given ('%s' and '%s')\n\n%s", path, a, info_usage);
+            return CLI_EXIT_USAGE;
+        } else {
+            path = a;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "hearth info: no model file given\n\n%s", info_usage);
+        return CLI_EXIT_USAGE;
+    }
+
+    gguf_file *f;
+    hearth_error err = {0};
+    if (gguf_open(path, &f, &err) != HEARTH_OK) {
+        fprintf(stderr, "hearth info: %s\n", err.message);
+        return CLI_EXIT_FAILURE;
+    }
+    model_summary s;
+    summarise(f, &s);
+    if (json)
+        print_json(path, f, &s, verbose);
+    else
+        print_text(path, f, &s, verbose);
+    gguf_close(f);
+    return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
+}

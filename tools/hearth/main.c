@@ -1,0 +1,50 @@
+/* hearth: the command-line front end. Dispatches to one subcommand per file. */
+#include "cli.h"
+
+#include "hearth.h"
+
+#include <string.h>
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"info", cli_info, "describe a GGUF model file: architecture, size, types, metadata"},
+};
+
+static void print_usage(FILE *out)
+{
+    fprintf(out, "hearth %s — run open-weight language models locally\n\n"
+                 "usage: hearth <command> [options]\n\ncommands:\n",
+            HEARTH_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nhearth <command> --help shows a command's options.\n"
+                 "hearth --version prints the version.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+        print_usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(name, "--version") == 0) {
+        printf("hearth %s\n", HEARTH_VERSION);
+        return CLI_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(name, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "hearth: unknown command '%s'\n\n", name);
+    print_usage(stderr);
+    return CLI_EXIT_USAGE;
+}
