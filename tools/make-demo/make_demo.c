@@ -118,6 +118,40 @@ static int add_metadata(gguf_writer *w)
     return st == HEARTH_OK ? 0 : -1;
 }
 
+/* One transformer block of the Llama layout: name, type, shape, init scale. */
+static const struct layer_tensor {
+    const char *suffix;
+    uint32_t type;
+    int64_t ne0, ne1;
+    float scale;
+} layer_tensors[] = {
+    {"attn_norm.weight", QUANT_F32, DEMO_EMBD, 1, 1.0f},
+    {"attn_q.weight", QUANT_Q4_K, DEMO_EMBD, DEMO_EMBD, 0.06f},
+    {"attn_k.weight", QUANT_Q4_K, DEMO_EMBD, DEMO_KV_HEADS * DEMO_HEAD_DIM, 0.06f},
+    {"attn_v.weight", QUANT_Q6_K, DEMO_EMBD, DEMO_KV_HEADS * DEMO_HEAD_DIM, 0.06f},
+    {"attn_output.weight", QUANT_Q4_K, DEMO_EMBD, DEMO_EMBD, 0.06f},
+    {"ffn_norm.weight", QUANT_F32, DEMO_EMBD, 1, 1.0f},
+    {"ffn_gate.weight", QUANT_Q4_K, DEMO_EMBD, DEMO_FF, 0.06f},
+    {"ffn_up.weight", QUANT_Q4_K, DEMO_EMBD, DEMO_FF, 0.06f},
+    {"ffn_down.weight", QUANT_Q6_K, DEMO_FF, DEMO_EMBD, 0.04f},
+};
+
+static int add_tensors(gguf_writer *w)
+{
+    if (add_tensor(w, "token_embd.weight", QUANT_Q8_0, DEMO_EMBD, DEMO_VOCAB, 0.05f) != 0)
+        return -1;
+    for (int l = 0; l < DEMO_LAYERS; l++) {
+        for (size_t k = 0; k < sizeof layer_tensors / sizeof layer_tensors[0]; k++) {
+            const struct layer_tensor *t = &layer_tensors[k];
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s", l, t->suffix);
+            if (add_tensor(w, name, t->type, t->ne0, t->ne1, t->scale) != 0)
+                return -1;
+        }
+    }
+    return add_tensor(w, "output_norm.weight", QUANT_F32, DEMO_EMBD, 1, 1.0f);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -125,29 +159,8 @@ int main(int argc, char **argv)
         return 2;
     }
     gguf_writer *w = gguf_writer_create();
-    int rc = w ? add_metadata(w) : -1;
-    rc = rc ? rc : add_tensor(w, "token_embd.weight", QUANT_Q8_0, DEMO_EMBD, DEMO_VOCAB, 0.05f);
-    for (int l = 0; l < DEMO_LAYERS && rc == 0; l++) {
-        char name[64];
-        const int kv = DEMO_KV_HEADS * DEMO_HEAD_DIM;
-#define LAYER(suffix, type, ne0, ne1, scale)                                   \
-    if (rc == 0) {                                                             \
-        snprintf(name, sizeof name, "blk.%d.%s", l, suffix);                   \
-        rc = add_tensor(w, name, type, ne0, ne1, scale);                       \
-    }
-        LAYER("attn_norm.weight", QUANT_F32, DEMO_EMBD, 1, 1.0f);
-        LAYER("attn_q.weight", QUANT_Q4_K, DEMO_EMBD, DEMO_EMBD, 0.06f);
-        LAYER("attn_k.weight", QUANT_Q4_K, DEMO_EMBD, kv, 0.06f);
-        LAYER("attn_v.weight", QUANT_Q6_K, DEMO_EMBD, kv, 0.06f);
-        LAYER("attn_output.weight", QUANT_Q4_K, DEMO_EMBD, DEMO_EMBD, 0.06f);
-        LAYER("ffn_norm.weight", QUANT_F32, DEMO_EMBD, 1, 1.0f);
-        LAYER("ffn_gate.weight", QUANT_Q4_K, DEMO_EMBD, DEMO_FF, 0.06f);
-        LAYER("ffn_up.weight", QUANT_Q4_K, DEMO_EMBD, DEMO_FF, 0.06f);
-        LAYER("ffn_down.weight", QUANT_Q6_K, DEMO_FF, DEMO_EMBD, 0.04f);
-#undef LAYER
-    }
-    rc = rc ? rc : add_tensor(w, "output_norm.weight", QUANT_F32, DEMO_EMBD, 1, 1.0f);
     hearth_error err = {0};
+    int rc = w && add_metadata(w) == 0 && add_tensors(w) == 0 ? 0 : -1;
     if (rc == 0 && gguf_writer_write(w, argv[1], &err) != HEARTH_OK) {
         fprintf(stderr, "make-demo: %s\n", err.message);
         rc = -1;
