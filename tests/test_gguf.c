@@ -381,6 +381,31 @@ static void test_writer_errors(void)
     free(mem);
     gguf_writer_free(w);
 
+    /* An explicit general.alignment of 32 survives a copy; a second one is a
+     * duplicate key. */
+    w = gguf_writer_create();
+    CHECK(gguf_writer_add_uint(w, "general.alignment", GGUF_TYPE_UINT32, 32, &err) == HEARTH_OK);
+    CHECK(gguf_writer_add_uint(w, "general.alignment", GGUF_TYPE_UINT32, 64, &err) != HEARTH_OK &&
+          strstr(err.message, "duplicate key"));
+    gguf_writer_free(w);
+    bytes b = {0};
+    put_header(&b, 3, 0, 1);
+    put_kv_u32(&b, "general.alignment", 32);
+    f = expect_accepted(b.data, b.len, "explicit default alignment");
+    if (f) {
+        w = gguf_writer_create();
+        CHECK(gguf_writer_add_value(w, "general.alignment", &gguf_kv_at(f, 0)->value, &err) == HEARTH_OK);
+        CHECK(gguf_writer_write_memory(w, &mem, &size, &err) == HEARTH_OK);
+        gguf_file *copy = expect_accepted(mem, size, "copied alignment");
+        uint64_t a = 0;
+        CHECK(copy && gguf_kv_count(copy) == 1 && gguf_get_uint(copy, "general.alignment", &a) && a == 32);
+        gguf_close(copy);
+        free(mem);
+        gguf_writer_free(w);
+        gguf_close(f);
+    }
+    free(b.data);
+
     /* An unwritable path is an i/o error, not a crash. */
     w = gguf_writer_create();
     CHECK(gguf_writer_write(w, "/nonexistent-dir/x.gguf", &err) == HEARTH_ERR_IO);

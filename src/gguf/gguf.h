@@ -141,8 +141,8 @@ typedef struct gguf_writer gguf_writer;
 
 gguf_writer *gguf_writer_create(void);
 void gguf_writer_free(gguf_writer *w);
-/* Defaults: version 3, alignment 32 (written as general.alignment only when
- * set to something else). */
+/* Defaults: version 3, alignment 32. An alignment that was set (here or as a
+ * general.alignment key) is written as general.alignment, after the other keys. */
 void gguf_writer_set_version(gguf_writer *w, uint32_t version);
 hearth_status gguf_writer_set_alignment(gguf_writer *w, uint32_t alignment, hearth_error *err);
 

@@ -31,6 +31,7 @@ typedef struct writer_tensor {
 struct gguf_writer {
     uint32_t version;
     uint32_t alignment;
+    bool alignment_set; /* written as general.alignment, after the other keys */
     byte_buf kv_bytes; /* serialised key/value pairs, in order */
     uint64_t n_kv;
     char **keys;
@@ -123,6 +124,7 @@ hearth_status gguf_writer_set_alignment(gguf_writer *w, uint32_t alignment, hear
         return writer_fail(w, err, HEARTH_ERR_ARG, "alignment %u is not a power of two up to %u", alignment,
                            GGUF_MAX_ALIGNMENT);
     w->alignment = alignment;
+    w->alignment_set = true;
     return HEARTH_OK;
 }
 
@@ -185,7 +187,8 @@ static bool is_int_type(uint32_t t)
 }
 
 /* general.alignment is not stored as an ordinary pair: it decides the layout,
- * so it is taken as the writer's alignment and written once at the end. */
+ * so it is taken as the writer's alignment and written once, after the other
+ * keys (a duplicate is an error like any other). */
 static bool is_alignment_key(const char *key)
 {
     return strcmp(key, "general.alignment") == 0;
@@ -198,6 +201,8 @@ hearth_status gguf_writer_add_uint(gguf_writer *w, const char *key, uint32_t typ
     if (is_alignment_key(key)) {
         if (type != GGUF_TYPE_UINT32 || v > UINT32_MAX)
             return writer_fail(w, err, HEARTH_ERR_ARG, "key %s: must be UINT32", key);
+        if (w->alignment_set)
+            return writer_fail(w, err, HEARTH_ERR_ARG, "key %s: duplicate key", key);
         return gguf_writer_set_alignment(w, (uint32_t)v, err);
     }
     hearth_status st = begin_kv(w, key, type, err);
@@ -367,7 +372,7 @@ hearth_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t 
 /* Header, metadata and tensor infos, padded to the alignment; assigns offsets. */
 static hearth_status build_header(gguf_writer *w, byte_buf *h, hearth_error *err)
 {
-    bool extra_alignment = w->alignment != GGUF_DEFAULT_ALIGNMENT;
+    bool extra_alignment = w->alignment_set;
     bool ok = buf_put(h, GGUF_MAGIC, 4) && buf_u32(h, w->version) && buf_u64(h, w->n_tensors) &&
               buf_u64(h, w->n_kv + extra_alignment) && buf_put(h, w->kv_bytes.data, w->kv_bytes.len);
     if (ok && extra_alignment) {
