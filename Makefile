@@ -8,6 +8,7 @@
 #   make fuzz         the fuzz targets for FUZZ_SECONDS (default 600) each
 
 JOBS ?= $(shell nproc)
+MAKEFLAGS += --no-print-directory
 FUZZ_SECONDS ?= 600
 CTEST_FLAGS ?= --output-on-failure
 
