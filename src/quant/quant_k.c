@@ -95,37 +95,35 @@ static inline int k4_nibble(const uint8_t *qs, int e)
     return qs[32 * (e / 64) + e % 32] >> (4 * (e % 64 / 32)) & 0x0F;
 }
 
+/* Q4_K and Q5_K share everything but the fifth bit, which Q5_K keeps as bit
+ * e/32 of qh[e % 32]; qh is NULL for Q4_K. */
+static void dequantize_k4_block(uint16_t d16, uint16_t dmin16, const uint8_t scales[K_SCALE_BYTES],
+                                const uint8_t *qs, const uint8_t *qh, float *out)
+{
+    float d = fp16_to_fp32(d16), dmin = fp16_to_fp32(dmin16);
+    for (int j = 0; j < QK_K / 32; j++) {
+        int sc, m;
+        k4_scale_min(scales, j, &sc, &m);
+        float dl = d * (float)sc, ml = dmin * (float)m;
+        for (int e = 32 * j; e < 32 * j + 32; e++) {
+            int q = k4_nibble(qs, e) | (qh ? (qh[e % 32] >> j & 1) << 4 : 0);
+            out[e] = dl * (float)q - ml;
+        }
+    }
+}
+
 void dequantize_q4_K_ref(const void *blocks, float *out, int64_t n)
 {
     const block_q4_K *b = blocks;
-    for (int64_t i = 0; i < n / QK_K; i++, out += QK_K) {
-        float d = fp16_to_fp32(b[i].d), dmin = fp16_to_fp32(b[i].dmin);
-        for (int j = 0; j < QK_K / 32; j++) {
-            int sc, m;
-            k4_scale_min(b[i].scales, j, &sc, &m);
-            float dl = d * (float)sc, ml = dmin * (float)m;
-            for (int e = 32 * j; e < 32 * j + 32; e++)
-                out[e] = dl * (float)k4_nibble(b[i].qs, e) - ml;
-        }
-    }
+    for (int64_t i = 0; i < n / QK_K; i++, out += QK_K)
+        dequantize_k4_block(b[i].d, b[i].dmin, b[i].scales, b[i].qs, NULL, out);
 }
 
 void dequantize_q5_K_ref(const void *blocks, float *out, int64_t n)
 {
     const block_q5_K *b = blocks;
-    for (int64_t i = 0; i < n / QK_K; i++, out += QK_K) {
-        float d = fp16_to_fp32(b[i].d), dmin = fp16_to_fp32(b[i].dmin);
-        for (int j = 0; j < QK_K / 32; j++) {
-            int sc, m;
-            k4_scale_min(b[i].scales, j, &sc, &m);
-            float dl = d * (float)sc, ml = dmin * (float)m;
-            /* The fifth bit of element e is bit e/32 of qh[e % 32]. */
-            for (int e = 32 * j; e < 32 * j + 32; e++) {
-                int q = k4_nibble(b[i].qs, e) | (b[i].qh[e % 32] >> j & 1) << 4;
-                out[e] = dl * (float)q - ml;
-            }
-        }
-    }
+    for (int64_t i = 0; i < n / QK_K; i++, out += QK_K)
+        dequantize_k4_block(b[i].d, b[i].dmin, b[i].scales, b[i].qs, b[i].qh, out);
 }
 
 /* Element e = 128h + r of Q6_K: low 4 bits are nibble r/64 of ql[64h + r%64],
