@@ -12,6 +12,7 @@
 
 #include "base/checked.h"
 #include "base/error.h"
+#include "base/hash.h"
 #include "quant/quant.h"
 
 #include <errno.h>
@@ -66,16 +67,6 @@ static bool cursor_string(cursor *c, gguf_string *out)
 
 /* ---- names ---------------------------------------------------------------- */
 
-static uint64_t name_hash(const char *s, size_t len)
-{
-    uint64_t h = 14695981039346656037ull; /* FNV-1a */
-    for (size_t i = 0; i < len; i++) {
-        h ^= (uint8_t)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 /* Open addressing over indices; slots hold index + 1 (0 = empty). The table is
  * at least twice the entry count, so probing always ends. */
 static bool name_table_init(name_table *t, uint64_t n_entries)
@@ -91,7 +82,7 @@ static bool name_table_init(name_table *t, uint64_t n_entries)
 /* Returns the index stored for `name`, or -1 after inserting `index`. */
 static int64_t name_table_insert(name_table *t, const char *name, int64_t index)
 {
-    uint64_t i = name_hash(name, strlen(name)) & t->mask;
+    uint64_t i = hash_bytes(name, strlen(name)) & t->mask;
     for (;; i = (i + 1) & t->mask) {
         if (t->slots[i] == 0) {
             t->slots[i] = (uint64_t)index + 1;
@@ -106,7 +97,7 @@ static int64_t name_table_find(const name_table *t, const char *name)
 {
     if (!t->slots)
         return -1;
-    uint64_t i = name_hash(name, strlen(name)) & t->mask;
+    uint64_t i = hash_bytes(name, strlen(name)) & t->mask;
     for (; t->slots[i] != 0; i = (i + 1) & t->mask) {
         if (strcmp(t->names(t->owner, (int64_t)t->slots[i] - 1), name) == 0)
             return (int64_t)t->slots[i] - 1;

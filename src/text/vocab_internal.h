@@ -1,0 +1,35 @@
+/* The vocabulary's private state, shared by the text/ files only. */
+#ifndef HEARTH_TEXT_VOCAB_INTERNAL_H
+#define HEARTH_TEXT_VOCAB_INTERNAL_H
+
+#include "text/vocab.h"
+
+/* Per-token behaviour, derived from the stored type and from the text. */
+enum {
+    TOKEN_FLAG_NORMAL = 1 << 0,
+    TOKEN_FLAG_UNKNOWN = 1 << 1,
+    TOKEN_FLAG_CONTROL = 1 << 2,
+    TOKEN_FLAG_USER_DEFINED = 1 << 3,
+    TOKEN_FLAG_BYTE = 1 << 4,
+    TOKEN_FLAG_EOG = 1 << 5,    /* ends a generation */
+    TOKEN_FLAG_LSTRIP = 1 << 6, /* when matched in text, eats the whitespace before it */
+    TOKEN_FLAG_RSTRIP = 1 << 7, /* ... and after it */
+};
+
+struct vocab {
+    vocab_kind kind;
+    int32_t n_tokens;
+    const gguf_string *texts; /* in the GGUF map */
+    float *scores;
+    uint8_t *types;  /* token_type as stored */
+    uint8_t *flags;  /* TOKEN_FLAG_* */
+    int32_t *index;  /* open-addressing text -> id table, VOCAB_NO_TOKEN = empty */
+    uint64_t index_mask;
+    int32_t byte_tokens[256];
+    int32_t *specials; /* control, user-defined, unknown: longest text first */
+    int32_t n_specials;
+    int32_t bos, eos, eot, unk, pad;
+    bool add_bos, add_eos, add_space_prefix;
+};
+
+#endif

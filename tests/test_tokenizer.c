@@ -1,0 +1,123 @@
+/* The SentencePiece tokenizer against llama.cpp's published conformance
+ * vectors (../shared/data/tokenizer: texts separated by "\n__ggml_vocab_test__\n",
+ * one line of expected ids per text, tokenized without BOS and with special
+ * tokens as plain text), and detokenisation round trips. */
+#include "test.h"
+
+#include "text/vocab.h"
+
+#include <string.h>
+#include <unistd.h>
+
+static char *read_text(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    long len;
+    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (buf = malloc((size_t)len + 1)) != NULL) {
+        if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
+            free(buf);
+            buf = NULL;
+        } else {
+            buf[len] = '\0';
+            *size = (size_t)len;
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
+/* Detokenising the ids of a text gives the text back (with the leading space
+ * the space-prefix rule added). */
+static void check_round_trip(const vocab *v, const char *text, size_t len, const int32_t *ids, int64_t n)
+{
+    size_t cap = len * 4 + 16, at = 0;
+    char *back = malloc(cap);
+    for (int64_t i = 0; i < n; i++)
+        at += vocab_token_to_piece(v, ids[i], false, back + at, cap - at);
+    const char *expect = text;
+    size_t expect_len = len;
+    bool ok = at == expect_len + 1 && back[0] == ' ' && memcmp(back + 1, expect, expect_len) == 0;
+    CHECK_MSG(ok || len == 0, "round trip of '%.*s' gave '%.*s'", (int)len, text, (int)at, back);
+    free(back);
+}
+
+static void check_vectors(const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-%s.gguf", HEARTH_SHARED_DATA_DIR, name);
+    gguf_file *f;
+    vocab *v;
+    hearth_error err = {0};
+    if (gguf_open(path, &f, &err) != HEARTH_OK) {
+        CHECK_MSG(false, "%s", err.message);
+        return;
+    }
+    if (vocab_load(f, &v, &err) != HEARTH_OK) {
+        CHECK_MSG(false, "%s: %s", name, err.message);
+        gguf_close(f);
+        return;
+    }
+    size_t inp_size, out_size;
+    snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-%s.gguf.inp", HEARTH_SHARED_DATA_DIR, name);
+    char *inp = read_text(path, &inp_size);
+    snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-%s.gguf.out", HEARTH_SHARED_DATA_DIR, name);
+    char *outp = read_text(path, &out_size);
+    CHECK(inp && outp);
+    static const char sep[] = "\n__ggml_vocab_test__\n";
+    int cases = 0, passed = 0;
+    char *text = inp, *line = outp;
+    while (inp && outp && *line) {
+        char *end = strstr(text, sep);
+        char *line_end = strchr(line, '\n');
+        if (!end || !line_end)
+            break;
+        *line_end = '\0';
+        size_t len = (size_t)(end - text);
+        int32_t ids[4096];
+        int64_t n = vocab_tokenize(v, text, len, false, false, ids, 4096);
+        /* Expected ids: space-separated. */
+        int32_t want[4096];
+        int64_t n_want = 0;
+        for (char *p = line; *p;) {
+            char *next;
+            long id = strtol(p, &next, 10);
+            if (next == p)
+                break;
+            want[n_want++] = (int32_t)id;
+            p = next;
+        }
+        bool same = n == n_want && memcmp(ids, want, (size_t)n * sizeof *ids) == 0;
+        cases++;
+        passed += same;
+        if (!same) {
+            fprintf(stderr, "%s case %d '%.*s': got", name, cases, (int)len, text);
+            for (int64_t i = 0; i < n && i < 40; i++)
+                fprintf(stderr, " %d", ids[i]);
+            fprintf(stderr, "\n  want %s\n", line);
+        }
+        check_round_trip(v, text, len, ids, n);
+        text = end + strlen(sep);
+        line = line_end + 1;
+    }
+    printf("  %s: %d/%d vectors identical\n", name, passed, cases);
+    CHECK_MSG(cases == 46 && passed == cases, "%s: %d of %d vectors", name, passed, cases);
+    free(inp);
+    free(outp);
+    vocab_free(v);
+    gguf_close(f);
+}
+
+int main(void)
+{
+    char probe[1024];
+    snprintf(probe, sizeof probe, "%s/tokenizer", HEARTH_SHARED_DATA_DIR);
+    if (access(probe, R_OK) != 0)
+        TEST_SKIP("%s is absent: the shared test data is not next to this checkout", probe);
+    check_vectors("llama-spm");
+    check_vectors("phi-3");
+    return test_finish("test_tokenizer");
+}
