@@ -1,0 +1,18 @@
+/* Where hearth keeps things on the user's machine. */
+#ifndef HEARTH_BASE_PATHS_H
+#define HEARTH_BASE_PATHS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define HEARTH_DEFAULT_MODEL_FILE "gemma-3-270m-q4_k_m.gguf"
+
+/* $XDG_CACHE_HOME/hearth/models, or ~/.cache/hearth/models. False when
+ * neither variable is set or the path does not fit. */
+bool paths_models_dir(char *buf, size_t cap);
+
+/* The default model: $HEARTH_MODEL if set, else the models dir's
+ * HEARTH_DEFAULT_MODEL_FILE (which scripts/setup.sh puts there). */
+bool paths_default_model(char *buf, size_t cap);
+
+#endif
