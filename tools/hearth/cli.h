@@ -2,6 +2,8 @@
 #ifndef HEARTH_CLI_H
 #define HEARTH_CLI_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -13,6 +15,11 @@ enum {
 };
 
 int cli_info(int argc, char **argv);
+int cli_tokenize(int argc, char **argv);
+
+/* Reads a whole file, or standard input for "-", NUL-terminated (the text may
+ * itself hold NULs: *len is its length). On failure returns NULL and says why. */
+char *cli_read_all(const char *path, size_t *len, char *why, size_t why_cap);
 
 /* Output helpers (out.c). Text from model files is untrusted bytes: these keep
  * terminal output printable and JSON output valid UTF-8. */

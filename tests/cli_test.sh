@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# cli_info_test.sh HEARTH DEMO_GGUF TMPDIR
-# Runs `hearth info` and `hearth --help` as a user would and checks what they
-# print and how they exit, on the demo model and on broken files.
+# cli_test.sh HEARTH DEMO_GGUF TMPDIR
+# Runs hearth's commands as a user would and checks what they print and how
+# they exit, on the demo model and on broken files.
 set -u
-hearth=$1 demo=$2 tmp=$3/cli_info
+hearth=$1 demo=$2 tmp=$3/cli
 rm -rf "$tmp" && mkdir -p "$tmp"
 passed=0 failed=0
 
@@ -73,6 +73,26 @@ for cut in 3 7 20 24 100 1000 5000 $((size / 2)) $((size - 1)); do
     head -c "$cut" "$demo" >"$tmp/cut.gguf"
     expect 1 'past end of file|exceeds what the file can hold|bad magic' -- info "$tmp/cut.gguf"
 done
+
+# tokenize, on the demo vocabulary (control tokens and the 256 byte tokens,
+# no merges: every byte of "▁hi" becomes its <0xNN> token, id = byte + 3).
+expect 0 '^1 229 153 132 107 108$' -- tokenize -m "$demo" -p hi
+expect 0 '^229 153 132 107 108$' -- tokenize -m "$demo" -p hi --no-bos
+expect 0 "^ +107 -> 'h'" -- tokenize -m "$demo" -p hi -v
+expect 0 "^ +1 -> '<s>'" -- tokenize -m "$demo" -p hi -v
+printf 'hi' >"$tmp/prompt.txt"
+expect 0 '^1 229 153 132 107 108$' -- tokenize -m "$demo" -f "$tmp/prompt.txt"
+out=$(printf 'hi' | "$hearth" tokenize -m "$demo" -p - 2>&1)
+[ "$out" = "1 229 153 132 107 108" ] && pass || fail "tokenize -p - (stdin): $out"
+# Invalid UTF-8 and a NUL byte go through byte fallback, not an error.
+printf 'a\377\000' >"$tmp/bytes.txt"
+expect 0 '^1 229 153 132 100 258 3$' -- tokenize -m "$demo" -f "$tmp/bytes.txt"
+expect 2 'exactly one of -p and -f' -- tokenize -m "$demo"
+expect 2 'exactly one of -p and -f' -- tokenize -m "$demo" -p a -f "$tmp/prompt.txt"
+expect 2 "unknown argument '--bogus'" -- tokenize -m "$demo" -p a --bogus
+expect 1 'cannot open' -- tokenize -m "$tmp/missing.gguf" -p a
+expect 1 'cannot open' -- tokenize -m "$demo" -f "$tmp/missing.txt"
+expect 0 'usage: hearth tokenize' -- tokenize --help
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
