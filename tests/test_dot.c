@@ -1,0 +1,268 @@
+/* Row dot products: the scalar references against a double-precision dot of
+ * the dequantized operands, and every SIMD variant this CPU runs against the
+ * reference, on one block, 17 blocks and a ~4095-element row.
+ *
+ * Tolerances. Inside a block the integer kernels are exact; only the float
+ * combination of per-block terms rounds. Any order of summing k terms each of
+ * magnitude <= |t_i| errs by at most about k * FLT_EPSILON * sum|t_i|
+ * (Higham's gamma_k), so each check is
+ *     |got - want| <= (chain + slack) * FLT_EPSILON * M
+ * where chain is the number of float roundings a term can go through and M
+ * bounds sum|t_i|:
+ *   - quantized weights: two terms per block at most (scale part and min
+ *     part); chain = 4 * blocks covers two summations of them in different
+ *     orders. Every format's scale part is at most (max - min) of its group
+ *     <= 2 max|w| and its min part at most max|w|, so M = 3 max|w| sum|x|.
+ *     The dequantized reference operands themselves round once or twice per
+ *     element (d*sc, then *q, then -min): the slack of 8 covers that.
+ *   - float weights: the terms are w_i x_i, M = sum|w_i x_i|. The reference
+ *     sums in double (error ~ 2^-53 n, negligible); a SIMD variant sums in
+ *     at least 8 f32 lanes, so a lane's chain is n/8, plus a reduction tree:
+ *     chain = n/8 + 16. */
+#include "test.h"
+
+#include "ops/dot.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
+#include "base/fp16.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rng_next(void)
+{
+    /* splitmix64: fixed seed, so a failure reproduces */
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static float rng_uniform(void) /* [-1, 1) */
+{
+    return (float)((double)(rng_next() >> 11) * 0x1.0p-52 - 1.0);
+}
+
+/* Roughly normal values with an occasional outlier, as real weights and
+ * activations have; an outlier sets a block's scale and exercises the
+ * extremes of the quantized range. */
+static void fill_values(float *v, int64_t n, float scale)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float s = rng_uniform() + rng_uniform() + rng_uniform();
+        if (rng_next() % 64 == 0)
+            s *= 4;
+        v[i] = s * scale;
+    }
+}
+
+static void fill_bytes(uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)rng_next();
+}
+
+static uint16_t random_f16_scale(float lo, float hi)
+{
+    return fp32_to_fp16(lo + (hi - lo) * (rng_uniform() + 1) / 2);
+}
+
+/* Formats without a reference quantizer get random bits with sane scales, so
+ * every bit pattern of the quants is exercised. */
+static bool fill_random_blocks(uint32_t type, void *blocks, int64_t nblocks)
+{
+    const quant_traits *t = quant_get_traits(type);
+    fill_bytes(blocks, (size_t)nblocks * t->type_size);
+    for (int64_t i = 0; i < nblocks; i++) {
+        switch (type) {
+        case QUANT_Q2_K: {
+            block_q2_K *b = (block_q2_K *)blocks + i;
+            b->d = random_f16_scale(0.001f, 0.02f);
+            b->dmin = random_f16_scale(0.001f, 0.02f);
+            break;
+        }
+        case QUANT_Q3_K:
+            ((block_q3_K *)blocks)[i].d = random_f16_scale(0.0005f, 0.01f);
+            break;
+        case QUANT_IQ4_NL:
+            ((block_iq4_nl *)blocks)[i].d = random_f16_scale(0.002f, 0.02f);
+            break;
+        case QUANT_IQ4_XS:
+            ((block_iq4_xs *)blocks)[i].d = random_f16_scale(0.0005f, 0.005f);
+            break;
+        case QUANT_Q8_K:
+            ((block_q8_K *)blocks)[i].d = 0.001f + 0.01f * (rng_uniform() + 1);
+            break;
+        default:
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The rows of one check: weights in their format and dequantized, the
+ * activation in its format and dequantized. */
+typedef struct dot_case {
+    uint32_t type;
+    int64_t n;
+    void *w;
+    float *w_deq;
+    void *x;
+    float *x_deq;
+    double exact; /* sum of w_deq * x_deq in double */
+    double magnitude; /* M of the header comment */
+    double tolerance;
+} dot_case;
+
+static bool dot_case_make(dot_case *c, uint32_t type, int64_t n)
+{
+    const quant_traits *t = quant_get_traits(type);
+    uint32_t act = ops_activation_type(type);
+    uint64_t wbytes;
+    memset(c, 0, sizeof *c);
+    if (!quant_bytes(type, (uint64_t)n, &wbytes))
+        return false;
+    c->type = type;
+    c->n = n;
+    c->w = malloc(wbytes);
+    c->w_deq = malloc((size_t)n * sizeof(float));
+    c->x = malloc(ops_activation_row_bytes(type, n));
+    c->x_deq = malloc((size_t)n * sizeof(float));
+    float *src = malloc((size_t)n * sizeof(float));
+    if (!c->w || !c->w_deq || !c->x || !c->x_deq || !src) {
+        free(src);
+        return false;
+    }
+
+    if (t->quantize) {
+        fill_values(src, n, 0.02f);
+        t->quantize(src, c->w, n);
+    } else if (!fill_random_blocks(type, c->w, n / t->block_size)) {
+        free(src);
+        return false;
+    }
+    t->dequantize(c->w, c->w_deq, n);
+
+    fill_values(src, n, 1.0f);
+    ops_quantize_activation(type, src, c->x, n);
+    quant_get_traits(act)->dequantize(c->x, c->x_deq, n);
+    free(src);
+
+    double max_w = 0, sum_abs_x = 0, sum_abs_wx = 0;
+    c->exact = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double w = c->w_deq[i], x = c->x_deq[i];
+        c->exact += w * x;
+        sum_abs_wx += fabs(w * x);
+        sum_abs_x += fabs(x);
+        if (fabs(w) > max_w)
+            max_w = fabs(w);
+    }
+    bool integer_kernel = act != QUANT_F32;
+    if (integer_kernel) {
+        c->magnitude = 3 * max_w * sum_abs_x;
+        c->tolerance = (4.0 * (double)(n / t->block_size) + 8) * FLT_EPSILON * c->magnitude;
+    } else {
+        c->magnitude = sum_abs_wx;
+        c->tolerance = ((double)n / 8 + 16) * FLT_EPSILON * c->magnitude;
+    }
+    if (c->magnitude == 0) /* all zeros: the answer is exactly 0 */
+        c->magnitude = 1;
+    return true;
+}
+
+static void dot_case_free(dot_case *c)
+{
+    free(c->w);
+    free(c->w_deq);
+    free(c->x);
+    free(c->x_deq);
+}
+
+/* Largest |error| / M seen per weight type and variant, for the summary. */
+#define VARIANT_COUNT 4 /* exact-vs-reference, then scalar/avx2/avx512 dispatch levels */
+static double worst_error[QUANT_TYPE_COUNT][VARIANT_COUNT];
+static double worst_tolerance[QUANT_TYPE_COUNT][VARIANT_COUNT];
+
+static void record(uint32_t type, int variant, double err, const dot_case *c)
+{
+    double rel = err / c->magnitude, tol = c->tolerance / c->magnitude;
+    if (rel > worst_error[type][variant])
+        worst_error[type][variant] = rel;
+    if (tol > worst_tolerance[type][variant])
+        worst_tolerance[type][variant] = tol;
+}
+
+static void check_type(uint32_t type)
+{
+    const quant_traits *t = quant_get_traits(type);
+    ops_dot_fn ref = ops_dot_ref(type);
+    int64_t bs = t->block_size;
+    int64_t sizes[] = {bs, 17 * bs, 4095 / bs * bs, bs == 1 ? 7 : 2 * bs, bs == 1 ? 100 : 3 * bs,
+                       bs == 1 ? 4096 + 15 : 4096 / bs * bs + 9 * bs};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        int64_t n = sizes[s];
+        if (n < bs)
+            continue;
+        dot_case c;
+        if (!dot_case_make(&c, type, n)) {
+            CHECK_MSG(false, "%s n=%" PRId64 ": could not build the test rows", t->name, n);
+            dot_case_free(&c);
+            continue;
+        }
+        float got = NAN;
+        ref(n, c.w, c.x, &got);
+        double err = fabs((double)got - c.exact);
+        record(type, 0, err, &c);
+        CHECK_MSG(err <= c.tolerance, "%s n=%" PRId64 ": reference %.9g, exact %.9g, |diff| %.3g > tol %.3g", t->name,
+                  n, got, c.exact, err, c.tolerance);
+        dot_case_free(&c);
+    }
+}
+
+/* ops_dot_ref covers exactly the types that can be dequantized, and the
+ * activation size agrees with the activation format's geometry. */
+static void check_coverage(void)
+{
+    for (uint32_t type = 0; type < QUANT_TYPE_COUNT + 2; type++) {
+        const quant_traits *t = quant_get_traits(type);
+        bool can_dequantize = t && t->dequantize;
+        ops_dot_fn ref = ops_dot_ref(type);
+        CHECK_MSG((ref != NULL) == can_dequantize, "type %u (%s): ops_dot_ref %s", type, t ? t->name : "unknown",
+                  ref ? "non-NULL" : "NULL");
+        CHECK_MSG((ops_dot_best(type) != NULL) == can_dequantize, "type %u: ops_dot_best", type);
+        if (!can_dequantize)
+            continue;
+        uint32_t act = ops_activation_type(type);
+        CHECK(act == QUANT_F32 || act == QUANT_Q8_0 || act == QUANT_Q8_K);
+        uint64_t bytes;
+        CHECK(quant_bytes(act, 4096, &bytes) && bytes == ops_activation_row_bytes(type, 4096));
+    }
+    CHECK(ops_activation_type(QUANT_Q4_0) == QUANT_Q8_0);
+    CHECK(ops_activation_type(QUANT_Q5_0) == QUANT_Q8_0);
+    CHECK(ops_activation_type(QUANT_Q8_0) == QUANT_Q8_0);
+    CHECK(ops_activation_type(QUANT_Q4_K) == QUANT_Q8_K);
+    CHECK(ops_activation_type(QUANT_Q5_K) == QUANT_Q8_K);
+    CHECK(ops_activation_type(QUANT_Q6_K) == QUANT_Q8_K);
+    CHECK(ops_activation_type(QUANT_F16) == QUANT_F32);
+    CHECK(ops_activation_type(QUANT_BF16) == QUANT_F32);
+}
+
+int main(void)
+{
+    check_coverage();
+    for (uint32_t type = 0; type < QUANT_TYPE_COUNT; type++)
+        if (ops_dot_ref(type))
+            check_type(type);
+
+    printf("%-8s %-22s %s\n", "type", "ref vs exact", "max |err|/M (tol/M)");
+    for (uint32_t type = 0; type < QUANT_TYPE_COUNT; type++) {
+        if (!ops_dot_ref(type))
+            continue;
+        printf("%-8s %.2e (%.1e)\n", quant_get_traits(type)->name, worst_error[type][0], worst_tolerance[type][0]);
+    }
+    return test_finish("test_dot");
+}
