@@ -1,0 +1,42 @@
+/* What an architecture file provides to model.c. */
+#ifndef HEARTH_MODEL_ARCH_H
+#define HEARTH_MODEL_ARCH_H
+
+#include "model/model.h"
+#include "ops/matmul.h"
+
+typedef struct model_arch {
+    const char *name; /* general.architecture */
+    /* Reads hparams and binds tensors; returns the arch's private weights. */
+    hearth_status (*load)(const gguf_file *file, const vocab *v, void **weights, hearth_error *err);
+    void (*free_weights)(void *weights);
+    hearth_status (*state_create)(const void *weights, int32_t n_ctx, int32_t n_batch, void **state,
+                                  size_t *bytes, hearth_error *err);
+    void (*state_free)(void *state);
+    /* Arguments are checked by model_forward before the call. */
+    void (*forward)(const void *weights, void *state, threadpool *pool, const int32_t *tokens, int32_t n,
+                    int32_t pos0, int32_t first_output, float *logits);
+    int32_t (*n_ctx_train)(const void *weights);
+} model_arch;
+
+extern const model_arch model_arch_gemma3;
+
+/* Tensor binding helpers: each checks the tensor exists with exactly the
+ * expected shape and a type the engine can multiply / read, and says which
+ * tensor and why when not. */
+hearth_status model_bind_matrix(const gguf_file *file, const char *name, int64_t cols, int64_t rows,
+                                ops_matrix *out, hearth_error *err);
+/* A matrix that may be absent (*present says which). */
+hearth_status model_bind_optional_matrix(const gguf_file *file, const char *name, int64_t cols, int64_t rows,
+                                         ops_matrix *out, bool *present, hearth_error *err);
+/* An F32 vector of n elements (norm weights). */
+hearth_status model_bind_vector(const gguf_file *file, const char *name, int64_t n, const float **out,
+                                hearth_error *err);
+
+/* Hyper-parameters "<arch>.<key>"; required ones fail with a message naming the key. */
+hearth_status model_get_u32(const gguf_file *file, const char *arch, const char *key, bool required,
+                            uint32_t fallback, uint32_t *out, hearth_error *err);
+hearth_status model_get_f32(const gguf_file *file, const char *arch, const char *key, bool required,
+                            float fallback, float *out, hearth_error *err);
+
+#endif

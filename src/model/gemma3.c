@@ -1,0 +1,333 @@
+/* Gemma 3, as llama.cpp runs it (llm_build_gemma3_iswa):
+ *
+ *   x = embed(tokens) * sqrt(n_embd)
+ *   per layer:  h = norm(x);  q, k, v = h Wq, h Wk, h Wv
+ *               q, k = rope(norm_per_head(q)), rope(norm_per_head(k))
+ *               a = attention(q * scale, k, v)  -- sliding window on 5 of 6 layers
+ *               x = x + norm(a Wo)
+ *               h = norm(x);  x = x + norm(((gelu(h Wgate) * (h Wup)) Wdown)
+ *   logits = norm(x) Wout    -- Wout is the embedding when output.weight is absent
+ *
+ * Every norm is RMSNorm with its weight as stored in the GGUF (the converter
+ * already folded Gemma's "1 +" into it). Local (sliding) layers rotate with
+ * base 10000, global ones with rope.freq_base and the optional linear scaling. */
+#include "model/arch.h"
+
+#include "base/checked.h"
+#include "base/error.h"
+#include "base/fp16.h"
+#include "ops/attention.h"
+#include "ops/ops.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ARCH "gemma3"
+#define MAX_LAYERS 512
+#define MAX_HEAD_DIM 1024
+
+typedef struct gemma3_layer {
+    const float *attn_norm, *q_norm, *k_norm, *post_attn_norm, *ffn_norm, *post_ffn_norm;
+    ops_matrix wq, wk, wv, wo, gate, up, down;
+    bool sliding;
+} gemma3_layer;
+
+typedef struct gemma3 {
+    uint32_t n_vocab, n_embd, n_layers, n_ff, n_heads, n_kv_heads, head_dim_k, head_dim_v, n_ctx_train, window;
+    float eps, rope_base_global, rope_scale_global, rope_base_local, attn_scale;
+    ops_matrix embed, output;
+    const float *output_norm;
+    gemma3_layer *layers;
+} gemma3;
+
+typedef struct gemma3_state {
+    int32_t n_ctx, n_batch;
+    uint16_t *k_cache, *v_cache; /* per layer n_ctx rows of n_kv_heads * head_dim, f16 */
+    size_t k_layer, v_layer;     /* elements per layer */
+    float *x, *xn, *q, *k, *v, *attn, *proj, *gate, *up;
+    int32_t *positions;
+    void *act_scratch;
+} gemma3_state;
+
+static hearth_status read_hparams(const gguf_file *f, gemma3 *g, hearth_error *err)
+{
+    hearth_status st;
+    if ((st = model_get_u32(f, ARCH, "embedding_length", true, 0, &g->n_embd, err)) ||
+        (st = model_get_u32(f, ARCH, "block_count", true, 0, &g->n_layers, err)) ||
+        (st = model_get_u32(f, ARCH, "feed_forward_length", true, 0, &g->n_ff, err)) ||
+        (st = model_get_u32(f, ARCH, "attention.head_count", true, 0, &g->n_heads, err)) ||
+        (st = model_get_u32(f, ARCH, "context_length", false, 8192, &g->n_ctx_train, err)) ||
+        (st = model_get_f32(f, ARCH, "attention.layer_norm_rms_epsilon", false, 1e-6f, &g->eps, err)) ||
+        (st = model_get_f32(f, ARCH, "rope.freq_base", false, 1000000.0f, &g->rope_base_global, err)))
+        return st;
+    if (g->n_embd == 0 || g->n_embd > 65536 || g->n_layers == 0 || g->n_layers > MAX_LAYERS || g->n_ff == 0 ||
+        g->n_ff > 1048576 || g->n_heads == 0 || g->n_heads > 1024)
+        return error_set(err, HEARTH_ERR_FORMAT,
+                         ARCH ": implausible sizes (embedding %u, layers %u, feed-forward %u, heads %u)", g->n_embd,
+                         g->n_layers, g->n_ff, g->n_heads);
+    if ((st = model_get_u32(f, ARCH, "attention.head_count_kv", false, g->n_heads, &g->n_kv_heads, err)) ||
+        (st = model_get_u32(f, ARCH, "attention.key_length", false, g->n_embd / g->n_heads, &g->head_dim_k, err)) ||
+        (st = model_get_u32(f, ARCH, "attention.value_length", false, g->head_dim_k, &g->head_dim_v, err)) ||
+        (st = model_get_u32(f, ARCH, "attention.sliding_window", false, 4096, &g->window, err)))
+        return st;
+    if (g->n_kv_heads == 0 || g->n_heads % g->n_kv_heads != 0)
+        return error_set(err, HEARTH_ERR_FORMAT, ARCH ".attention.head_count_kv: %u does not divide %u heads",
+                         g->n_kv_heads, g->n_heads);
+    if (g->head_dim_k == 0 || g->head_dim_k > MAX_HEAD_DIM || g->head_dim_k % 2 || g->head_dim_v == 0 ||
+        g->head_dim_v > MAX_HEAD_DIM)
+        return error_set(err, HEARTH_ERR_FORMAT, ARCH ": head sizes %u/%u: must be even and at most %d",
+                         g->head_dim_k, g->head_dim_v, MAX_HEAD_DIM);
+    if (g->window == 0)
+        return error_set(err, HEARTH_ERR_FORMAT, ARCH ".attention.sliding_window: must be positive");
+
+    /* Linear RoPE scaling (the 4B and larger checkpoints) applies to global layers only. */
+    g->rope_scale_global = 1.0f;
+    const gguf_string *scaling = gguf_get_string(f, ARCH ".rope.scaling.type");
+    if (scaling && gguf_string_equals(scaling, "linear")) {
+        float factor;
+        if ((st = model_get_f32(f, ARCH, "rope.scaling.factor", true, 1.0f, &factor, err)))
+            return st;
+        if (!(factor > 0.0f))
+            return error_set(err, HEARTH_ERR_FORMAT, ARCH ".rope.scaling.factor: %g must be positive", factor);
+        g->rope_scale_global = 1.0f / factor;
+    } else if (scaling && !gguf_string_equals(scaling, "none")) {
+        return error_set(err, HEARTH_ERR_UNSUPPORTED, ARCH ".rope.scaling.type: only linear is supported");
+    }
+    g->rope_base_local = 10000.0f;
+    /* Gemma 3 27B scales queries by 1/sqrt(n_embd / n_heads); the others by 1/sqrt(head size). */
+    g->attn_scale = g->n_layers == 62 ? 1.0f / sqrtf((float)(g->n_embd / g->n_heads))
+                                      : 1.0f / sqrtf((float)g->head_dim_k);
+    return HEARTH_OK;
+}
+
+static hearth_status bind_layer(const gguf_file *f, const gemma3 *g, uint32_t il, gemma3_layer *l,
+                                hearth_error *err)
+{
+    char name[96];
+    hearth_status st = HEARTH_OK;
+    int64_t d = g->n_embd, q_dim = (int64_t)g->n_heads * g->head_dim_k;
+    int64_t k_dim = (int64_t)g->n_kv_heads * g->head_dim_k, v_dim = (int64_t)g->n_kv_heads * g->head_dim_v;
+    int64_t o_dim = (int64_t)g->n_heads * g->head_dim_v;
+#define VEC(field, suffix, n) \
+    (snprintf(name, sizeof name, "blk.%u." suffix ".weight", il), model_bind_vector(f, name, n, &l->field, err))
+#define MAT(field, suffix, cols, rows) \
+    (snprintf(name, sizeof name, "blk.%u." suffix ".weight", il), model_bind_matrix(f, name, cols, rows, &l->field, err))
+    if ((st = VEC(attn_norm, "attn_norm", d)) || (st = VEC(q_norm, "attn_q_norm", g->head_dim_k)) ||
+        (st = VEC(k_norm, "attn_k_norm", g->head_dim_k)) ||
+        (st = VEC(post_attn_norm, "post_attention_norm", d)) || (st = VEC(ffn_norm, "ffn_norm", d)) ||
+        (st = VEC(post_ffn_norm, "post_ffw_norm", d)) || (st = MAT(wq, "attn_q", d, q_dim)) ||
+        (st = MAT(wk, "attn_k", d, k_dim)) || (st = MAT(wv, "attn_v", d, v_dim)) ||
+        (st = MAT(wo, "attn_output", o_dim, d)) || (st = MAT(gate, "ffn_gate", d, g->n_ff)) ||
+        (st = MAT(up, "ffn_up", d, g->n_ff)) || (st = MAT(down, "ffn_down", g->n_ff, d)))
+        return st;
+#undef VEC
+#undef MAT
+    /* Five local layers, then one global: llama.cpp's swa pattern of 6. */
+    l->sliding = il % 6 != 5;
+    return HEARTH_OK;
+}
+
+static void gemma3_free_weights(void *p)
+{
+    gemma3 *g = p;
+    if (g)
+        free(g->layers);
+    free(g);
+}
+
+static hearth_status gemma3_load(const gguf_file *f, const vocab *v, void **out, hearth_error *err)
+{
+    *out = NULL;
+    gemma3 *g = calloc(1, sizeof *g);
+    if (!g)
+        return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
+    hearth_status st = read_hparams(f, g, err);
+    if (st == HEARTH_OK) {
+        g->n_vocab = (uint32_t)vocab_size(v);
+        g->layers = calloc(g->n_layers, sizeof *g->layers);
+        if (!g->layers)
+            st = error_set(err, HEARTH_ERR_NOMEM, "out of memory");
+    }
+    if (st == HEARTH_OK)
+        st = model_bind_matrix(f, "token_embd.weight", g->n_embd, g->n_vocab, &g->embed, err);
+    if (st == HEARTH_OK)
+        st = model_bind_vector(f, "output_norm.weight", g->n_embd, &g->output_norm, err);
+    bool untied = false;
+    if (st == HEARTH_OK)
+        st = model_bind_optional_matrix(f, "output.weight", g->n_embd, g->n_vocab, &g->output, &untied, err);
+    if (st == HEARTH_OK && !untied)
+        g->output = g->embed;
+    for (uint32_t il = 0; st == HEARTH_OK && il < g->n_layers; il++)
+        st = bind_layer(f, g, il, &g->layers[il], err);
+    if (st != HEARTH_OK) {
+        gemma3_free_weights(g);
+        return st;
+    }
+    *out = g;
+    return HEARTH_OK;
+}
+
+static int32_t gemma3_n_ctx_train(const void *p)
+{
+    const gemma3 *g = p;
+    return g->n_ctx_train > INT32_MAX ? INT32_MAX : (int32_t)g->n_ctx_train;
+}
+
+static void gemma3_state_free(void *p)
+{
+    gemma3_state *s = p;
+    if (!s)
+        return;
+    free(s->k_cache);
+    free(s->v_cache);
+    free(s->x);
+    free(s->positions);
+    free(s->act_scratch);
+    free(s);
+}
+
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
+static hearth_status gemma3_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out, size_t *bytes,
+                                         hearth_error *err)
+{
+    const gemma3 *g = p;
+    *out = NULL;
+    gemma3_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
+    s->n_ctx = n_ctx;
+    s->n_batch = n_batch;
+    s->k_layer = (size_t)n_ctx * g->n_kv_heads * g->head_dim_k;
+    s->v_layer = (size_t)n_ctx * g->n_kv_heads * g->head_dim_v;
+    uint64_t k_bytes, v_bytes;
+    bool fits = checked_mul_u64(s->k_layer, (uint64_t)g->n_layers * sizeof(uint16_t), &k_bytes) &&
+                checked_mul_u64(s->v_layer, (uint64_t)g->n_layers * sizeof(uint16_t), &v_bytes) &&
+                k_bytes < SIZE_MAX / 4 && v_bytes < SIZE_MAX / 4;
+
+    /* Activations: one block of floats carved into the batch's buffers. */
+    size_t b = (size_t)n_batch, d = g->n_embd;
+    size_t q_dim = (size_t)g->n_heads * g->head_dim_k, kv_k = (size_t)g->n_kv_heads * g->head_dim_k;
+    size_t kv_v = (size_t)g->n_kv_heads * g->head_dim_v, o_dim = (size_t)g->n_heads * g->head_dim_v;
+    size_t floats = b * (3 * d + q_dim + kv_k + kv_v + o_dim + 2 * (size_t)g->n_ff);
+    size_t act = ops_matmul_scratch_bytes(&g->output, n_batch);
+    for (uint32_t il = 0; il < g->n_layers; il++) {
+        const gemma3_layer *l = &g->layers[il];
+        const ops_matrix *ms[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->gate, &l->up, &l->down};
+        for (size_t i = 0; i < sizeof ms / sizeof *ms; i++)
+            act = max_size(act, ops_matmul_scratch_bytes(ms[i], n_batch));
+    }
+    if (fits) {
+        s->k_cache = malloc(k_bytes);
+        s->v_cache = malloc(v_bytes);
+        s->x = malloc(floats * sizeof(float));
+        s->positions = malloc(b * sizeof *s->positions);
+        s->act_scratch = malloc(act);
+    }
+    if (!fits || !s->k_cache || !s->v_cache || !s->x || !s->positions || !s->act_scratch) {
+        gemma3_state_free(s);
+        return error_set(err, HEARTH_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MiB)",
+                         n_ctx, fits ? (double)(k_bytes + v_bytes) / 1048576.0 : INFINITY);
+    }
+    float *cursor = s->x + b * d;
+    s->xn = cursor, cursor += b * d;
+    s->proj = cursor, cursor += b * d;
+    s->q = cursor, cursor += b * q_dim;
+    s->k = cursor, cursor += b * kv_k;
+    s->v = cursor, cursor += b * kv_v;
+    s->attn = cursor, cursor += b * o_dim;
+    s->gate = cursor, cursor += b * g->n_ff;
+    s->up = cursor;
+    *bytes = k_bytes + v_bytes + floats * sizeof(float) + act;
+    *out = s;
+    return HEARTH_OK;
+}
+
+static void store_f16(uint16_t *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = fp32_to_fp16(src[i]);
+}
+
+static void gemma3_forward(const void *p, void *state, threadpool *pool, const int32_t *tokens, int32_t n,
+                           int32_t pos0, int32_t first_output, float *logits)
+{
+    const gemma3 *g = p;
+    gemma3_state *s = state;
+    const int64_t d = g->n_embd, ff = g->n_ff;
+    const int64_t q_dim = (int64_t)g->n_heads * g->head_dim_k;
+    const int64_t kv_k = (int64_t)g->n_kv_heads * g->head_dim_k, kv_v = (int64_t)g->n_kv_heads * g->head_dim_v;
+    const int64_t o_dim = (int64_t)g->n_heads * g->head_dim_v;
+    const float embed_scale = sqrtf((float)d);
+
+    for (int32_t t = 0; t < n; t++) {
+        ops_matrix_row_f32(&g->embed, tokens[t], s->x + t * d);
+        ops_scale(s->x + t * d, d, embed_scale);
+        s->positions[t] = pos0 + t;
+    }
+
+    for (uint32_t il = 0; il < g->n_layers; il++) {
+        const gemma3_layer *l = &g->layers[il];
+        uint16_t *k_cache = s->k_cache + il * s->k_layer, *v_cache = s->v_cache + il * s->v_layer;
+        float rope_base = l->sliding ? g->rope_base_local : g->rope_base_global;
+        float rope_scale = l->sliding ? 1.0f : g->rope_scale_global;
+
+        for (int32_t t = 0; t < n; t++)
+            ops_rmsnorm(s->x + t * d, l->attn_norm, d, g->eps, s->xn + t * d);
+        ops_matmul(pool, &l->wq, s->xn, d, n, s->q, q_dim, s->act_scratch);
+        ops_matmul(pool, &l->wk, s->xn, d, n, s->k, kv_k, s->act_scratch);
+        ops_matmul(pool, &l->wv, s->xn, d, n, s->v, kv_v, s->act_scratch);
+        for (int32_t t = 0; t < n; t++) {
+            float *q = s->q + t * q_dim, *k = s->k + t * kv_k;
+            for (uint32_t h = 0; h < g->n_heads; h++)
+                ops_rmsnorm(q + h * g->head_dim_k, l->q_norm, g->head_dim_k, g->eps, q + h * g->head_dim_k);
+            for (uint32_t h = 0; h < g->n_kv_heads; h++)
+                ops_rmsnorm(k + h * g->head_dim_k, l->k_norm, g->head_dim_k, g->eps, k + h * g->head_dim_k);
+            ops_rope_neox(q, g->n_heads, g->head_dim_k, g->head_dim_k, s->positions[t], rope_base, rope_scale);
+            ops_rope_neox(k, g->n_kv_heads, g->head_dim_k, g->head_dim_k, s->positions[t], rope_base, rope_scale);
+            store_f16(k_cache + (size_t)s->positions[t] * kv_k, k, kv_k);
+            store_f16(v_cache + (size_t)s->positions[t] * kv_v, s->v + t * kv_v, kv_v);
+        }
+        ops_attention_args attn = {
+            .q = s->q, .q_stride = q_dim, .k = k_cache, .v = v_cache, .k_stride = kv_k, .v_stride = kv_v,
+            .positions = s->positions, .n_tokens = n, .n_heads = g->n_heads, .n_kv_heads = g->n_kv_heads,
+            .head_dim_k = g->head_dim_k, .head_dim_v = g->head_dim_v,
+            .window = l->sliding ? (int32_t)g->window : 0, .scale = g->attn_scale,
+            .out = s->attn, .out_stride = o_dim,
+        };
+        ops_attention(pool, &attn);
+        ops_matmul(pool, &l->wo, s->attn, o_dim, n, s->proj, d, s->act_scratch);
+        for (int32_t t = 0; t < n; t++) {
+            ops_rmsnorm(s->proj + t * d, l->post_attn_norm, d, g->eps, s->proj + t * d);
+            ops_add(s->x + t * d, s->proj + t * d, d);
+            ops_rmsnorm(s->x + t * d, l->ffn_norm, d, g->eps, s->xn + t * d);
+        }
+        ops_matmul(pool, &l->gate, s->xn, d, n, s->gate, ff, s->act_scratch);
+        ops_matmul(pool, &l->up, s->xn, d, n, s->up, ff, s->act_scratch);
+        ops_geglu(s->gate, s->up, (int64_t)n * ff);
+        ops_matmul(pool, &l->down, s->gate, ff, n, s->proj, d, s->act_scratch);
+        for (int32_t t = 0; t < n; t++) {
+            ops_rmsnorm(s->proj + t * d, l->post_ffn_norm, d, g->eps, s->proj + t * d);
+            ops_add(s->x + t * d, s->proj + t * d, d);
+        }
+    }
+
+    if (first_output >= n)
+        return;
+    for (int32_t t = first_output; t < n; t++)
+        ops_rmsnorm(s->x + t * d, g->output_norm, d, g->eps, s->xn + t * d);
+    ops_matmul(pool, &g->output, s->xn + first_output * d, d, n - first_output, logits, g->n_vocab,
+               s->act_scratch);
+}
+
+const model_arch model_arch_gemma3 = {
+    .name = ARCH,
+    .load = gemma3_load,
+    .free_weights = gemma3_free_weights,
+    .state_create = gemma3_state_create,
+    .state_free = gemma3_state_free,
+    .forward = gemma3_forward,
+    .n_ctx_train = gemma3_n_ctx_train,
+};

@@ -1,0 +1,233 @@
+#include "model/arch.h"
+
+#include "base/error.h"
+#include "ops/dot.h"
+#include "quant/quant.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const model_arch *const architectures[] = {
+    &model_arch_gemma3,
+};
+
+struct model {
+    gguf_file *file;
+    vocab *vocab;
+    const model_arch *arch;
+    void *weights;
+};
+
+struct model_state {
+    const model *model;
+    void *impl;
+    int32_t n_ctx, n_batch;
+    size_t bytes;
+};
+
+hearth_status model_load(const char *path, model **out, hearth_error *err)
+{
+    *out = NULL;
+    model *m = calloc(1, sizeof *m);
+    if (!m)
+        return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
+    hearth_status st = gguf_open(path, &m->file, err);
+    if (st == HEARTH_OK)
+        st = vocab_load(m->file, &m->vocab, err);
+    if (st == HEARTH_OK) {
+        const gguf_string *name = gguf_get_string(m->file, "general.architecture");
+        for (size_t i = 0; name && i < sizeof architectures / sizeof *architectures; i++)
+            if (gguf_string_equals(name, architectures[i]->name))
+                m->arch = architectures[i];
+        if (!name)
+            st = error_set(err, HEARTH_ERR_FORMAT, "general.architecture: missing");
+        else if (!m->arch)
+            st = error_set(err, HEARTH_ERR_UNSUPPORTED, "general.architecture: '%.*s' is not supported (known: gemma3)",
+                           (int)(name->len > 64 ? 64 : name->len), name->data);
+    }
+    if (st == HEARTH_OK)
+        st = m->arch->load(m->file, m->vocab, &m->weights, err);
+    if (st != HEARTH_OK) {
+        if (!strstr(err->message, path))
+            error_prefix(err, "%s", path);
+        model_free(m);
+        return st;
+    }
+    *out = m;
+    return HEARTH_OK;
+}
+
+void model_free(model *m)
+{
+    if (!m)
+        return;
+    if (m->weights)
+        m->arch->free_weights(m->weights);
+    vocab_free(m->vocab);
+    gguf_close(m->file);
+    free(m);
+}
+
+const vocab *model_vocab(const model *m) { return m->vocab; }
+const gguf_file *model_file(const model *m) { return m->file; }
+const char *model_arch_name(const model *m) { return m->arch->name; }
+int32_t model_n_vocab(const model *m) { return vocab_size(m->vocab); }
+int32_t model_n_ctx_train(const model *m) { return m->arch->n_ctx_train(m->weights); }
+
+hearth_status model_state_create(const model *m, int32_t n_ctx, int32_t n_batch, model_state **out,
+                                 hearth_error *err)
+{
+    *out = NULL;
+    if (n_ctx < 1 || n_batch < 1)
+        return error_set(err, HEARTH_ERR_ARG, "context size %d and batch size %d must be at least 1", n_ctx, n_batch);
+    if (n_batch > n_ctx)
+        n_batch = n_ctx;
+    model_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
+    hearth_status st = m->arch->state_create(m->weights, n_ctx, n_batch, &s->impl, &s->bytes, err);
+    if (st != HEARTH_OK) {
+        free(s);
+        return st;
+    }
+    s->model = m;
+    s->n_ctx = n_ctx;
+    s->n_batch = n_batch;
+    *out = s;
+    return HEARTH_OK;
+}
+
+void model_state_free(model_state *s)
+{
+    if (!s)
+        return;
+    s->model->arch->state_free(s->impl);
+    free(s);
+}
+
+size_t model_state_bytes(const model_state *s) { return s->bytes; }
+
+hearth_status model_forward(const model *m, model_state *s, threadpool *pool, const int32_t *tokens, int32_t n,
+                            int32_t pos0, int32_t first_output, float *logits, hearth_error *err)
+{
+    if (n < 1 || n > s->n_batch)
+        return error_set(err, HEARTH_ERR_ARG, "batch of %d tokens: must be 1 to %d", n, s->n_batch);
+    if (pos0 < 0 || pos0 > s->n_ctx - n)
+        return error_set(err, HEARTH_ERR_ARG, "context full: %d tokens at position %d exceed the context of %d",
+                         n, pos0, s->n_ctx);
+    if (first_output < 0 || first_output > n || (first_output < n && !logits))
+        return error_set(err, HEARTH_ERR_ARG, "first output %d of a batch of %d", first_output, n);
+    int32_t n_vocab = vocab_size(m->vocab);
+    for (int32_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return error_set(err, HEARTH_ERR_ARG, "token id %d at batch index %d: outside the vocabulary of %d",
+                             tokens[i], i, n_vocab);
+    m->arch->forward(m->weights, s->impl, pool, tokens, n, pos0, first_output, logits);
+    return HEARTH_OK;
+}
+
+/* ---- binding helpers ---- */
+
+static hearth_status find_tensor(const gguf_file *file, const char *name, const gguf_tensor **out,
+                                 hearth_error *err)
+{
+    *out = gguf_find_tensor(file, name);
+    if (!*out)
+        return error_set(err, HEARTH_ERR_FORMAT, "tensor %s: missing", name);
+    return HEARTH_OK;
+}
+
+static hearth_status bind_found_matrix(const gguf_tensor *t, int64_t cols, int64_t rows, ops_matrix *out,
+                                       hearth_error *err)
+{
+    if (t->n_dims > 2 || t->ne[0] != cols || t->ne[1] != rows)
+        return error_set(err, HEARTH_ERR_FORMAT, "tensor %s: shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
+                         t->name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                         (long long)t->ne[3], (long long)cols, (long long)rows);
+    const quant_traits *traits = quant_get_traits(t->type);
+    if (!ops_dot_ref(t->type))
+        return error_set(err, HEARTH_ERR_UNSUPPORTED, "tensor %s: weight type %s is not supported yet", t->name,
+                         traits ? traits->name : "?");
+    const quant_traits *act = quant_get_traits(ops_activation_type(t->type));
+    if (cols % act->block_size != 0)
+        return error_set(err, HEARTH_ERR_FORMAT, "tensor %s: rows of %lld do not divide into %s blocks", t->name,
+                         (long long)cols, act->name);
+    uint64_t row_bytes;
+    if (!quant_bytes(t->type, (uint64_t)cols, &row_bytes))
+        return error_set(err, HEARTH_ERR_FORMAT, "tensor %s: bad row length %lld for %s", t->name,
+                         (long long)cols, traits->name);
+    *out = (ops_matrix){.data = t->data, .type = t->type, .cols = cols, .rows = rows, .row_bytes = row_bytes};
+    return HEARTH_OK;
+}
+
+hearth_status model_bind_matrix(const gguf_file *file, const char *name, int64_t cols, int64_t rows,
+                                ops_matrix *out, hearth_error *err)
+{
+    const gguf_tensor *t;
+    hearth_status st = find_tensor(file, name, &t, err);
+    return st != HEARTH_OK ? st : bind_found_matrix(t, cols, rows, out, err);
+}
+
+hearth_status model_bind_optional_matrix(const gguf_file *file, const char *name, int64_t cols, int64_t rows,
+                                         ops_matrix *out, bool *present, hearth_error *err)
+{
+    const gguf_tensor *t = gguf_find_tensor(file, name);
+    *present = t != NULL;
+    return t ? bind_found_matrix(t, cols, rows, out, err) : HEARTH_OK;
+}
+
+hearth_status model_bind_vector(const gguf_file *file, const char *name, int64_t n, const float **out,
+                                hearth_error *err)
+{
+    const gguf_tensor *t;
+    hearth_status st = find_tensor(file, name, &t, err);
+    if (st != HEARTH_OK)
+        return st;
+    if (t->n_dims != 1 || t->ne[0] != n)
+        return error_set(err, HEARTH_ERR_FORMAT, "tensor %s: shape [%lld, %lld], expected [%lld]", t->name,
+                         (long long)t->ne[0], (long long)t->ne[1], (long long)n);
+    if (t->type != QUANT_F32)
+        return error_set(err, HEARTH_ERR_UNSUPPORTED, "tensor %s: type %s, expected F32", t->name,
+                         quant_get_traits(t->type)->name);
+    *out = t->data;
+    return HEARTH_OK;
+}
+
+hearth_status model_get_u32(const gguf_file *file, const char *arch, const char *key, bool required,
+                            uint32_t fallback, uint32_t *out, hearth_error *err)
+{
+    char full[256];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    uint64_t v;
+    if (!gguf_get_uint(file, full, &v)) {
+        if (gguf_find_kv(file, full))
+            return error_set(err, HEARTH_ERR_FORMAT, "%s: not an unsigned integer", full);
+        if (required)
+            return error_set(err, HEARTH_ERR_FORMAT, "%s: missing", full);
+        v = fallback;
+    }
+    if (v > UINT32_MAX)
+        return error_set(err, HEARTH_ERR_FORMAT, "%s: %llu is too large", full, (unsigned long long)v);
+    *out = (uint32_t)v;
+    return HEARTH_OK;
+}
+
+hearth_status model_get_f32(const gguf_file *file, const char *arch, const char *key, bool required,
+                            float fallback, float *out, hearth_error *err)
+{
+    char full[256];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    double v;
+    if (!gguf_get_float(file, full, &v)) {
+        if (gguf_find_kv(file, full))
+            return error_set(err, HEARTH_ERR_FORMAT, "%s: not a float", full);
+        if (required)
+            return error_set(err, HEARTH_ERR_FORMAT, "%s: missing", full);
+        v = fallback;
+    }
+    if (!(v == v) || v > 3.4e38 || v < -3.4e38)
+        return error_set(err, HEARTH_ERR_FORMAT, "%s: %g is not a finite float", full, v);
+    *out = (float)v;
+    return HEARTH_OK;
+}

@@ -1,0 +1,45 @@
+/* A loaded model: its GGUF map, vocabulary, architecture and weights, and the
+ * per-sequence state its forward pass needs (the KV cache and scratch).
+ *
+ * Architectures register in model.c; each lives in one file (gemma3.c, ...)
+ * that reads its hyper-parameters, binds and checks its tensors, and runs its
+ * forward pass over a batch of tokens. */
+#ifndef HEARTH_MODEL_MODEL_H
+#define HEARTH_MODEL_MODEL_H
+
+#include "base/threadpool.h"
+#include "gguf/gguf.h"
+#include "hearth.h"
+#include "text/vocab.h"
+
+#include <stdint.h>
+
+typedef struct model model;
+typedef struct model_state model_state;
+
+hearth_status model_load(const char *path, model **out, hearth_error *err);
+void model_free(model *m);
+
+const vocab *model_vocab(const model *m);
+const gguf_file *model_file(const model *m);
+const char *model_arch_name(const model *m);
+int32_t model_n_vocab(const model *m);
+int32_t model_n_ctx_train(const model *m);
+
+/* State for one sequence of up to n_ctx tokens, fed at most n_batch at a
+ * time. All memory the forward pass uses is allocated here. */
+hearth_status model_state_create(const model *m, int32_t n_ctx, int32_t n_batch, model_state **out,
+                                 hearth_error *err);
+void model_state_free(model_state *s);
+/* Bytes the state holds (cache + scratch), for reporting. */
+size_t model_state_bytes(const model_state *s);
+
+/* Runs n tokens (1..n_batch) at positions pos0 .. pos0+n-1, keeping their
+ * keys and values in the state (positions before pos0 must have been run).
+ * Writes the logits of tokens first_output .. n-1 into logits, one row of
+ * model_n_vocab floats each (first_output == n: no logits, logits may be NULL).
+ * Token ids out of range and positions past the context are errors. */
+hearth_status model_forward(const model *m, model_state *s, threadpool *pool, const int32_t *tokens, int32_t n,
+                            int32_t pos0, int32_t first_output, float *logits, hearth_error *err);
+
+#endif

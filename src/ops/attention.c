@@ -1,0 +1,77 @@
+#include "ops/attention.h"
+
+#include "base/fp16.h"
+
+#include <assert.h>
+#include <math.h>
+#include <pthread.h>
+
+/* f16 -> f32 for every half: the scalar path reads K and V through it. */
+static float half_to_float[1 << 16];
+static pthread_once_t half_table_once = PTHREAD_ONCE_INIT;
+
+static void fill_half_table(void)
+{
+    for (uint32_t h = 0; h < (1u << 16); h++)
+        half_to_float[h] = fp16_to_fp32((uint16_t)h);
+}
+
+enum { MAX_HEAD_DIM = 1024 };
+
+static void attend_one(const ops_attention_args *a, int32_t t, int32_t h)
+{
+    int32_t group = a->n_heads / a->n_kv_heads;
+    int32_t kv_head = h / group;
+    const float *q = a->q + t * a->q_stride + (int64_t)h * a->head_dim_k;
+    const uint16_t *k_base = a->k + (int64_t)kv_head * a->head_dim_k;
+    const uint16_t *v_base = a->v + (int64_t)kv_head * a->head_dim_v;
+    int32_t pos = a->positions[t];
+    int32_t first = 0;
+    if (a->window > 0 && pos - a->window + 1 > 0)
+        first = pos - a->window + 1;
+
+    float acc[MAX_HEAD_DIM];
+    for (int32_t d = 0; d < a->head_dim_v; d++)
+        acc[d] = 0.0f;
+    float running_max = -INFINITY, running_sum = 0.0f;
+    for (int32_t j = first; j <= pos; j++) {
+        const uint16_t *k = k_base + j * a->k_stride;
+        float s = 0.0f;
+        for (int32_t d = 0; d < a->head_dim_k; d++)
+            s += q[d] * half_to_float[k[d]];
+        s *= a->scale;
+        const uint16_t *v = v_base + j * a->v_stride;
+        if (s > running_max) {
+            /* Rescale what was accumulated under the old maximum. */
+            float correction = expf(running_max - s);
+            running_sum *= correction;
+            for (int32_t d = 0; d < a->head_dim_v; d++)
+                acc[d] *= correction;
+            running_max = s;
+        }
+        float p = expf(s - running_max);
+        running_sum += p;
+        for (int32_t d = 0; d < a->head_dim_v; d++)
+            acc[d] += p * half_to_float[v[d]];
+    }
+    float *out = a->out + t * a->out_stride + (int64_t)h * a->head_dim_v;
+    float inv = running_sum > 0.0f ? 1.0f / running_sum : 0.0f;
+    for (int32_t d = 0; d < a->head_dim_v; d++)
+        out[d] = acc[d] * inv;
+}
+
+static void attention_worker(void *p, int thread, int n_threads)
+{
+    const ops_attention_args *a = p;
+    long items = (long)a->n_tokens * a->n_heads, first, last;
+    threadpool_split(items, 1, thread, n_threads, &first, &last);
+    for (long i = first; i < last; i++)
+        attend_one(a, (int32_t)(i / a->n_heads), (int32_t)(i % a->n_heads));
+}
+
+void ops_attention(threadpool *pool, const ops_attention_args *args)
+{
+    assert(args->head_dim_v <= MAX_HEAD_DIM && args->n_heads % args->n_kv_heads == 0);
+    pthread_once(&half_table_once, fill_half_table);
+    threadpool_run(pool, attention_worker, (void *)args);
+}

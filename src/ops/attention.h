@@ -1,0 +1,28 @@
+/* Causal self-attention of a batch of query tokens over a KV cache, with
+ * grouped-query heads and an optional sliding window. */
+#ifndef HEARTH_OPS_ATTENTION_H
+#define HEARTH_OPS_ATTENTION_H
+
+#include "base/threadpool.h"
+
+#include <stdint.h>
+
+typedef struct ops_attention_args {
+    const float *q;          /* n_tokens rows of n_heads * head_dim_k, stride q_stride floats */
+    int64_t q_stride;
+    const uint16_t *k, *v;   /* f16 cache rows by position: n_kv_heads * head_dim_{k,v}, strides in elements */
+    int64_t k_stride, v_stride;
+    const int32_t *positions; /* of each query token; it sees cache rows 0..position */
+    int32_t n_tokens, n_heads, n_kv_heads, head_dim_k, head_dim_v;
+    int32_t window;          /* > 0: a query at p sees only keys j with p - j < window */
+    float scale;             /* applied to q·k before the softmax */
+    float *out;              /* n_tokens rows of n_heads * head_dim_v, stride out_stride */
+    int64_t out_stride;
+} ops_attention_args;
+
+/* Heads share K/V in groups: head h reads KV head h / (n_heads / n_kv_heads),
+ * in place, never copied. The softmax is computed online (one pass, running
+ * maximum), so no score matrix is materialised. */
+void ops_attention(threadpool *pool, const ops_attention_args *args);
+
+#endif

@@ -1,0 +1,68 @@
+#include "ops/matmul.h"
+
+#include "ops/dot.h"
+#include "quant/quant.h"
+
+#include <assert.h>
+
+size_t ops_matmul_scratch_bytes(const ops_matrix *w, int64_t n_tokens)
+{
+    return ops_activation_row_bytes(w->type, w->cols) * (size_t)n_tokens;
+}
+
+typedef struct matmul_job {
+    const ops_matrix *w;
+    const float *x;
+    int64_t x_stride, n_tokens;
+    float *y;
+    int64_t y_stride;
+    unsigned char *act; /* the activations, converted */
+    size_t act_row_bytes;
+    ops_dot_fn dot;
+} matmul_job;
+
+static void quantize_rows(void *p, int thread, int n_threads)
+{
+    matmul_job *job = p;
+    long first, last;
+    threadpool_split(job->n_tokens, 1, thread, n_threads, &first, &last);
+    for (long t = first; t < last; t++)
+        ops_quantize_activation(job->w->type, job->x + t * job->x_stride, job->act + t * job->act_row_bytes,
+                                job->w->cols);
+}
+
+/* Rows are handed out in groups, so the few tokens of a decode step still
+ * spread over all threads while a weight row stays in L1 across tokens. */
+enum { ROW_GRAIN = 16 };
+
+static void multiply_rows(void *p, int thread, int n_threads)
+{
+    matmul_job *job = p;
+    const ops_matrix *w = job->w;
+    long first, last;
+    threadpool_split(w->rows, ROW_GRAIN, thread, n_threads, &first, &last);
+    for (long r = first; r < last; r++) {
+        const unsigned char *row = (const unsigned char *)w->data + (size_t)r * w->row_bytes;
+        for (int64_t t = 0; t < job->n_tokens; t++)
+            job->dot(w->cols, row, job->act + t * job->act_row_bytes, &job->y[t * job->y_stride + r]);
+    }
+}
+
+void ops_matmul(threadpool *pool, const ops_matrix *w, const float *x, int64_t x_stride, int64_t n_tokens,
+                float *y, int64_t y_stride, void *scratch)
+{
+    matmul_job job = {
+        .w = w, .x = x, .x_stride = x_stride, .n_tokens = n_tokens, .y = y, .y_stride = y_stride,
+        .act = scratch, .act_row_bytes = ops_activation_row_bytes(w->type, w->cols),
+        .dot = ops_dot_best(w->type),
+    };
+    assert(job.dot != NULL); /* model loading rejects types without a kernel */
+    threadpool_run(pool, quantize_rows, &job);
+    threadpool_run(pool, multiply_rows, &job);
+}
+
+void ops_matrix_row_f32(const ops_matrix *w, int64_t row, float *out)
+{
+    const quant_traits *traits = quant_get_traits(w->type);
+    traits->dequantize((const unsigned char *)w->data + (size_t)row * w->row_bytes, out, w->cols);
+}

@@ -1,0 +1,33 @@
+/* Matrix products against weights in their stored (GGUF) format. */
+#ifndef HEARTH_OPS_MATMUL_H
+#define HEARTH_OPS_MATMUL_H
+
+#include "base/threadpool.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A 2-D weight: `rows` rows of `cols` elements of `type`, row-major, as GGUF
+ * stores them (ne[0] = cols). data points into the model's map. */
+typedef struct ops_matrix {
+    const void *data;
+    uint32_t type;
+    int64_t cols;
+    int64_t rows;
+    size_t row_bytes;
+} ops_matrix;
+
+/* Bytes of scratch ops_matmul needs for n_tokens activation rows of length cols. */
+size_t ops_matmul_scratch_bytes(const ops_matrix *w, int64_t n_tokens);
+
+/* y[t][r] = sum_c w[r][c] * x[t][c] for n_tokens rows of x (each w->cols long,
+ * row stride x_stride floats) into y (row stride y_stride floats). Activations
+ * are converted once into the weight's activation format in `scratch`; every
+ * weight row is then read once for all tokens. Split by rows over the pool. */
+void ops_matmul(threadpool *pool, const ops_matrix *w, const float *x, int64_t x_stride, int64_t n_tokens,
+                float *y, int64_t y_stride, void *scratch);
+
+/* Row `row` of w as f32 (an embedding lookup). */
+void ops_matrix_row_f32(const ops_matrix *w, int64_t row, float *out);
+
+#endif

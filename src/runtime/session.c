@@ -1,0 +1,106 @@
+#include "runtime/session.h"
+
+#include "base/error.h"
+
+#include <stdlib.h>
+
+struct session {
+    const model *model;
+    threadpool *pool;
+    model_state *state;
+    int32_t n_ctx, n_batch, n_past;
+    float *logits; /* the last token's */
+};
+
+hearth_status session_create(const model *m, threadpool *pool, const session_params *params, session **out,
+                             hearth_error *err)
+{
+    *out = NULL;
+    int32_t n_ctx = params && params->n_ctx > 0 ? params->n_ctx : model_n_ctx_train(m);
+    if (!(params && params->n_ctx > 0) && n_ctx > 4096)
+        n_ctx = 4096;
+    int32_t n_batch = params && params->n_batch > 0 ? params->n_batch : 512;
+    if (params && (params->n_ctx < 0 || params->n_batch < 0))
+        return error_set(err, HEARTH_ERR_ARG, "context size and batch size must not be negative");
+    session *s = calloc(1, sizeof *s);
+    if (!s || !(s->logits = calloc((size_t)model_n_vocab(m), sizeof(float)))) {
+        free(s);
+        return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
+    }
+    hearth_status st = model_state_create(m, n_ctx, n_batch, &s->state, err);
+    if (st != HEARTH_OK) {
+        free(s->logits);
+        free(s);
+        return st;
+    }
+    s->model = m;
+    s->pool = pool;
+    s->n_ctx = n_ctx;
+    s->n_batch = n_batch < n_ctx ? n_batch : n_ctx;
+    *out = s;
+    return HEARTH_OK;
+}
+
+void session_free(session *s)
+{
+    if (!s)
+        return;
+    model_state_free(s->state);
+    free(s->logits);
+    free(s);
+}
+
+int32_t session_n_ctx(const session *s) { return s->n_ctx; }
+int32_t session_n_past(const session *s) { return s->n_past; }
+size_t session_state_bytes(const session *s) { return model_state_bytes(s->state); }
+void session_reset(session *s) { s->n_past = 0; }
+const float *session_logits(const session *s) { return s->logits; }
+
+static hearth_status check_room(const session *s, int32_t n, hearth_error *err)
+{
+    if (n < 0)
+        return error_set(err, HEARTH_ERR_ARG, "negative token count");
+    if (n > s->n_ctx - s->n_past)
+        return error_set(err, HEARTH_ERR_ARG, "context full: %d tokens already, %d more do not fit in a context of %d",
+                         s->n_past, n, s->n_ctx);
+    return HEARTH_OK;
+}
+
+hearth_status session_eval(session *s, const int32_t *tokens, int32_t n, hearth_error *err)
+{
+    hearth_status st = check_room(s, n, err);
+    for (int32_t done = 0; st == HEARTH_OK && done < n;) {
+        int32_t count = n - done < s->n_batch ? n - done : s->n_batch;
+        bool last = done + count == n;
+        st = model_forward(s->model, s->state, s->pool, tokens + done, count, s->n_past, last ? count - 1 : count,
+                           s->logits, err);
+        if (st == HEARTH_OK) {
+            s->n_past += count;
+            done += count;
+        }
+    }
+    return st;
+}
+
+hearth_status session_eval_all_logits(session *s, const int32_t *tokens, int32_t n, int32_t first_output,
+                                      float *logits, hearth_error *err)
+{
+    hearth_status st = check_room(s, n, err);
+    if (st == HEARTH_OK && (first_output < 0 || first_output > n))
+        st = error_set(err, HEARTH_ERR_ARG, "first output %d of %d tokens", first_output, n);
+    size_t n_vocab = (size_t)model_n_vocab(s->model);
+    for (int32_t done = 0; st == HEARTH_OK && done < n;) {
+        int32_t count = n - done < s->n_batch ? n - done : s->n_batch;
+        int32_t first = first_output > done ? first_output - done : 0;
+        if (first > count)
+            first = count;
+        float *rows = logits + (size_t)(done + first - first_output) * n_vocab;
+        st = model_forward(s->model, s->state, s->pool, tokens + done, count, s->n_past, first,
+                           first < count ? rows : NULL, err);
+        if (st == HEARTH_OK) {
+            s->n_past += count;
+            done += count;
+        }
+    }
+    return st;
+}

@@ -1,0 +1,37 @@
+/* A session: one sequence being run through a model — its state (KV cache),
+ * how many positions are filled, and the logits of the last token. */
+#ifndef HEARTH_RUNTIME_SESSION_H
+#define HEARTH_RUNTIME_SESSION_H
+
+#include "model/model.h"
+
+typedef struct session session;
+
+typedef struct session_params {
+    int32_t n_ctx;   /* 0: the model's training context, capped at 4096 */
+    int32_t n_batch; /* tokens per forward pass; 0: 512 */
+} session_params;
+
+/* The pool is the caller's and must outlive the session. */
+hearth_status session_create(const model *m, threadpool *pool, const session_params *params, session **out,
+                             hearth_error *err);
+void session_free(session *s);
+
+int32_t session_n_ctx(const session *s);
+int32_t session_n_past(const session *s);
+size_t session_state_bytes(const session *s);
+/* Forgets every position (the cache is reused from the start). */
+void session_reset(session *s);
+
+/* Appends n tokens to the sequence, in batches, and keeps the logits of the
+ * last one (session_logits). Filling past the context is an error that leaves
+ * the session as it was. */
+hearth_status session_eval(session *s, const int32_t *tokens, int32_t n, hearth_error *err);
+const float *session_logits(const session *s);
+
+/* Appends n tokens and writes the logits of every token from first_output on
+ * into `logits` (n - first_output rows of the vocabulary size). */
+hearth_status session_eval_all_logits(session *s, const int32_t *tokens, int32_t n, int32_t first_output,
+                                      float *logits, hearth_error *err);
+
+#endif
