@@ -16,6 +16,16 @@ enum {
 
 int cli_info(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
+int cli_run(int argc, char **argv);
+int cli_perplexity(int argc, char **argv);
+
+/* Argument helpers (args.c). */
+bool cli_is_option(const char *arg, const char *short_name, const char *long_name);
+/* Parses a whole decimal integer in [min, max]; false otherwise. */
+bool cli_parse_long(const char *s, long min, long max, long *out);
+bool cli_parse_float(const char *s, double min, double max, double *out);
+/* The default model's path into buf, or NULL after telling the user why. */
+const char *cli_default_model(char *buf, size_t cap, const char *command);
 
 /* Reads a whole file, or standard input for "-", NUL-terminated (the text may
  * itself hold NULs: *len is its length). On failure returns NULL and says why. */

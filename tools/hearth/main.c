@@ -14,6 +14,7 @@ typedef struct command {
 static const command commands[] = {
     {"info", cli_info, "describe a GGUF model file: architecture, size, types, metadata"},
     {"tokenize", cli_tokenize, "turn text into the model's token ids (and pieces)"},
+    {"perplexity", cli_perplexity, "measure a model's perplexity on a text, as llama-perplexity does"},
 };
 
 static void print_usage(FILE *out)
