@@ -21,7 +21,9 @@
  *     chain = n/8 + 16. */
 #include "test.h"
 
+#include "base/cpu.h"
 #include "ops/dot.h"
+#include "ops/dot_kernels.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
 #include "base/fp16.h"
@@ -219,6 +221,20 @@ static void check_type(uint32_t type)
         record(type, 0, err, &c);
         CHECK_MSG(err <= c.tolerance, "%s n=%" PRId64 ": reference %.9g, exact %.9g, |diff| %.3g > tol %.3g", t->name,
                   n, got, c.exact, err, c.tolerance);
+
+        /* The float kernels' tolerance is for a double-precision reference
+         * against f32 lanes; the integer kernels' covers two orders. */
+        for (int level = CPU_LEVEL_SCALAR + 1; level <= (int)cpu_hardware_level(); level++) {
+            ops_dot_fn fn = ops_dot_at_level(type, (cpu_level)level);
+            if (fn == ref)
+                continue;
+            float simd = NAN;
+            fn(n, c.w, c.x, &simd);
+            double diff = fabs((double)simd - (double)got);
+            record(type, 1 + level, diff, &c);
+            CHECK_MSG(diff <= c.tolerance, "%s n=%" PRId64 " %s: %.9g, reference %.9g, |diff| %.3g > tol %.3g",
+                      t->name, n, cpu_level_name((cpu_level)level), simd, got, diff, c.tolerance);
+        }
         dot_case_free(&c);
     }
 }
@@ -258,11 +274,33 @@ int main(void)
         if (ops_dot_ref(type))
             check_type(type);
 
-    printf("%-8s %-22s %s\n", "type", "ref vs exact", "max |err|/M (tol/M)");
+    /* ops_dot_best follows the level HEARTH_CPU leaves (tests/CMakeLists.txt
+     * runs this test again with HEARTH_CPU=scalar and =avx2). */
+    const char *forced = getenv("HEARTH_CPU");
+    if (forced && strcmp(forced, "scalar") == 0)
+        CHECK(cpu_best_level() == CPU_LEVEL_SCALAR);
+    if (forced && strcmp(forced, "avx2") == 0)
+        CHECK(cpu_best_level() <= CPU_LEVEL_AVX2);
+    CHECK(cpu_best_level() <= cpu_hardware_level());
+    for (uint32_t type = 0; type < QUANT_TYPE_COUNT; type++)
+        CHECK(ops_dot_best(type) == ops_dot_at_level(type, cpu_best_level()));
+
+    printf("cpu: hardware %s, using %s\n", cpu_level_name(cpu_hardware_level()), cpu_level_name(cpu_best_level()));
+    printf("max |err| / M, in parentheses the tolerance / M (see the header comment)\n");
+    printf("%-8s %-20s %-20s %-20s\n", "type", "ref vs exact", "avx2 vs ref", "avx512 vs ref");
     for (uint32_t type = 0; type < QUANT_TYPE_COUNT; type++) {
         if (!ops_dot_ref(type))
             continue;
-        printf("%-8s %.2e (%.1e)\n", quant_get_traits(type)->name, worst_error[type][0], worst_tolerance[type][0]);
+        printf("%-8s", quant_get_traits(type)->name);
+        for (int v = 0; v < VARIANT_COUNT; v++) {
+            if (v == 1)
+                continue;
+            if (worst_tolerance[type][v] > 0)
+                printf(" %.2e (%.1e)  ", worst_error[type][v], worst_tolerance[type][v]);
+            else
+                printf(" %-20s", "-");
+        }
+        printf("\n");
     }
     return test_finish("test_dot");
 }

@@ -10,6 +10,8 @@
  * accurate answer, not the fastest. */
 #include "ops/dot.h"
 
+#include "ops/dot_kernels.h"
+
 #include "base/fp16.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
@@ -310,9 +312,43 @@ ops_dot_fn ops_dot_ref(uint32_t weight_type)
     return weight_type < QUANT_TYPE_COUNT ? dot_pairings[weight_type].ref : NULL;
 }
 
+/* SIMD variants by level; a type missing from a level's table falls to the
+ * next level down. Static tables: nothing to initialise but the CPU level,
+ * which base/cpu.c detects once. */
+#if defined(__x86_64__)
+#define DOT_VARIANTS(isa)                                   \
+    {                                                       \
+        [QUANT_F32] = ops_dot_f32_f32_##isa,                \
+        [QUANT_F16] = ops_dot_f16_f32_##isa,                \
+        [QUANT_BF16] = ops_dot_bf16_f32_##isa,              \
+        [QUANT_Q4_0] = ops_dot_q4_0_q8_0_##isa,             \
+        [QUANT_Q5_0] = ops_dot_q5_0_q8_0_##isa,             \
+        [QUANT_Q8_0] = ops_dot_q8_0_q8_0_##isa,             \
+        [QUANT_Q4_K] = ops_dot_q4_K_q8_K_##isa,             \
+        [QUANT_Q5_K] = ops_dot_q5_K_q8_K_##isa,             \
+        [QUANT_Q6_K] = ops_dot_q6_K_q8_K_##isa,             \
+    }
+static const ops_dot_fn dot_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT] = {
+    [CPU_LEVEL_AVX2] = DOT_VARIANTS(avx2),
+    [CPU_LEVEL_AVX512] = DOT_VARIANTS(avx512),
+};
+#else
+static const ops_dot_fn dot_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT];
+#endif
+
+ops_dot_fn ops_dot_at_level(uint32_t weight_type, cpu_level level)
+{
+    if (weight_type >= QUANT_TYPE_COUNT || !dot_pairings[weight_type].ref)
+        return NULL;
+    for (int l = level; l > CPU_LEVEL_SCALAR; l--)
+        if (dot_variants[l][weight_type])
+            return dot_variants[l][weight_type];
+    return dot_pairings[weight_type].ref;
+}
+
 ops_dot_fn ops_dot_best(uint32_t weight_type)
 {
-    return ops_dot_ref(weight_type);
+    return ops_dot_at_level(weight_type, cpu_best_level());
 }
 
 void ops_quantize_activation(uint32_t weight_type, const float *x, void *dst, int64_t n)

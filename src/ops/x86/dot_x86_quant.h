@@ -1,0 +1,255 @@
+/* The integer dot kernels shared by the AVX2 and AVX-512 files, written once
+ * over 256-bit vectors and included by each with its own primitives:
+ *
+ *   DOT_ISA(name)          appends the ISA suffix to a kernel name
+ *   dot_u8s8_acc(acc, u, s)   acc + per 32-bit lane the sum of four u8*s8
+ *                             products (maddubs+madd on AVX2, vpdpbusd with
+ *                             VNNI); u must stay <= 128 so the AVX2 pair sums
+ *                             cannot saturate int16
+ *   dot_u8s8_scaled(u, s, k)  the same sums times a per-lane scale, with k
+ *                             from dot_scale_pair(a, b): a for bytes 0..15,
+ *                             b for 16..31
+ *
+ * Every kernel keeps the ggml scheme of the references in ops/dot.c: the
+ * integer sum of a block is exact (split over 8 lanes), and one float
+ * multiply-add per block applies the scales. Weight and activation rows are
+ * not aligned (blocks are 18, 22, 34, 144, 176, 210 bytes): loads are loadu.
+ * The activations come from the reference quantizers, whose values stay in
+ * -127..127, which the sign trick below relies on. */
+#ifndef DOT_ISA
+#error "include from a file that defines the ISA primitives"
+#endif
+
+#include "base/fp16.h"
+#include "quant/blocks.h"
+
+#include <stddef.h>
+#include <string.h>
+
+static inline float dot_hsum_ps(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline int32_t dot_hsum_epi32_128(__m128i v)
+{
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, _MM_SHUFFLE(1, 0, 3, 2)));
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(v);
+}
+
+/* Signed by signed through the unsigned-by-signed instruction: |a| times b
+ * with a's sign moved onto b. */
+static inline __m256i dot_s8s8_acc(__m256i acc, __m256i a, __m256i b)
+{
+    return dot_u8s8_acc(acc, _mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+}
+
+/* 16 packed bytes -> 32 values 0..15: low nibbles first (elements 0..15),
+ * then high nibbles (16..31), the Q4_0/Q5_0 element order. */
+static inline __m256i dot_nibbles_32(const uint8_t *qs)
+{
+    __m128i packed = _mm_loadu_si128((const __m128i *)qs);
+    __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+    return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+/* 32 bits -> 32 bytes, 0x10 where bit i is set: the fifth bit of Q5_0. */
+static inline __m256i dot_bit4_from_bits(const uint8_t bits_le[4])
+{
+    uint32_t bits;
+    memcpy(&bits, bits_le, sizeof bits);
+    /* Byte i gets byte i/8 of the word, then tests its bit i%8. */
+    __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits),
+                                         _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101,
+                                                            0x0202020202020202, 0x0303030303030303));
+    const __m256i select = _mm256_set1_epi64x(0x8040201008040201);
+    __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
+    return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
+/* F16C converts a scale in one instruction; the portable fp16_to_fp32 is a
+ * branchy function that cost more than the block's integer work. Both are
+ * exact, so the results are the same. */
+static inline float dot_f16(uint16_t h)
+{
+    return _cvtsh_ss(h);
+}
+
+static inline __m256 dot_block_scale(uint16_t wd, uint16_t xd)
+{
+    return _mm256_set1_ps(dot_f16(wd) * dot_f16(xd));
+}
+
+void DOT_ISA(ops_dot_q8_0_q8_0)(int64_t n, const void *w, const void *x, float *out)
+{
+    const block_q8_0 *wb = w;
+    const block_q8_0 *xb = x;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        __m256i wq = _mm256_loadu_si256((const __m256i *)wb[i].qs);
+        __m256i xq = _mm256_loadu_si256((const __m256i *)xb[i].qs);
+        __m256i sums = dot_s8s8_acc(_mm256_setzero_si256(), wq, xq);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), dot_block_scale(wb[i].d, xb[i].d), acc);
+    }
+    *out = dot_hsum_ps(acc);
+}
+
+/* Q4_0 and Q5_0 store q + offset as unsigned; sum((q - off) x) is computed as
+ * sum(q x) - off * sum(x), both on the unsigned-by-signed path. */
+void DOT_ISA(ops_dot_q4_0_q8_0)(int64_t n, const void *w, const void *x, float *out)
+{
+    const block_q4_0 *wb = w;
+    const block_q8_0 *xb = x;
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK4_0; i++) {
+        __m256i xq = _mm256_loadu_si256((const __m256i *)xb[i].qs);
+        __m256i sums = dot_u8s8_acc(_mm256_setzero_si256(), dot_nibbles_32(wb[i].qs), xq);
+        sums = _mm256_sub_epi32(sums, dot_u8s8_acc(_mm256_setzero_si256(), eight, xq));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), dot_block_scale(wb[i].d, xb[i].d), acc);
+    }
+    *out = dot_hsum_ps(acc);
+}
+
+void DOT_ISA(ops_dot_q5_0_q8_0)(int64_t n, const void *w, const void *x, float *out)
+{
+    const block_q5_0 *wb = w;
+    const block_q8_0 *xb = x;
+    const __m256i sixteen = _mm256_set1_epi8(16);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK5_0; i++) {
+        __m256i q = _mm256_or_si256(dot_nibbles_32(wb[i].qs), dot_bit4_from_bits(wb[i].qh));
+        __m256i xq = _mm256_loadu_si256((const __m256i *)xb[i].qs);
+        __m256i sums = dot_u8s8_acc(_mm256_setzero_si256(), q, xq);
+        sums = _mm256_sub_epi32(sums, dot_u8s8_acc(_mm256_setzero_si256(), sixteen, xq));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), dot_block_scale(wb[i].d, xb[i].d), acc);
+    }
+    *out = dot_hsum_ps(acc);
+}
+
+/* The eight 6-bit scales and mins of a Q4_K/Q5_K super-block (layout in
+ * quant/quant_k.c), unpacked four at a time through 32-bit words. */
+typedef struct k4_scales {
+    uint8_t scale[8];
+    uint8_t min[8];
+} k4_scales;
+
+static inline k4_scales dot_k4_unpack(const uint8_t packed[K_SCALE_BYTES])
+{
+    uint32_t p[3], u[4];
+    memcpy(p, packed, sizeof p);
+    u[0] = p[0] & 0x3F3F3F3F;                                          /* scales 0..3 */
+    u[1] = (p[2] & 0x0F0F0F0F) | ((p[0] >> 6 & 0x03030303) << 4);      /* scales 4..7 */
+    u[2] = p[1] & 0x3F3F3F3F;                                          /* mins 0..3 */
+    u[3] = (p[2] >> 4 & 0x0F0F0F0F) | ((p[1] >> 6 & 0x03030303) << 4); /* mins 4..7 */
+    k4_scales s;
+    memcpy(&s, u, sizeof s);
+    return s;
+}
+
+/* sum over sub-blocks j of min[j] * (sum of the 32 activations of j), from
+ * the per-16 sums Q8_K carries. */
+static inline int32_t dot_k4_min_sum(const uint8_t min[8], const int16_t bsums[16])
+{
+    __m128i lo = _mm_loadu_si128((const __m128i *)bsums);
+    __m128i hi = _mm_loadu_si128((const __m128i *)(bsums + 8));
+    __m128i per32 = _mm_hadd_epi16(lo, hi); /* |sum| <= 32 * 127: no overflow */
+    __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)min));
+    return dot_hsum_epi32_128(_mm_madd_epi16(per32, mins));
+}
+
+/* Q4_K and Q5_K: qh NULL for Q4_K. Sub-blocks 2p and 2p+1 are the low and
+ * high nibbles of qs[32p .. 32p+32]; the fifth bit of sub-block j is bit j of
+ * qh[0..32]. */
+static inline void dot_k4_row(int64_t n, const uint8_t *wbytes, size_t block_bytes, size_t qs_offset,
+                              size_t qh_offset, const block_q8_K *xb, float *out)
+{
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    const __m256i bit0 = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    float acc_min = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const uint8_t *block = wbytes + (size_t)i * block_bytes;
+        uint16_t d16, dmin16;
+        memcpy(&d16, block, 2);
+        memcpy(&dmin16, block + 2, 2);
+        k4_scales s = dot_k4_unpack(block + 4);
+        const uint8_t *qs = block + qs_offset;
+        __m256i high = qh_offset ? _mm256_loadu_si256((const __m256i *)(block + qh_offset)) : _mm256_setzero_si256();
+        __m256i sums = _mm256_setzero_si256();
+        for (int p = 0; p < 4; p++) {
+            __m256i packed = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
+            __m256i q_lo = _mm256_and_si256(packed, low4);
+            __m256i q_hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+            /* The next two fifth bits sit at bit 0 after each shift; bits
+             * shifted in from the neighbouring byte stay above bit 0. */
+            q_lo = _mm256_or_si256(q_lo, _mm256_slli_epi16(_mm256_and_si256(high, bit0), 4));
+            high = _mm256_srli_epi16(high, 1);
+            q_hi = _mm256_or_si256(q_hi, _mm256_slli_epi16(_mm256_and_si256(high, bit0), 4));
+            high = _mm256_srli_epi16(high, 1);
+            __m256i x_lo = _mm256_loadu_si256((const __m256i *)(xb[i].qs + 64 * p));
+            __m256i x_hi = _mm256_loadu_si256((const __m256i *)(xb[i].qs + 64 * p + 32));
+            int sc_lo = s.scale[2 * p], sc_hi = s.scale[2 * p + 1];
+            sums = _mm256_add_epi32(sums, dot_u8s8_scaled(q_lo, x_lo, dot_scale_pair(sc_lo, sc_lo)));
+            sums = _mm256_add_epi32(sums, dot_u8s8_scaled(q_hi, x_hi, dot_scale_pair(sc_hi, sc_hi)));
+        }
+        float d = dot_f16(d16) * xb[i].d, dmin = dot_f16(dmin16) * xb[i].d;
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(d), acc);
+        acc_min += dmin * (float)dot_k4_min_sum(s.min, xb[i].bsums);
+    }
+    *out = dot_hsum_ps(acc) - acc_min;
+}
+
+void DOT_ISA(ops_dot_q4_K_q8_K)(int64_t n, const void *w, const void *x, float *out)
+{
+    dot_k4_row(n, w, sizeof(block_q4_K), offsetof(block_q4_K, qs), 0, x, out);
+}
+
+void DOT_ISA(ops_dot_q5_K_q8_K)(int64_t n, const void *w, const void *x, float *out)
+{
+    dot_k4_row(n, w, sizeof(block_q5_K), offsetof(block_q5_K, qs), offsetof(block_q5_K, qh), x, out);
+}
+
+/* Q6_K: values are q - 32 with q in 0..63; sum(sc (q - 32) x) is computed as
+ * sum(sc q x) - 32 sum(sc * bsum), the second from Q8_K's per-16 sums. In each
+ * half of 128 elements, ql[0..32] and ql[32..64] hold the low nibbles of
+ * elements 0..63 and the high nibbles of 64..127; qh[0..32] holds two bits
+ * for each of the four groups of 32. */
+void DOT_ISA(ops_dot_q6_K_q8_K)(int64_t n, const void *w, const void *x, float *out)
+{
+    const block_q6_K *wb = w;
+    const block_q8_K *xb = x;
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    const __m256i bits45 = _mm256_set1_epi8(0x30);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const int8_t *scales = wb[i].scales;
+        __m256i sums = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(wb[i].ql + 64 * h));
+            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(wb[i].ql + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(wb[i].qh + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45));
+            q[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(qh, bits45));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45));
+            for (int k = 0; k < 4; k++) {
+                int g = 8 * h + 2 * k; /* sub-blocks of 16: g for bytes 0..15, g+1 for 16..31 */
+                __m256i xq = _mm256_loadu_si256((const __m256i *)(xb[i].qs + 128 * h + 32 * k));
+                sums = _mm256_add_epi32(sums, dot_u8s8_scaled(q[k], xq, dot_scale_pair(scales[g], scales[g + 1])));
+            }
+        }
+        __m256i bsums = _mm256_loadu_si256((const __m256i *)xb[i].bsums);
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)scales));
+        __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
+        sums = _mm256_sub_epi32(sums, offset);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(dot_f16(wb[i].d) * xb[i].d), acc);
+    }
+    *out = dot_hsum_ps(acc);
+}
