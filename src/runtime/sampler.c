@@ -115,7 +115,7 @@ static hearth_status check_params(const sampler_params *p, int32_t n_vocab, hear
     if (!isfinite(p->temperature))
         return error_set(err, HEARTH_ERR_ARG, "sampler: temperature must be a finite number (got %g)", (double)p->temperature);
     if (!(p->top_p >= 0.0f) || isinf(p->top_p))
-        return error_set(err, HEARTH_ERR_ARG, "sampler: top_p must be in [0, 1] (got %g; 1 turns it off)", (double)p->top_p);
+        return error_set(err, HEARTH_ERR_ARG, "sampler: top_p must be a number >= 0 (got %g; 1 or more turns it off)", (double)p->top_p);
     if (isnan(p->min_p) || p->min_p > 1.0f)
         return error_set(err, HEARTH_ERR_ARG, "sampler: min_p must be at most 1 (got %g; 0 turns it off)", (double)p->min_p);
     if (!(p->repeat_penalty > 0.0f) || isinf(p->repeat_penalty))
