@@ -30,6 +30,11 @@ static void attend_one(const ops_attention_args *a, int32_t t, int32_t h)
     if (a->window > 0 && pos - a->window + 1 > 0)
         first = pos - a->window + 1;
 
+    /* The query meets f16 keys at f16 precision, scale applied first, as in
+     * llama.cpp's f16 KV cache (it converts Q to the cache's type). */
+    float q_half[MAX_HEAD_DIM];
+    for (int32_t d = 0; d < a->head_dim_k; d++)
+        q_half[d] = fp16_to_fp32(fp32_to_fp16(q[d] * a->scale));
     float acc[MAX_HEAD_DIM];
     for (int32_t d = 0; d < a->head_dim_v; d++)
         acc[d] = 0.0f;
@@ -38,8 +43,7 @@ static void attend_one(const ops_attention_args *a, int32_t t, int32_t h)
         const uint16_t *k = k_base + j * a->k_stride;
         float s = 0.0f;
         for (int32_t d = 0; d < a->head_dim_k; d++)
-            s += q[d] * half_to_float[k[d]];
-        s *= a->scale;
+            s += q_half[d] * half_to_float[k[d]];
         const uint16_t *v = v_base + j * a->v_stride;
         if (s > running_max) {
             /* Rescale what was accumulated under the old maximum. */
@@ -71,7 +75,7 @@ static void attention_worker(void *p, int thread, int n_threads)
 
 void ops_attention(threadpool *pool, const ops_attention_args *args)
 {
-    assert(args->head_dim_v <= MAX_HEAD_DIM && args->n_heads % args->n_kv_heads == 0);
+    assert(args->head_dim_k <= MAX_HEAD_DIM && args->head_dim_v <= MAX_HEAD_DIM && args->n_heads % args->n_kv_heads == 0);
     pthread_once(&half_table_once, fill_half_table);
     threadpool_run(pool, attention_worker, (void *)args);
 }

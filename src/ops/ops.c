@@ -1,7 +1,10 @@
 #include "ops/ops.h"
 
+#include "base/fp16.h"
+
 #include <assert.h>
 #include <math.h>
+#include <pthread.h>
 
 void ops_rmsnorm(const float *x, const float *weight, int64_t n, float eps, float *out)
 {
@@ -47,10 +50,30 @@ float ops_gelu_tanh(float x)
     return 0.5f * x * (1.0f + tanhf(sqrt_2_over_pi * x * (1.0f + 0.044715f * x * x)));
 }
 
+/* GELU of every half, rounded to half: llama.cpp's CPU backend evaluates
+ * GELU through such a table (its inputs rounded to f16) for |x| < 10, and
+ * matching it keeps our logits closest to the reference. */
+static float gelu_of_half[1 << 16];
+static pthread_once_t gelu_table_once = PTHREAD_ONCE_INIT;
+
+static void fill_gelu_table(void)
+{
+    for (uint32_t h = 0; h < (1u << 16); h++)
+        gelu_of_half[h] = fp16_to_fp32(fp32_to_fp16(ops_gelu_tanh(fp16_to_fp32((uint16_t)h))));
+}
+
 void ops_geglu(float *gate, const float *up, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++)
-        gate[i] = ops_gelu_tanh(gate[i]) * up[i];
+    pthread_once(&gelu_table_once, fill_gelu_table);
+    for (int64_t i = 0; i < n; i++) {
+        float x = gate[i];
+        if (x <= -10.0f)
+            gate[i] = 0.0f;
+        else if (x >= 10.0f)
+            gate[i] = x * up[i];
+        else
+            gate[i] = gelu_of_half[fp32_to_fp16(x)] * up[i];
+    }
 }
 
 void ops_scale(float *x, int64_t n, float factor)

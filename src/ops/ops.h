@@ -20,7 +20,8 @@ void ops_rope_neox(float *x, int32_t n_heads, int32_t head_dim, int32_t n_dims, 
 
 /* GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
 float ops_gelu_tanh(float x);
-/* gate[i] = gelu(gate[i]) * up[i]: the GeGLU of Gemma's feed-forward. */
+/* gate[i] = gelu(gate[i]) * up[i]: the GeGLU of Gemma's feed-forward, with
+ * GELU looked up at half precision as llama.cpp's CPU backend does. */
 void ops_geglu(float *gate, const float *up, int64_t n);
 
 void ops_scale(float *x, int64_t n, float factor);

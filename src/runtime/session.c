@@ -3,6 +3,7 @@
 #include "base/error.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 struct session {
     const model *model;
@@ -10,6 +11,7 @@ struct session {
     model_state *state;
     int32_t n_ctx, n_batch, n_past;
     float *logits; /* the last token's */
+    int32_t *tokens; /* the n_past tokens the state holds, in order */
 };
 
 hearth_status session_create(const model *m, threadpool *pool, const session_params *params, session **out,
@@ -23,13 +25,17 @@ hearth_status session_create(const model *m, threadpool *pool, const session_par
     if (params && (params->n_ctx < 0 || params->n_batch < 0))
         return error_set(err, HEARTH_ERR_ARG, "context size and batch size must not be negative");
     session *s = calloc(1, sizeof *s);
-    if (!s || !(s->logits = calloc((size_t)model_n_vocab(m), sizeof(float)))) {
+    if (!s || !(s->logits = calloc((size_t)model_n_vocab(m), sizeof(float))) ||
+        !(s->tokens = malloc((size_t)n_ctx * sizeof *s->tokens))) {
+        if (s)
+            free(s->logits);
         free(s);
         return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
     }
     hearth_status st = model_state_create(m, n_ctx, n_batch, &s->state, err);
     if (st != HEARTH_OK) {
         free(s->logits);
+        free(s->tokens);
         free(s);
         return st;
     }
@@ -47,6 +53,7 @@ void session_free(session *s)
         return;
     model_state_free(s->state);
     free(s->logits);
+    free(s->tokens);
     free(s);
 }
 
@@ -55,6 +62,7 @@ int32_t session_n_past(const session *s) { return s->n_past; }
 size_t session_state_bytes(const session *s) { return model_state_bytes(s->state); }
 void session_reset(session *s) { s->n_past = 0; }
 const float *session_logits(const session *s) { return s->logits; }
+const int32_t *session_tokens(const session *s) { return s->tokens; }
 
 static hearth_status check_room(const session *s, int32_t n, hearth_error *err)
 {
@@ -75,6 +83,7 @@ hearth_status session_eval(session *s, const int32_t *tokens, int32_t n, hearth_
         st = model_forward(s->model, s->state, s->pool, tokens + done, count, s->n_past, last ? count - 1 : count,
                            s->logits, err);
         if (st == HEARTH_OK) {
+            memcpy(s->tokens + s->n_past, tokens + done, (size_t)count * sizeof *tokens);
             s->n_past += count;
             done += count;
         }
@@ -98,6 +107,7 @@ hearth_status session_eval_all_logits(session *s, const int32_t *tokens, int32_t
         st = model_forward(s->model, s->state, s->pool, tokens + done, count, s->n_past, first,
                            first < count ? rows : NULL, err);
         if (st == HEARTH_OK) {
+            memcpy(s->tokens + s->n_past, tokens + done, (size_t)count * sizeof *tokens);
             s->n_past += count;
             done += count;
         }

@@ -28,6 +28,8 @@ void session_reset(session *s);
  * the session as it was. */
 hearth_status session_eval(session *s, const int32_t *tokens, int32_t n, hearth_error *err);
 const float *session_logits(const session *s);
+/* The session_n_past tokens the session holds. */
+const int32_t *session_tokens(const session *s);
 
 /* Appends n tokens and writes the logits of every token from first_output on
  * into `logits` (n - first_output rows of the vocabulary size). */

@@ -1,0 +1,243 @@
+/* hearth run: generate text from a prompt, streamed to stdout as it comes,
+ * with llama.cpp-style timings on stderr at the end. */
+#include "cli.h"
+
+#include "runtime/generate.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char run_usage[] =
+    "usage: hearth run [-m FILE] (-p PROMPT | -f FILE) [options]\n"
+    "\n"
+    "Continues the prompt with the model and streams the text to stdout; load\n"
+    "time and prompt/generation speed go to stderr at the end. Special-token\n"
+    "text in the prompt (<start_of_turn>, ...) becomes those tokens.\n"
+    "\n"
+    "options:\n"
+    "  -m, --model FILE         GGUF model (default: the model scripts/setup.sh\n"
+    "                           installs, or $HEARTH_MODEL)\n"
+    "  -p, --prompt TEXT        the prompt; '-p -' reads it from standard input\n"
+    "  -f, --file FILE          read the prompt from FILE\n"
+    "  -n, --n-predict N        tokens to generate at most (default 256; -1: until\n"
+    "                           the model stops or the context is full)\n"
+    "  -c, --ctx-size N         context size in tokens (default: the model's, at\n"
+    "                           most 4096)\n"
+    "  -t, --threads N          threads (default: physical cores)\n"
+    "  --temp T                 temperature (default 0.8; 0: greedy)\n"
+    "  --top-k K                keep the K most likely tokens (default 40; 0: off)\n"
+    "  --top-p P                nucleus sampling (default 0.95; 1: off)\n"
+    "  --min-p P                drop tokens below P times the best (default 0.05)\n"
+    "  --repeat-penalty X       penalise recent tokens (default 1.0: off)\n"
+    "  --repeat-last-n N        how many recent tokens (default 64; -1: all)\n"
+    "  --frequency-penalty X    subtract X per earlier occurrence (default 0)\n"
+    "  --presence-penalty X     subtract X once if seen (default 0)\n"
+    "  -s, --seed N             random seed (default 42): same seed, same text\n"
+    "  --stop TEXT              stop when TEXT is generated (repeatable, up to 8)\n"
+    "  --context-shift          when the context fills, drop the older half and go on\n"
+    "  --ignore-eos             do not stop at end-of-generation tokens\n"
+    "  --no-bos                 do not add the BOS token\n"
+    "  -h, --help               show this help\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "hearth run: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n\n%s", run_usage);
+    return CLI_EXIT_USAGE;
+}
+
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static bool emit_stdout(void *user, const char *text, size_t len)
+{
+    (void)user;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return !ferror(stdout);
+}
+
+enum { MAX_STOPS = 8 };
+
+int cli_run(int argc, char **argv)
+{
+    const char *model_path = NULL, *prompt = NULL, *file = NULL, *stops[MAX_STOPS];
+    int n_stops = 0;
+    long n_predict = 256, n_ctx = 0, n_threads = 0, last_n, top_k;
+    double value;
+    bool context_shift = false, add_bos = true, ignore_eos = false;
+    sampler_params sp = sampler_default_params();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (cli_is_option(a, "-h", "--help")) {
+            fputs(run_usage, stdout);
+            return CLI_EXIT_OK;
+        } else if (cli_is_option(a, "--context-shift", NULL)) {
+            context_shift = true;
+        } else if (cli_is_option(a, "--ignore-eos", NULL)) {
+            ignore_eos = true;
+        } else if (cli_is_option(a, "--no-bos", NULL)) {
+            add_bos = false;
+        } else if (!next) {
+            return usage_error(a[0] == '-' ? "%s needs a value" : "unknown argument '%s'", a);
+        } else if (cli_is_option(a, "-m", "--model")) {
+            model_path = argv[++i];
+        } else if (cli_is_option(a, "-p", "--prompt")) {
+            prompt = argv[++i];
+        } else if (cli_is_option(a, "-f", "--file")) {
+            file = argv[++i];
+        } else if (cli_is_option(a, "-n", "--n-predict")) {
+            if (!cli_parse_long(argv[++i], -1, INT32_MAX, &n_predict))
+                return usage_error("-n %s: expected a number >= -1", argv[i]);
+        } else if (cli_is_option(a, "-c", "--ctx-size")) {
+            if (!cli_parse_long(argv[++i], 0, 1 << 24, &n_ctx))
+                return usage_error("-c %s: expected a number from 0 to 16777216", argv[i]);
+        } else if (cli_is_option(a, "-t", "--threads")) {
+            if (!cli_parse_long(argv[++i], 1, 1024, &n_threads))
+                return usage_error("-t %s: expected a number from 1 to 1024", argv[i]);
+        } else if (cli_is_option(a, "--temp", "--temperature")) {
+            if (!cli_parse_float(argv[++i], 0.0, 100.0, &value))
+                return usage_error("--temp %s: expected a number from 0 to 100", argv[i]);
+            sp.temperature = (float)value;
+        } else if (cli_is_option(a, "--top-k", NULL)) {
+            if (!cli_parse_long(argv[++i], 0, INT32_MAX, &top_k))
+                return usage_error("--top-k %s: expected a number >= 0", argv[i]);
+            sp.top_k = (int32_t)top_k;
+        } else if (cli_is_option(a, "--top-p", NULL)) {
+            if (!cli_parse_float(argv[++i], 0.0, 1.0, &value))
+                return usage_error("--top-p %s: expected a number from 0 to 1", argv[i]);
+            sp.top_p = (float)value;
+        } else if (cli_is_option(a, "--min-p", NULL)) {
+            if (!cli_parse_float(argv[++i], 0.0, 1.0, &value))
+                return usage_error("--min-p %s: expected a number from 0 to 1", argv[i]);
+            sp.min_p = (float)value;
+        } else if (cli_is_option(a, "--repeat-penalty", NULL)) {
+            if (!cli_parse_float(argv[++i], 0.0, 100.0, &value) || value <= 0.0)
+                return usage_error("--repeat-penalty %s: expected a number above 0", argv[i]);
+            sp.repeat_penalty = (float)value;
+        } else if (cli_is_option(a, "--repeat-last-n", NULL)) {
+            if (!cli_parse_long(argv[++i], -1, SAMPLER_MAX_PENALTY_WINDOW, &last_n))
+                return usage_error("--repeat-last-n %s: expected a number from -1 to 65536", argv[i]);
+            sp.repeat_last_n = (int32_t)last_n;
+        } else if (cli_is_option(a, "--frequency-penalty", NULL)) {
+            if (!cli_parse_float(argv[++i], -100.0, 100.0, &value))
+                return usage_error("--frequency-penalty %s: expected a number from -100 to 100", argv[i]);
+            sp.frequency_penalty = (float)value;
+        } else if (cli_is_option(a, "--presence-penalty", NULL)) {
+            if (!cli_parse_float(argv[++i], -100.0, 100.0, &value))
+                return usage_error("--presence-penalty %s: expected a number from -100 to 100", argv[i]);
+            sp.presence_penalty = (float)value;
+        } else if (cli_is_option(a, "-s", "--seed")) {
+            char *end;
+            errno = 0;
+            unsigned long long seed = strtoull(argv[++i], &end, 10);
+            if (errno || end == argv[i] || *end != '\0' || argv[i][0] == '-')
+                return usage_error("--seed %s: expected a non-negative number", argv[i]);
+            sp.seed = seed;
+        } else if (cli_is_option(a, "--stop", NULL)) {
+            if (n_stops == MAX_STOPS)
+                return usage_error("--stop: at most %s stop strings", "8");
+            if (argv[++i][0] == '\0')
+                return usage_error("--stop: %s", "the stop string is empty");
+            stops[n_stops++] = argv[i];
+        } else {
+            return usage_error("unknown argument '%s'", a);
+        }
+    }
+    if (!prompt == !file)
+        return usage_error("%s", "give the prompt with exactly one of -p and -f");
+
+    char default_model[4096];
+    if (!model_path && !(model_path = cli_default_model(default_model, sizeof default_model, "run")))
+        return CLI_EXIT_USAGE;
+
+    int rc = CLI_EXIT_FAILURE;
+    hearth_error err = {0};
+    model *m = NULL;
+    threadpool *pool = NULL;
+    session *s = NULL;
+    sampler *smp = NULL;
+    int32_t *tokens = NULL;
+    size_t len = 0;
+    char why[512], *owned = NULL;
+    const char *text = prompt;
+    if (file || strcmp(prompt, "-") == 0) {
+        if (!(owned = cli_read_all(file ? file : "-", &len, why, sizeof why))) {
+            fprintf(stderr, "hearth run: %s\n", why);
+            return CLI_EXIT_FAILURE;
+        }
+        text = owned;
+    } else {
+        len = strlen(prompt);
+    }
+
+    double t_load = seconds_now();
+    if (model_load(model_path, &m, &err) != HEARTH_OK ||
+        threadpool_create(n_threads ? (int)n_threads : threadpool_default_threads(), &pool, &err) != HEARTH_OK ||
+        session_create(m, pool, &(session_params){.n_ctx = (int32_t)n_ctx}, &s, &err) != HEARTH_OK ||
+        sampler_create(&sp, model_n_vocab(m), &smp, &err) != HEARTH_OK) {
+        fprintf(stderr, "hearth run: %s\n", err.message);
+        goto done;
+    }
+    t_load = seconds_now() - t_load;
+
+    const vocab *v = model_vocab(m);
+    int64_t n_tokens = vocab_tokenize(v, text, len, add_bos, true, NULL, 0);
+    if (n_tokens < 0 || !(tokens = malloc(((size_t)n_tokens + 1) * sizeof *tokens))) {
+        fprintf(stderr, "hearth run: out of memory\n");
+        goto done;
+    }
+    vocab_tokenize(v, text, len, add_bos, true, tokens, (size_t)n_tokens);
+    if (n_tokens == 0) {
+        fprintf(stderr, "hearth run: the prompt is empty (and no BOS token is added)\n");
+        goto done;
+    }
+    if (n_tokens >= session_n_ctx(s)) {
+        fprintf(stderr, "hearth run: the prompt has %lld tokens; it does not fit in the context of %d (use -c)\n",
+                (long long)n_tokens, session_n_ctx(s));
+        goto done;
+    }
+
+    /* The prompt is echoed as the user wrote it, as llama.cpp does. */
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    generate_params gp = {
+        .n_predict = (int32_t)n_predict, .stops = stops, .n_stops = n_stops,
+        .context_shift = context_shift, .n_keep = add_bos ? 1 : 0, .ignore_eog = ignore_eos,
+    };
+    generate_stats stats;
+    if (generate_run(s, smp, v, tokens, (int32_t)n_tokens, &gp, emit_stdout, NULL, &stats, &err) != HEARTH_OK) {
+        fprintf(stderr, "\nhearth run: %s\n", err.message);
+        goto done;
+    }
+    printf("\n");
+    fflush(stdout);
+    fprintf(stderr, "\n");
+    fprintf(stderr, "hearth: load time     = %10.2f ms\n", t_load * 1e3);
+    fprintf(stderr, "hearth: prompt eval   = %10.2f ms / %5d tokens (%8.2f tokens per second)\n",
+            stats.prompt_seconds * 1e3, stats.n_prompt,
+            stats.prompt_seconds > 0 ? stats.n_prompt / stats.prompt_seconds : 0.0);
+    fprintf(stderr, "hearth: generation    = %10.2f ms / %5d tokens (%8.2f tokens per second)\n",
+            stats.generate_seconds * 1e3, stats.n_generated,
+            stats.generate_seconds > 0 ? stats.n_generated / stats.generate_seconds : 0.0);
+    fprintf(stderr, "hearth: stopped by %s; context %d of %d tokens, state %.1f MiB\n",
+            generate_finish_name(stats.finish), session_n_past(s), session_n_ctx(s),
+            (double)session_state_bytes(s) / 1048576.0);
+    rc = CLI_EXIT_OK;
+done:
+    free(tokens);
+    free(owned);
+    sampler_free(smp);
+    session_free(s);
+    threadpool_free(pool);
+    model_free(m);
+    return rc;
+}
