@@ -66,6 +66,19 @@ static bool emit_stdout(void *user, const char *text, size_t len)
 
 enum { MAX_STOPS = 8 };
 
+static bool takes_value(const char *arg)
+{
+    static const char *const options[] = {
+        "-m", "--model", "-p", "--prompt", "-f", "--file", "-n", "--n-predict", "-c", "--ctx-size", "-t",
+        "--threads", "--temp", "--temperature", "--top-k", "--top-p", "--min-p", "--repeat-penalty",
+        "--repeat-last-n", "--frequency-penalty", "--presence-penalty", "-s", "--seed", "--stop",
+    };
+    for (size_t i = 0; i < sizeof options / sizeof *options; i++)
+        if (strcmp(arg, options[i]) == 0)
+            return true;
+    return false;
+}
+
 int cli_run(int argc, char **argv)
 {
     const char *model_path = NULL, *prompt = NULL, *file = NULL, *stops[MAX_STOPS];
@@ -86,8 +99,8 @@ int cli_run(int argc, char **argv)
             ignore_eos = true;
         } else if (cli_is_option(a, "--no-bos", NULL)) {
             add_bos = false;
-        } else if (!next) {
-            return usage_error(a[0] == '-' ? "%s needs a value" : "unknown argument '%s'", a);
+        } else if (takes_value(a) && !next) {
+            return usage_error("%s needs a value", a);
         } else if (cli_is_option(a, "-m", "--model")) {
             model_path = argv[++i];
         } else if (cli_is_option(a, "-p", "--prompt")) {
