@@ -1,6 +1,7 @@
 # Thin wrapper over CMake/CTest for the common commands.
 #
-#   make run          build, write build/demo.gguf, describe it with hearth info
+#   make run          build, then generate text with the default model
+#                     (scripts/setup.sh installs it)
 #   make test         release build (gcc, -Werror) and its tests
 #   make check-asan   clang ASan+UBSan build, all tests under it, and the fuzz
 #                     targets for HEARTH_FUZZ_SECONDS (default 60) each
@@ -20,8 +21,10 @@ build:
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHEARTH_WERROR=ON
 	cmake --build build -j $(JOBS)
 
+PROMPT ?= The three most important inventions of the nineteenth century were
+
 run: build
-	./build/hearth info build/demo.gguf
+	./build/hearth run -p "$(PROMPT)" -n 96
 
 test: build
 	ctest --test-dir build $(CTEST_FLAGS) -j $(JOBS)

@@ -2,7 +2,6 @@
  * llama-tokenize. */
 #include "cli.h"
 
-#include "base/paths.h"
 #include "gguf/gguf.h"
 #include "text/vocab.h"
 
@@ -78,13 +77,8 @@ int cli_tokenize(int argc, char **argv)
         return usage_error("%s", "give the text with exactly one of -p and -f");
 
     char default_model[4096];
-    if (!model) {
-        if (!paths_default_model(default_model, sizeof default_model)) {
-            fprintf(stderr, "hearth tokenize: no -m given and no default model path (HOME unset)\n");
-            return CLI_EXIT_USAGE;
-        }
-        model = default_model;
-    }
+    if (!model && !(model = cli_default_model(default_model, sizeof default_model, "tokenize")))
+        return CLI_EXIT_USAGE;
 
     size_t len = 0;
     char *owned = NULL, why[512];
