@@ -155,13 +155,21 @@ struct scored {
     float logit;
 };
 
-/* Higher logit first, then lower id. */
-static int by_logit(const void *a, const void *b)
+/* The TOP_K highest logits, highest first, a tie to the lower id: an insertion
+ * into a short sorted list (sorting the whole vocabulary per position is slow). */
+static void top_k(const float *logits, int n_vocab, struct scored *best)
 {
-    const struct scored *x = a, *y = b;
-    if (x->logit != y->logit)
-        return x->logit > y->logit ? -1 : 1;
-    return (x->id > y->id) - (x->id < y->id);
+    int n = 0;
+    for (int v = 0; v < n_vocab; v++) {
+        if (n == TOP_K && !(logits[v] > best[TOP_K - 1].logit))
+            continue;
+        int at = n < TOP_K ? n++ : TOP_K - 1;
+        while (at > 0 && logits[v] > best[at - 1].logit) {
+            best[at] = best[at - 1];
+            at--;
+        }
+        best[at] = (struct scored){v, logits[v]};
+    }
 }
 
 static void write_topk(struct llama_model *model, const char *text_path, const char *path)
@@ -212,24 +220,19 @@ static void write_topk(struct llama_model *model, const char *text_path, const c
     for (int i = 0; i < n; i++)
         fprintf(f, " %d", ids[i]);
     fputc('\n', f);
-    struct scored *all = malloc((size_t)n_vocab * sizeof *all);
-    if (!all)
-        die("out of memory");
     for (int i = 0; i < n; i++) {
         const float *logits = llama_get_logits_ith(ctx, i);
         if (!logits)
             die("no logits for a position");
-        for (int v = 0; v < n_vocab; v++)
-            all[v] = (struct scored){v, logits[v]};
-        qsort(all, (size_t)n_vocab, sizeof *all, by_logit);
+        struct scored best[TOP_K];
+        top_k(logits, n_vocab, best);
         fprintf(f, "%d", i);
         for (int k = 0; k < TOP_K; k++)
-            fprintf(f, " %d:%.9g", all[k].id, (double)all[k].logit);
+            fprintf(f, " %d:%.9g", best[k].id, (double)best[k].logit);
         fputc('\n', f);
     }
     if (fclose(f) != 0)
         die("error writing topk.txt");
-    free(all);
     llama_batch_free(batch);
     llama_free(ctx);
     free(ids);
