@@ -1,0 +1,265 @@
+/* Golden logits for Gemma 3 from llama.cpp itself, through llama.h's public API.
+ * Built by make_gemma3_fixtures.sh against the oracle build; never part of
+ * hearth.
+ *
+ *   gemma3_oracle MODEL.gguf TEXT.txt OUTDIR
+ *
+ * writes OUTDIR/greedy.txt (3 prompts, 64 argmax tokens each, one token per
+ * decode) and OUTDIR/topk.txt (BOS + the first tokens of TEXT, 512 in all,
+ * evaluated in one batch with logits at every position, top 10 per position).
+ * CPU backend, 2 threads, n_batch = n_ubatch = 512, everything else as
+ * llama.cpp's defaults. The format of each file is described in its header. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llama.h"
+
+enum { N_GREEDY = 64, N_TOPK_TOKENS = 512, TOP_K = 10, N_THREADS = 2, N_BATCH = 512 };
+
+static const char *const prompts[] = {
+    "Once upon a time, in a small village at the edge of a great forest,",
+    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+    "<start_of_turn>user\nWhat is the tallest mountain in the world?<end_of_turn>\n"
+    "<start_of_turn>model\n",
+};
+
+static void quiet_log(enum ggml_log_level level, const char *text, void *user)
+{
+    (void)user;
+    if (level == GGML_LOG_LEVEL_ERROR)
+        fputs(text, stderr);
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "gemma3_oracle: %s\n", what);
+    exit(1);
+}
+
+/* Tokens of text, BOS added if the model adds it, special tokens parsed. */
+static llama_token *tokenize(const struct llama_vocab *vocab, const char *text, size_t len, int *n)
+{
+    int32_t cap = (int32_t)len + 16;
+    llama_token *ids = malloc((size_t)cap * sizeof *ids);
+    if (!ids)
+        die("out of memory");
+    *n = llama_tokenize(vocab, text, (int32_t)len, ids, cap, true, true);
+    if (*n < 0)
+        die("llama_tokenize failed");
+    return ids;
+}
+
+static struct llama_context *new_context(struct llama_model *model)
+{
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = 1024;
+    cp.n_batch = N_BATCH;
+    cp.n_ubatch = N_BATCH;
+    cp.n_threads = N_THREADS;
+    cp.n_threads_batch = N_THREADS;
+    struct llama_context *ctx = llama_init_from_model(model, cp);
+    if (!ctx)
+        die("llama_init_from_model failed");
+    return ctx;
+}
+
+/* Lowest id wins a tie. */
+static llama_token argmax(const float *logits, int n_vocab)
+{
+    int best = 0;
+    for (int i = 1; i < n_vocab; i++)
+        if (logits[i] > logits[best])
+            best = i;
+    return best;
+}
+
+/* Writes text as one C-escaped line. */
+static void put_escaped(FILE *f, const char *s, int n)
+{
+    for (int i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n')
+            fputs("\\n", f);
+        else if (c == '\t')
+            fputs("\\t", f);
+        else if (c == '\\' || c == '"')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(f, "\\x%02x", c);
+        else
+            fputc(c, f);
+    }
+}
+
+static void put_detokenized(FILE *f, const struct llama_vocab *vocab, const llama_token *ids, int n)
+{
+    static char buf[1 << 16];
+    int len = llama_detokenize(vocab, ids, n, buf, (int32_t)sizeof buf, false, true);
+    if (len < 0)
+        die("llama_detokenize: buffer too small");
+    fputc('"', f);
+    put_escaped(f, buf, len);
+    fputs("\"\n", f);
+}
+
+static void write_greedy(struct llama_model *model, const char *path)
+{
+    const struct llama_vocab *vocab = llama_model_get_vocab(model);
+    int n_vocab = llama_vocab_n_tokens(vocab);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        die("cannot write greedy.txt");
+    fprintf(f, "# Gemma 3 greedy continuations from llama.cpp (scripts/oracle/gemma3_oracle.c).\n"
+               "# For each prompt: the prompt text (C-escaped), its token ids (BOS added,\n"
+               "# special tokens such as <start_of_turn> parsed), then the %d argmax tokens\n"
+               "# after it, decoding one token at a time; EOS does not stop it. Ties go to\n"
+               "# the lowest id. The '# continuation' line is llama.cpp's detokenization of\n"
+               "# the greedy ids (special tokens rendered). CPU, %d threads, n_ubatch %d.\n"
+               "#   text \"...\"\n"
+               "#   prompt <n> <ids...>\n"
+               "#   greedy <n> <ids...>\n",
+            N_GREEDY, N_THREADS, N_BATCH);
+    for (size_t p = 0; p < sizeof prompts / sizeof prompts[0]; p++) {
+        struct llama_context *ctx = new_context(model);
+        int n;
+        llama_token *ids = tokenize(vocab, prompts[p], strlen(prompts[p]), &n);
+        llama_token out[N_GREEDY];
+        if (llama_decode(ctx, llama_batch_get_one(ids, n)) != 0)
+            die("llama_decode failed on a prompt");
+        for (int i = 0; i < N_GREEDY; i++) {
+            out[i] = argmax(llama_get_logits_ith(ctx, -1), n_vocab);
+            if (i + 1 < N_GREEDY && llama_decode(ctx, llama_batch_get_one(&out[i], 1)) != 0)
+                die("llama_decode failed on a generated token");
+        }
+        fprintf(f, "\ntext \"");
+        put_escaped(f, prompts[p], (int)strlen(prompts[p]));
+        fprintf(f, "\"\nprompt %d", n);
+        for (int i = 0; i < n; i++)
+            fprintf(f, " %d", ids[i]);
+        fprintf(f, "\ngreedy %d", N_GREEDY);
+        for (int i = 0; i < N_GREEDY; i++)
+            fprintf(f, " %d", out[i]);
+        fprintf(f, "\n# continuation ");
+        put_detokenized(f, vocab, out, N_GREEDY);
+        free(ids);
+        llama_free(ctx);
+    }
+    if (fclose(f) != 0)
+        die("error writing greedy.txt");
+}
+
+struct scored {
+    int id;
+    float logit;
+};
+
+/* The TOP_K highest logits, highest first, a tie to the lower id: an insertion
+ * into a short sorted list (sorting the whole vocabulary per position is slow). */
+static void top_k(const float *logits, int n_vocab, struct scored *best)
+{
+    int n = 0;
+    for (int v = 0; v < n_vocab; v++) {
+        if (n == TOP_K && !(logits[v] > best[TOP_K - 1].logit))
+            continue;
+        int at = n < TOP_K ? n++ : TOP_K - 1;
+        while (at > 0 && logits[v] > best[at - 1].logit) {
+            best[at] = best[at - 1];
+            at--;
+        }
+        best[at] = (struct scored){v, logits[v]};
+    }
+}
+
+static void write_topk(struct llama_model *model, const char *text_path, const char *path)
+{
+    const struct llama_vocab *vocab = llama_model_get_vocab(model);
+    int n_vocab = llama_vocab_n_tokens(vocab);
+    FILE *t = fopen(text_path, "rb");
+    if (!t)
+        die("cannot open the text");
+    static char text[1 << 20];
+    size_t len = fread(text, 1, sizeof text, t);
+    if (len == sizeof text || ferror(t))
+        die("the text is unreadable or over 1 MiB");
+    fclose(t);
+
+    int n;
+    llama_token *ids = tokenize(vocab, text, len, &n);
+    if (n < N_TOPK_TOKENS)
+        die("the text is too short");
+    n = N_TOPK_TOKENS;
+
+    struct llama_context *ctx = new_context(model);
+    struct llama_batch batch = llama_batch_init(n, 0, 1);
+    for (int i = 0; i < n; i++) {
+        batch.token[i] = ids[i];
+        batch.pos[i] = i;
+        batch.n_seq_id[i] = 1;
+        batch.seq_id[i][0] = 0;
+        batch.logits[i] = 1;
+    }
+    batch.n_tokens = n;
+    if (llama_decode(ctx, batch) != 0)
+        die("llama_decode failed on the text");
+
+    FILE *f = fopen(path, "w");
+    if (!f)
+        die("cannot write topk.txt");
+    fprintf(f, "# Gemma 3 top-%d logits from llama.cpp (scripts/oracle/gemma3_oracle.c).\n"
+               "# The sequence is BOS + the first %d tokens of %s\n"
+               "# (the whole text tokenized, then cut), decoded in one batch of %d with\n"
+               "# logits at every position; CPU, %d threads, n_ubatch %d. Line 'tokens' holds\n"
+               "# the ids; then one line per position: the position, then the %d highest\n"
+               "# (id:logit) pairs for the token after it, highest first, ties by lower id.\n"
+               "#   tokens <n> <ids...>\n"
+               "#   <pos> <id>:<logit> ...\n",
+            TOP_K, N_TOPK_TOKENS - 1, text_path, N_TOPK_TOKENS, N_THREADS, N_BATCH, TOP_K);
+    fprintf(f, "tokens %d", n);
+    for (int i = 0; i < n; i++)
+        fprintf(f, " %d", ids[i]);
+    fputc('\n', f);
+    for (int i = 0; i < n; i++) {
+        const float *logits = llama_get_logits_ith(ctx, i);
+        if (!logits)
+            die("no logits for a position");
+        struct scored best[TOP_K];
+        top_k(logits, n_vocab, best);
+        fprintf(f, "%d", i);
+        for (int k = 0; k < TOP_K; k++)
+            fprintf(f, " %d:%.9g", best[k].id, (double)best[k].logit);
+        fputc('\n', f);
+    }
+    if (fclose(f) != 0)
+        die("error writing topk.txt");
+    llama_batch_free(batch);
+    llama_free(ctx);
+    free(ids);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: gemma3_oracle MODEL.gguf TEXT.txt OUTDIR\n");
+        return 2;
+    }
+    llama_log_set(quiet_log, NULL);
+    llama_backend_init();
+
+    struct llama_model_params mp = llama_model_default_params();
+    mp.n_gpu_layers = 0;
+    struct llama_model *model = llama_model_load_from_file(argv[1], mp);
+    if (!model)
+        die("cannot load the model");
+
+    char path[4096];
+    snprintf(path, sizeof path, "%s/greedy.txt", argv[3]);
+    write_greedy(model, path);
+    snprintf(path, sizeof path, "%s/topk.txt", argv[3]);
+    write_topk(model, argv[2], path);
+
+    llama_model_free(model);
+    llama_backend_free();
+    return 0;
+}

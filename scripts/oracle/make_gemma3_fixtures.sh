@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Writes the Gemma 3 golden fixtures from llama.cpp (the oracle) into
+# tests/fixtures/gemma3/:
+#   greedy.txt      3 prompts, 64 greedy tokens each            (gemma3_oracle.c)
+#   topk.txt        top-10 logits at each of 512 positions of the text (gemma3_oracle.c)
+#   perplexity.txt  llama-perplexity on the text, -c 512 -b 512 -t 2
+# The text is tests/fixtures/text/genesis-1-28.txt. Idempotent: builds (or
+# reuses) the oracle, compiles gemma3_oracle.c into the oracle's cache, and
+# rewrites the three files.
+#
+#   scripts/oracle/make_gemma3_fixtures.sh              # the default model
+#   scripts/oracle/make_gemma3_fixtures.sh MODEL.gguf   # another Gemma 3 GGUF
+#   HEARTH_ORACLE_DIR=/somewhere scripts/...            # choose the oracle cache
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+model=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth/models/gemma-3-270m-q4_k_m.gguf}
+[ -f "$model" ] || { echo "no model at $model (scripts/setup.sh installs it)" >&2; exit 1; }
+model=$(cd "$(dirname "$model")" && pwd)/$(basename "$model")
+text=tests/fixtures/text/genesis-1-28.txt
+out="$root/tests/fixtures/gemma3"
+
+build=$("$root/scripts/oracle/build-llama-cpp.sh" | tail -n 1)
+src="$(dirname "$build")/src/vendor/llama.cpp"
+bin="$(dirname "$build")/gemma3_oracle"
+
+cc -std=c11 -O2 -Wall -Wextra -Werror \
+    -I"$src/include" -I"$src/ggml/include" \
+    "$root/scripts/oracle/gemma3_oracle.c" -o "$bin" \
+    -L"$build/bin" -Wl,-rpath,"$build/bin" -lllama -lggml -lggml-base -lggml-cpu
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$out"
+cd "$root"   # so the text's path in the fixtures is the repository's
+
+SECONDS=0
+"$bin" "$model" "$text" "$work"
+echo "gemma3_oracle: ${SECONDS}s" >&2
+
+n_tokens=$("$build/bin/llama-tokenize" -m "$model" -f "$text" --ids --log-disable 2>/dev/null |
+    tr -d '[],' | wc -w)
+SECONDS=0
+"$build/bin/llama-perplexity" -m "$model" -f "$text" -c 512 -b 512 -t 2 >"$work/ppl.log" 2>&1
+echo "llama-perplexity: ${SECONDS}s" >&2
+{
+    echo "# Gemma 3 perplexity from llama.cpp (scripts/oracle/make_gemma3_fixtures.sh)."
+    echo "# command: llama-perplexity -m $(basename "$model") -f $text -c 512 -b 512 -t 2"
+    echo "# tokens: $n_tokens (llama-tokenize, BOS included)"
+    echo "# Each chunk is 512 tokens, its first replaced by BOS; the last 255 predictions"
+    echo "# of each are scored. The lines below are llama-perplexity's own output."
+    # Without the log's timestamp and level prefix ("0.02.614.451 I ").
+    grep -E 'tokenizing the input|calculating perplexity over|Final estimate: PPL|^\[1\]' \
+        "$work/ppl.log" | sed -E 's/^[0-9.]+ [A-Z] //'
+} >"$work/perplexity.txt"
+grep -q 'Final estimate' "$work/perplexity.txt" || { cat "$work/ppl.log" >&2; exit 1; }
+
+cp "$work/greedy.txt" "$work/topk.txt" "$work/perplexity.txt" "$out/"
+echo "wrote $out/greedy.txt, topk.txt and perplexity.txt"
