@@ -16,7 +16,12 @@ static void fill_half_table(void)
         half_to_float[h] = fp16_to_fp32((uint16_t)h);
 }
 
-enum { MAX_HEAD_DIM = 1024 };
+enum { MAX_HEAD_DIM = 1024, HALF_PRECISION_BELOW = 64 };
+
+static inline float round_to_half(float x)
+{
+    return fp16_to_fp32(fp32_to_fp16(x));
+}
 
 static void attend_one(const ops_attention_args *a, int32_t t, int32_t h)
 {
@@ -30,12 +35,19 @@ static void attend_one(const ops_attention_args *a, int32_t t, int32_t h)
     if (a->window > 0 && pos - a->window + 1 > 0)
         first = pos - a->window + 1;
 
-    /* The query meets f16 keys at f16 precision, scale applied first, as in
-     * llama.cpp's f16 KV cache (it converts Q to the cache's type). */
-    float q_half[MAX_HEAD_DIM];
+    float qs[MAX_HEAD_DIM], acc[MAX_HEAD_DIM];
     for (int32_t d = 0; d < a->head_dim_k; d++)
-        q_half[d] = fp16_to_fp32(fp32_to_fp16(q[d] * a->scale));
-    float acc[MAX_HEAD_DIM];
+        qs[d] = q[d] * a->scale;
+    /* llama.cpp's CPU attention, which we are compared with, rounds two ways:
+     * batches of HALF_PRECISION_BELOW tokens and more run in f32 throughout,
+     * smaller ones (decode) meet the f16 keys with the query rounded to f16
+     * and accumulate the values in f16. Following it keeps greedy output
+     * token-identical for longer; the f16 accumulator costs about three
+     * decimal digits in the attention output, which the model tolerates. */
+    bool half = a->n_tokens < HALF_PRECISION_BELOW;
+    if (half)
+        for (int32_t d = 0; d < a->head_dim_k; d++)
+            qs[d] = fp16_to_fp32(fp32_to_fp16(qs[d]));
     for (int32_t d = 0; d < a->head_dim_v; d++)
         acc[d] = 0.0f;
     float running_max = -INFINITY, running_sum = 0.0f;
@@ -43,20 +55,25 @@ static void attend_one(const ops_attention_args *a, int32_t t, int32_t h)
         const uint16_t *k = k_base + j * a->k_stride;
         float s = 0.0f;
         for (int32_t d = 0; d < a->head_dim_k; d++)
-            s += q_half[d] * half_to_float[k[d]];
+            s += qs[d] * half_to_float[k[d]];
         const uint16_t *v = v_base + j * a->v_stride;
         if (s > running_max) {
             /* Rescale what was accumulated under the old maximum. */
             float correction = expf(running_max - s);
             running_sum *= correction;
             for (int32_t d = 0; d < a->head_dim_v; d++)
-                acc[d] *= correction;
+                acc[d] = half ? round_to_half(acc[d] * correction) : acc[d] * correction;
             running_max = s;
         }
         float p = expf(s - running_max);
         running_sum += p;
-        for (int32_t d = 0; d < a->head_dim_v; d++)
-            acc[d] += p * half_to_float[v[d]];
+        if (half) {
+            for (int32_t d = 0; d < a->head_dim_v; d++)
+                acc[d] = round_to_half(fmaf(half_to_float[v[d]], p, acc[d]));
+        } else {
+            for (int32_t d = 0; d < a->head_dim_v; d++)
+                acc[d] += p * half_to_float[v[d]];
+        }
     }
     float *out = a->out + t * a->out_stride + (int64_t)h * a->head_dim_v;
     float inv = running_sum > 0.0f ? 1.0f / running_sum : 0.0f;

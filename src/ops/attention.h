@@ -15,7 +15,7 @@ typedef struct ops_attention_args {
     const int32_t *positions; /* of each query token; it sees cache rows 0..position */
     int32_t n_tokens, n_heads, n_kv_heads, head_dim_k, head_dim_v;
     int32_t window;          /* > 0: a query at p sees only keys j with p - j < window */
-    float scale;             /* multiplies q before q·k (q is then rounded to f16) */
+    float scale;             /* multiplies q before q·k */
     float *out;              /* n_tokens rows of n_heads * head_dim_v, stride out_stride */
     int64_t out_stride;
 } ops_attention_args;

@@ -18,6 +18,7 @@
 #include "quant/quant_ref.h"
 
 #include <assert.h>
+#include <math.h>
 #include <string.h>
 
 /* ---- 32-element formats against Q8_0 --------------------------------------- */
@@ -351,11 +352,31 @@ ops_dot_fn ops_dot_best(uint32_t weight_type)
     return ops_dot_at_level(weight_type, cpu_best_level());
 }
 
+/* Activations to Q8_0 the way ggml's x86 build does it at run time, which is
+ * not its reference quantizer: the inverse scale is 127/amax rather than
+ * 1/(amax/127), and halves round to even. Weights keep the reference
+ * (quantize_q8_0_ref, bit-exact with gguf); activations follow the engine we
+ * are compared with, because a value that rounds the other way is a whole
+ * int8 step, and this model family amplifies such steps into visible logit
+ * differences. */
+static void quantize_activation_q8_0(const float *x, block_q8_0 *out, int64_t n)
+{
+    for (int64_t b = 0; b < n / QK8_0; b++, x += QK8_0) {
+        float amax = 0.0f;
+        for (int i = 0; i < QK8_0; i++)
+            amax = fmaxf(amax, fabsf(x[i]));
+        float inverse = amax != 0.0f ? 127.0f / amax : 0.0f;
+        out[b].d = fp32_to_fp16(amax / 127.0f);
+        for (int i = 0; i < QK8_0; i++)
+            out[b].qs[i] = (int8_t)nearbyintf(x[i] * inverse);
+    }
+}
+
 void ops_quantize_activation(uint32_t weight_type, const float *x, void *dst, int64_t n)
 {
     switch (ops_activation_type(weight_type)) {
     case QUANT_Q8_0:
-        quantize_q8_0_ref(x, dst, n);
+        quantize_activation_q8_0(x, dst, n);
         break;
     case QUANT_Q8_K:
         quantize_q8_K_ref(x, dst, n);

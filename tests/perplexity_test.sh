@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# hearth perplexity against llama-perplexity's output on the same text
+# (tests/fixtures/gemma3/perplexity.txt, from scripts/oracle/make_gemma3_fixtures.sh):
+# hearth's value must be within 0.5 % of llama.cpp's. With CHUNKS, only the first
+# CHUNKS chunks are scored and compared with llama.cpp's running value after as
+# many (the ASan build uses this; the release build scores the whole text).
+#
+#   perplexity_test.sh HEARTH FIXTURE TEXT [CHUNKS]
+set -euo pipefail
+hearth=$1 fixture=$2 text=$3 chunks=${4:-}
+model=${HEARTH_MODEL:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth/models/gemma-3-270m-q4_k_m.gguf}
+if [ ! -r "$model" ]; then
+    echo "SKIP: default model not installed (scripts/setup.sh installs it)"
+    exit 77
+fi
+
+running=$(grep -oE '(\[[0-9]+\][0-9.]+,)+' "$fixture" | tr ',' '\n' | sed -n 's/^\[\([0-9]*\)\]\(.*\)$/\1 \2/p')
+if [ -n "$chunks" ]; then
+    expected=$(echo "$running" | awk -v c="$chunks" '$1 == c { print $2 }')
+    out=$("$hearth" perplexity -m "$model" -f "$text" -c 512 --chunks "$chunks")
+    got=$(echo "$out" | grep -oE "\[$chunks\][0-9.]+" | sed 's/.*\]//')
+    what="running perplexity after $chunks chunks"
+else
+    expected=$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$fixture")
+    out=$("$hearth" perplexity -m "$model" -f "$text" -c 512)
+    got=$(echo "$out" | sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p')
+    what="final perplexity"
+fi
+echo "$out" | tail -n 1
+if [ -z "$expected" ] || [ -z "$got" ]; then
+    echo "FAIL: could not read the $what (expected '$expected', got '$got')"
+    exit 1
+fi
+python3 - "$got" "$expected" "$what" <<'PY'
+import sys
+got, expected, what = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+diff = abs(got - expected) / expected
+print(f"{what}: hearth {got:.4f}, llama.cpp {expected:.4f}, difference {100 * diff:.3f} % (limit 0.5 %)")
+sys.exit(0 if diff <= 0.005 else 1)
+PY

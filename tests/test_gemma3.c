@@ -1,0 +1,231 @@
+/* Gemma 3 270M end to end against llama.cpp (the oracle): the fixtures in
+ * tests/fixtures/gemma3/ come from scripts/oracle/make_gemma3_fixtures.sh.
+ *
+ *   topk.txt    a teacher-forced sequence of 512 tokens and llama.cpp's top-10
+ *               logits at each position.
+ *   greedy.txt  3 prompts and llama.cpp's 64 greedy tokens after each: hearth's
+ *               greedy continuation must be identical for at least 16 tokens.
+ *
+ * Why the top-1 thresholds are what they are. This model, quantized (Q4_K_M)
+ * and run with int8 activations as llama.cpp runs it, is numerically chaotic:
+ * a last-bit difference in a float sum moves an activation across an int8
+ * rounding boundary now and then, and 18 layers of residual stream in the
+ * thousands amplify such steps to about half a logit on average. Measured on
+ * this sequence (see the note on issue 3):
+ *   llama.cpp vs llama.cpp with weight repacking off (only Q4_K's summation
+ *     order changes):             top-1 94.7 %, mean |dlogit| 0.62, max 4.4
+ *   hearth scalar vs hearth AVX-512 (only our dot products' order changes):
+ *                                 top-1 94.3 %, mean 0.62, max 5.4
+ *   hearth vs llama.cpp:          top-1 95.1 %, mean 0.65, max 5.0
+ * So plain top-1 agreement cannot reach 99 % for any implementation that does
+ * not reproduce ggml's summation order bit for bit; it is held to the noise
+ * floor (93 %), and the sharper test is agreement where llama.cpp's choice is
+ * clear — its top-1 leads by >= 2 logits — which must be >= 99 % (measured
+ * 100 %). A real defect (a wrong RoPE base, a missing norm) drops both far
+ * below: see the mutation checks in the note. Needs the default model
+ * (scripts/setup.sh installs it); skips without it. */
+#include "test.h"
+
+#include "base/paths.h"
+#include "runtime/session.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TOP_K 10
+#define MAX_LOGIT_DELTA 6.5       /* the noise floor above reaches 5.4 */
+#define MAX_MEAN_LOGIT_DELTA 0.8  /* noise floor 0.62 */
+#define MIN_TOP1_AGREEMENT 0.93
+#define CLEAR_MARGIN 2.0          /* logits between llama.cpp's first and second choice */
+#define MIN_CLEAR_TOP1_AGREEMENT 0.99
+#define MIN_GREEDY_PREFIX 16
+#define LOGIT_ROWS 64
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    long len;
+    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (buf = malloc((size_t)len + 1)) != NULL) {
+        size_t got = fread(buf, 1, (size_t)len, f);
+        buf[got] = '\0';
+    }
+    fclose(f);
+    return buf;
+}
+
+/* Parses "<word> <count> <ids...>" at line; returns the ids (malloc'd) or NULL. */
+static int32_t *parse_ids(const char *line, const char *word, int32_t *count)
+{
+    size_t wlen = strlen(word);
+    if (strncmp(line, word, wlen) != 0 || line[wlen] != ' ')
+        return NULL;
+    char *end;
+    long n = strtol(line + wlen, &end, 10);
+    if (n <= 0 || n > 1 << 20)
+        return NULL;
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    for (long i = 0; ids && i < n; i++)
+        ids[i] = (int32_t)strtol(end, &end, 10);
+    *count = (int32_t)n;
+    return ids;
+}
+
+static int32_t argmax(const float *v, int32_t n)
+{
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (v[i] > v[best])
+            best = i;
+    return best;
+}
+
+static void check_topk(session *s, int32_t n_vocab)
+{
+    char *text = read_file(HEARTH_FIXTURES_DIR "/gemma3/topk.txt");
+    CHECK_MSG(text != NULL, "cannot read topk.txt");
+    if (!text)
+        return;
+    int32_t n = 0, *tokens = NULL;
+    char *line = text;
+    while (line && *line && !tokens) {
+        tokens = parse_ids(line, "tokens", &n);
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
+    CHECK_MSG(tokens && n >= 512, "topk.txt: no 'tokens' line of >= 512 ids");
+    if (!tokens || n < 512) {
+        free(text);
+        return;
+    }
+    float *logits = malloc((size_t)LOGIT_ROWS * (size_t)n_vocab * sizeof *logits);
+    int agree = 0, positions = 0, clear = 0, clear_agree = 0;
+    double max_delta = 0.0, sum_delta = 0.0;
+    long deltas = 0;
+    hearth_error err = {0};
+    session_reset(s);
+    for (int32_t done = 0; done < n; done += LOGIT_ROWS) {
+        int32_t rows = n - done < LOGIT_ROWS ? n - done : LOGIT_ROWS;
+        if (session_eval_all_logits(s, tokens + done, rows, 0, logits, &err) != HEARTH_OK) {
+            CHECK_MSG(0, "eval: %s", err.message);
+            break;
+        }
+        for (int32_t r = 0; r < rows && line && *line; r++) {
+            /* "pos id:logit id:logit ..." */
+            char *end;
+            long pos = strtol(line, &end, 10);
+            CHECK_MSG(pos == done + r, "topk.txt: expected position %d, found %ld", done + r, pos);
+            const float *row = logits + (size_t)r * n_vocab;
+            double first_logit = 0.0;
+            int32_t first_id = -1;
+            for (int k = 0; k < TOP_K; k++) {
+                long id = strtol(end, &end, 10);
+                if (*end != ':' || id < 0 || id >= n_vocab) {
+                    CHECK_MSG(0, "topk.txt: bad entry at position %ld", pos);
+                    break;
+                }
+                double oracle = strtod(end + 1, &end);
+                if (k == 0) {
+                    first_id = (int32_t)id;
+                    first_logit = oracle;
+                    agree += argmax(row, n_vocab) == id;
+                } else if (k == 1 && first_logit - oracle >= CLEAR_MARGIN) {
+                    clear++;
+                    clear_agree += argmax(row, n_vocab) == first_id;
+                }
+                double delta = fabs((double)row[id] - oracle);
+                max_delta = delta > max_delta ? delta : max_delta;
+                sum_delta += delta;
+                deltas++;
+            }
+            positions++;
+            line = strchr(line, '\n');
+            line = line ? line + 1 : NULL;
+        }
+    }
+    double rate = positions ? (double)agree / positions : 0.0;
+    double clear_rate = clear ? (double)clear_agree / clear : 0.0;
+    double mean_delta = deltas ? sum_delta / deltas : 0.0;
+    printf("  teacher-forced: %d positions, top-1 agreement %d/%d = %.2f %%; where llama.cpp leads by >= %.1f: "
+           "%d/%d = %.2f %%; |dlogit| over its top-%d: max %.4f, mean %.4f\n",
+           positions, agree, positions, 100.0 * rate, CLEAR_MARGIN, clear_agree, clear, 100.0 * clear_rate, TOP_K,
+           max_delta, mean_delta);
+    CHECK_MSG(positions == n, "%d of %d positions compared", positions, n);
+    CHECK_MSG(rate >= MIN_TOP1_AGREEMENT, "top-1 agreement %.4f below %.2f", rate, MIN_TOP1_AGREEMENT);
+    CHECK_MSG(clear >= 200 && clear_rate >= MIN_CLEAR_TOP1_AGREEMENT, "clear-margin agreement %d/%d", clear_agree,
+              clear);
+    CHECK_MSG(max_delta <= MAX_LOGIT_DELTA, "max |dlogit| %.4f above %.2f", max_delta, MAX_LOGIT_DELTA);
+    CHECK_MSG(mean_delta <= MAX_MEAN_LOGIT_DELTA, "mean |dlogit| %.4f above %.2f", mean_delta, MAX_MEAN_LOGIT_DELTA);
+    free(logits);
+    free(tokens);
+    free(text);
+}
+
+static void check_greedy(session *s, int32_t n_vocab)
+{
+    char *text = read_file(HEARTH_FIXTURES_DIR "/gemma3/greedy.txt");
+    CHECK_MSG(text != NULL, "cannot read greedy.txt");
+    if (!text)
+        return;
+    int cases = 0;
+    int32_t n_prompt = 0, *prompt = NULL;
+    for (char *line = text; line && *line;) {
+        int32_t n_expected = 0, *expected = NULL;
+        int32_t *ids = parse_ids(line, "prompt", &n_prompt);
+        if (ids) {
+            free(prompt);
+            prompt = ids;
+        } else if (prompt && (expected = parse_ids(line, "greedy", &n_expected)) != NULL) {
+            hearth_error err = {0};
+            session_reset(s);
+            int same = 0;
+            bool diverged = false;
+            hearth_status st = session_eval(s, prompt, n_prompt, &err);
+            for (int32_t i = 0; st == HEARTH_OK && i < n_expected; i++) {
+                int32_t next = argmax(session_logits(s), n_vocab);
+                if (next != expected[i])
+                    diverged = true;
+                same += !diverged;
+                st = session_eval(s, &next, 1, &err);
+            }
+            CHECK_MSG(st == HEARTH_OK, "eval: %s", err.message);
+            printf("  greedy prompt %d (%d tokens): first %d of %d tokens identical\n", cases + 1, n_prompt, same,
+                   n_expected);
+            CHECK_MSG(same >= MIN_GREEDY_PREFIX, "prompt %d: only %d tokens identical", cases + 1, same);
+            cases++;
+            free(expected);
+        }
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
+    CHECK_MSG(cases == 3, "greedy.txt: %d cases, expected 3", cases);
+    free(prompt);
+    free(text);
+}
+
+int main(void)
+{
+    char path[4096];
+    if (!paths_default_model(path, sizeof path) || access(path, R_OK) != 0)
+        TEST_SKIP("default model not installed (scripts/setup.sh installs it)");
+    hearth_error err = {0};
+    model *m = NULL;
+    threadpool *pool = NULL;
+    session *s = NULL;
+    if (model_load(path, &m, &err) != HEARTH_OK || threadpool_create(threadpool_default_threads(), &pool, &err) ||
+        session_create(m, pool, &(session_params){.n_ctx = 1024}, &s, &err) != HEARTH_OK) {
+        CHECK_MSG(0, "%s", err.message);
+        return test_finish("test_gemma3");
+    }
+    check_topk(s, model_n_vocab(m));
+    check_greedy(s, model_n_vocab(m));
+    session_free(s);
+    threadpool_free(pool);
+    model_free(m);
+    return test_finish("test_gemma3");
+}
