@@ -120,7 +120,7 @@ if [ -r "$model" ]; then
     out=$("$hearth" run -m "$model" -p "$prompt" -n 40 --temp 0 --stop " country" 2>/dev/null)
     [ "$out" = "$prompt the capital of the" ] && pass || fail "--stop output: '$out'"
     # The context fills: generation stops cleanly, or goes on with a shift.
-    expect 0 'stopped by length; context 16 of 16' -- run -m "$model" -p "$prompt" -n 100 -c 16 --temp 0
+    expect 0 'stopped by context full; context 16 of 16' -- run -m "$model" -p "$prompt" -n 100 -c 16 --temp 0
     expect 0 'generation += +[0-9.]+ ms / +40 tokens' -- run -m "$model" -p "$prompt" -n 40 -c 16 --temp 0 --context-shift
     expect 1 'does not fit in the context of 4' -- run -m "$model" -p "$prompt" -c 4
     printf 'a b c' >"$tmp/short.txt"

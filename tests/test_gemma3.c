@@ -208,6 +208,40 @@ static void check_greedy(session *s, int32_t n_vocab)
     free(text);
 }
 
+/* Positions continue across calls: 128 tokens in one call or in two of 64
+ * give the same logits, bit for bit (both run the f32 attention path); and a
+ * call that would overflow the context fails and changes nothing. */
+static void check_session(const model *m, threadpool *pool)
+{
+    enum { N = 128 };
+    int32_t n_vocab = model_n_vocab(m), tokens[N];
+    for (int i = 0; i < N; i++)
+        tokens[i] = i == 0 ? 2 : 1000 + (i * 7919) % 20000;
+    hearth_error err = {0};
+    session *a = NULL, *b = NULL;
+    CHECK(session_create(m, pool, &(session_params){.n_ctx = 160}, &a, &err) == HEARTH_OK);
+    CHECK(session_create(m, pool, &(session_params){.n_ctx = 160}, &b, &err) == HEARTH_OK);
+    if (!a || !b) {
+        session_free(a);
+        session_free(b);
+        return;
+    }
+    CHECK(session_eval(a, tokens, N, &err) == HEARTH_OK);
+    CHECK(session_eval(b, tokens, N / 2, &err) == HEARTH_OK);
+    CHECK(session_eval(b, tokens + N / 2, N / 2, &err) == HEARTH_OK);
+    CHECK(session_n_past(a) == N && session_n_past(b) == N);
+    CHECK_MSG(memcmp(session_logits(a), session_logits(b), (size_t)n_vocab * sizeof(float)) == 0,
+              "logits differ between one call and two");
+    CHECK(session_eval(a, tokens, 33, &err) == HEARTH_ERR_ARG && strstr(err.message, "context full") != NULL);
+    CHECK(session_n_past(a) == N);
+    CHECK(session_eval(a, tokens, 32, &err) == HEARTH_OK && session_n_past(a) == 160);
+    int32_t bad = n_vocab;
+    session_reset(b);
+    CHECK(session_eval(b, &bad, 1, &err) == HEARTH_ERR_ARG && strstr(err.message, "outside the vocabulary"));
+    session_free(a);
+    session_free(b);
+}
+
 int main(void)
 {
     char path[4096];
@@ -222,6 +256,7 @@ int main(void)
         CHECK_MSG(0, "%s", err.message);
         return test_finish("test_gemma3");
     }
+    check_session(m, pool);
     check_topk(s, model_n_vocab(m));
     check_greedy(s, model_n_vocab(m));
     session_free(s);

@@ -12,6 +12,7 @@ const char *generate_finish_name(generate_finish finish)
 {
     switch (finish) {
     case GENERATE_FINISH_LENGTH: return "length";
+    case GENERATE_FINISH_CONTEXT_FULL: return "context full";
     case GENERATE_FINISH_EOG: return "end of generation";
     case GENERATE_FINISH_STOP: return "stop string";
     case GENERATE_FINISH_CANCELLED: return "cancelled";
@@ -100,8 +101,10 @@ hearth_status generate_run(session *s, sampler *smp, const vocab *v, const int32
             break;
         }
         if (session_n_past(s) == session_n_ctx(s)) {
-            if (!params->context_shift)
+            if (!params->context_shift) {
+                stats->finish = GENERATE_FINISH_CONTEXT_FULL;
                 break;
+            }
             if ((st = shift_context(s, params->n_keep, err)) != HEARTH_OK)
                 break;
         }

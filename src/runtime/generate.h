@@ -14,7 +14,7 @@ typedef struct generate_params {
     int32_t n_predict;        /* tokens to generate at most; < 0: no limit but the context */
     const char *const *stops; /* stop strings */
     int n_stops;
-    /* When the context fills: false stops generation (finish LENGTH); true
+    /* When the context fills: false stops generation (CONTEXT_FULL); true
      * keeps the first n_keep tokens and the most recent half of the rest, and
      * evaluates them again, so generation can go on. */
     bool context_shift;
@@ -23,7 +23,8 @@ typedef struct generate_params {
 } generate_params;
 
 typedef enum generate_finish {
-    GENERATE_FINISH_LENGTH,    /* n_predict reached, or the context is full */
+    GENERATE_FINISH_LENGTH,       /* n_predict reached */
+    GENERATE_FINISH_CONTEXT_FULL, /* the context filled (and no shift was asked for) */
     GENERATE_FINISH_EOG,       /* the model ended its turn */
     GENERATE_FINISH_STOP,      /* a stop string */
     GENERATE_FINISH_CANCELLED, /* the emit callback asked to stop */

@@ -244,6 +244,8 @@ int cli_run(int argc, char **argv)
     fprintf(stderr, "hearth: stopped by %s; context %d of %d tokens, state %.1f MiB\n",
             generate_finish_name(stats.finish), session_n_past(s), session_n_ctx(s),
             (double)session_state_bytes(s) / 1048576.0);
+    if (stats.finish == GENERATE_FINISH_CONTEXT_FULL)
+        fprintf(stderr, "hearth: the context is full; a larger -c, or --context-shift, lets generation go on\n");
     rc = CLI_EXIT_OK;
 done:
     free(tokens);

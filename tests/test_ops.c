@@ -1,0 +1,149 @@
+/* The forward pass's small kernels against plain double-precision formulas:
+ * RMSNorm, NEOX RoPE, GeGLU, and attention (causal, sliding window, grouped
+ * heads, both of its precision modes) against a two-pass softmax. */
+#include "test.h"
+
+#include "base/fp16.h"
+#include "ops/attention.h"
+#include "ops/ops.h"
+
+#include <math.h>
+#include <string.h>
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static float random_float(void) /* uniform in [-1, 1) */
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng_state >> 40) * (1.0 / 8388608.0)) - 1.0f;
+}
+
+static void check_rmsnorm(void)
+{
+    for (int n = 1; n <= 4096; n = n * 3 + 1) {
+        float x[4096], w[4096], out[4096];
+        for (int i = 0; i < n; i++)
+            x[i] = 10.0f * random_float(), w[i] = random_float();
+        ops_rmsnorm(x, w, n, 1e-6f, out);
+        double sum = 0.0;
+        for (int i = 0; i < n; i++)
+            sum += (double)x[i] * x[i];
+        double scale = 1.0 / sqrt(sum / n + 1e-6);
+        double worst = 0.0;
+        for (int i = 0; i < n; i++)
+            worst = fmax(worst, fabs(out[i] - x[i] * scale * w[i]) / (fabs(x[i] * scale) + 1e-30));
+        CHECK_MSG(worst < 1e-6, "rmsnorm n=%d: relative error %g", n, worst);
+    }
+}
+
+static void check_rope(void)
+{
+    enum { HEADS = 3, DIM = 256 };
+    float x[HEADS * DIM], y[HEADS * DIM];
+    for (int i = 0; i < HEADS * DIM; i++)
+        x[i] = random_float();
+    const int positions[] = {0, 1, 17, 511, 4095, 32767};
+    for (size_t p = 0; p < sizeof positions / sizeof *positions; p++) {
+        for (int rot = 64; rot <= DIM; rot *= 2) {
+            memcpy(y, x, sizeof x);
+            ops_rope_neox(y, HEADS, DIM, rot, positions[p], 10000.0f, 0.5f);
+            double worst = 0.0;
+            for (int h = 0; h < HEADS; h++) {
+                const float *a = x + h * DIM, *b = y + h * DIM;
+                for (int i = 0; i < rot / 2; i++) {
+                    /* The angle accumulates float rounding as ggml's does;
+                     * compared in double, it drifts by ~1e-7 per step. */
+                    double theta = positions[p] * 0.5 * pow(10000.0, -2.0 * i / rot);
+                    double re = a[i] * cos(theta) - a[i + rot / 2] * sin(theta);
+                    double im = a[i] * sin(theta) + a[i + rot / 2] * cos(theta);
+                    worst = fmax(worst, fmax(fabs(b[i] - re), fabs(b[i + rot / 2] - im)));
+                }
+                for (int i = rot; i < DIM; i++)
+                    worst = fmax(worst, fabs(b[i] - a[i])); /* past n_dims: untouched */
+            }
+            double limit = 1e-5 + 4e-7 * positions[p] * 0.5;
+            CHECK_MSG(worst < limit, "rope pos %d dims %d: error %g (limit %g)", positions[p], rot, worst, limit);
+        }
+    }
+}
+
+static void check_geglu(void)
+{
+    double worst = 0.0;
+    for (int i = 0; i < 20000; i++) {
+        float x = 24.0f * random_float(), up = random_float();
+        float gate = x;
+        ops_geglu(&gate, &up, 1);
+        double exact = 0.5 * x * (1.0 + tanh(sqrt(2.0 / 3.14159265358979323846) * (x + 0.044715 * x * x * x))) * up;
+        /* GELU is read from a half-precision table (as llama.cpp does). */
+        worst = fmax(worst, fabs(gate - exact) / (fabs(x * up) + 1e-3));
+    }
+    CHECK_MSG(worst < 2e-3, "geglu: relative error %g", worst);
+}
+
+/* Attention against a two-pass softmax in double. */
+static void check_attention(int n_tokens, int n_heads, int n_kv_heads, int dim, int window)
+{
+    enum { MAX_POS = 200, MAX_DIM = 64, MAX_HEADS = 8 };
+    static float q[MAX_POS * MAX_HEADS * MAX_DIM], out[MAX_POS * MAX_HEADS * MAX_DIM];
+    static uint16_t k[MAX_POS * MAX_HEADS * MAX_DIM], v[MAX_POS * MAX_HEADS * MAX_DIM];
+    int32_t positions[MAX_POS];
+    int pos0 = 7; /* earlier positions already in the cache */
+    int n_pos = pos0 + n_tokens, kv_dim = n_kv_heads * dim, q_dim = n_heads * dim;
+    for (int i = 0; i < n_pos * kv_dim; i++)
+        k[i] = fp32_to_fp16(2.0f * random_float()), v[i] = fp32_to_fp16(random_float());
+    for (int i = 0; i < n_tokens * q_dim; i++)
+        q[i] = 2.0f * random_float();
+    for (int t = 0; t < n_tokens; t++)
+        positions[t] = pos0 + t;
+    float scale = 1.0f / sqrtf((float)dim);
+    ops_attention_args args = {
+        .q = q, .q_stride = q_dim, .k = k, .v = v, .k_stride = kv_dim, .v_stride = kv_dim,
+        .positions = positions, .n_tokens = n_tokens, .n_heads = n_heads, .n_kv_heads = n_kv_heads,
+        .head_dim_k = dim, .head_dim_v = dim, .window = window, .scale = scale, .out = out, .out_stride = q_dim,
+    };
+    ops_attention(NULL, &args);
+    double worst = 0.0;
+    for (int t = 0; t < n_tokens; t++) {
+        for (int h = 0; h < n_heads; h++) {
+            int kvh = h / (n_heads / n_kv_heads), p = positions[t];
+            int first = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+            double scores[MAX_POS], max = -INFINITY, sum = 0.0;
+            for (int j = first; j <= p; j++) {
+                double s = 0.0;
+                for (int d = 0; d < dim; d++)
+                    s += (double)q[t * q_dim + h * dim + d] * scale * fp16_to_fp32(k[j * kv_dim + kvh * dim + d]);
+                scores[j] = s;
+                max = fmax(max, s);
+            }
+            for (int j = first; j <= p; j++)
+                sum += scores[j] = exp(scores[j] - max);
+            for (int d = 0; d < dim; d++) {
+                double o = 0.0;
+                for (int j = first; j <= p; j++)
+                    o += scores[j] / sum * fp16_to_fp32(v[j * kv_dim + kvh * dim + d]);
+                worst = fmax(worst, fabs(out[t * q_dim + h * dim + d] - o));
+            }
+        }
+    }
+    /* Batches under 64 tokens keep the query and the accumulator in f16, as
+     * llama.cpp does: about three decimal digits on values below 1. */
+    double limit = n_tokens < 64 ? 4e-3 : 1e-5;
+    CHECK_MSG(worst < limit, "attention tokens %d heads %d/%d dim %d window %d: error %g (limit %g)", n_tokens,
+              n_heads, n_kv_heads, dim, window, worst, limit);
+}
+
+int main(void)
+{
+    check_rmsnorm();
+    check_rope();
+    check_geglu();
+    check_attention(1, 4, 1, 64, 0);
+    check_attention(1, 4, 4, 32, 3);
+    check_attention(17, 8, 2, 64, 0);
+    check_attention(17, 4, 1, 16, 5);
+    check_attention(70, 4, 2, 32, 0);
+    check_attention(70, 8, 1, 64, 16);
+    check_attention(128, 2, 2, 8, 1);
+    return test_finish("test_ops");
+}
