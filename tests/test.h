@@ -39,6 +39,30 @@ static int test_checks;
         exit(77);                                                               \
     } while (0)
 
+/* A whole file, NUL-terminated (it may hold NULs itself: *size is its
+ * length; size may be NULL). NULL when it cannot be read completely. */
+static inline char *test_read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    long len;
+    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (buf = (char *)malloc((size_t)len + 1)) != NULL) {
+        if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
+            free(buf);
+            buf = NULL;
+        } else {
+            buf[len] = '\0';
+            if (size)
+                *size = (size_t)len;
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
 static inline int test_finish(const char *name)
 {
     printf("%s: %d checks, %d failed\n", name, test_checks, test_failures);

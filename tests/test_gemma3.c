@@ -43,22 +43,6 @@
 #define MIN_GREEDY_PREFIX 16
 #define LOGIT_ROWS 64
 
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    long len;
-    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-        (buf = malloc((size_t)len + 1)) != NULL) {
-        size_t got = fread(buf, 1, (size_t)len, f);
-        buf[got] = '\0';
-    }
-    fclose(f);
-    return buf;
-}
-
 /* Parses "<word> <count> <ids...>" at line; returns the ids (malloc'd) or NULL. */
 static int32_t *parse_ids(const char *line, const char *word, int32_t *count)
 {
@@ -87,7 +71,7 @@ static int32_t argmax(const float *v, int32_t n)
 
 static void check_topk(session *s, int32_t n_vocab)
 {
-    char *text = read_file(HEARTH_FIXTURES_DIR "/gemma3/topk.txt");
+    char *text = test_read_file(HEARTH_FIXTURES_DIR "/gemma3/topk.txt", NULL);
     CHECK_MSG(text != NULL, "cannot read topk.txt");
     if (!text)
         return;
@@ -168,7 +152,7 @@ static void check_topk(session *s, int32_t n_vocab)
 
 static void check_greedy(session *s, int32_t n_vocab)
 {
-    char *text = read_file(HEARTH_FIXTURES_DIR "/gemma3/greedy.txt");
+    char *text = test_read_file(HEARTH_FIXTURES_DIR "/gemma3/greedy.txt", NULL);
     CHECK_MSG(text != NULL, "cannot read greedy.txt");
     if (!text)
         return;

@@ -23,31 +23,12 @@ static const char *const fixtures[] = {
     "IQ4_XS.dequantize", "MXFP4.dequantize", "MXFP4.quantize",
 };
 
-static unsigned char *read_file(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    unsigned char *buf = NULL;
-    long len;
-    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-        buf = malloc((size_t)len + 1);
-        if (buf && fread(buf, 1, (size_t)len, f) != (size_t)len) {
-            free(buf);
-            buf = NULL;
-        }
-        *size = (size_t)len;
-    }
-    fclose(f);
-    return buf;
-}
-
 static void check_fixture(const char *name)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/quant/%s", HEARTH_FIXTURES_DIR, name);
     size_t size = 0;
-    unsigned char *buf = read_file(path, &size);
+    unsigned char *buf = (unsigned char *)test_read_file(path, &size);
     CHECK_MSG(buf != NULL, "%s: cannot read fixture", path);
     if (!buf)
         return;

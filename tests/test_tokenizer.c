@@ -9,27 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static char *read_text(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    long len;
-    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-        (buf = malloc((size_t)len + 1)) != NULL) {
-        if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
-            free(buf);
-            buf = NULL;
-        } else {
-            buf[len] = '\0';
-            *size = (size_t)len;
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
 /* Detokenising the ids of a text gives the text back (with the leading space
  * the space-prefix rule added). */
 static void check_round_trip(const vocab *v, const char *text, size_t len, const int32_t *ids, int64_t n)
@@ -63,9 +42,9 @@ static void check_vectors(const char *name)
     }
     size_t inp_size, out_size;
     snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-%s.gguf.inp", HEARTH_SHARED_DATA_DIR, name);
-    char *inp = read_text(path, &inp_size);
+    char *inp = test_read_file(path, &inp_size);
     snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-%s.gguf.out", HEARTH_SHARED_DATA_DIR, name);
-    char *outp = read_text(path, &out_size);
+    char *outp = test_read_file(path, &out_size);
     CHECK(inp && outp);
     static const char sep[] = "\n__ggml_vocab_test__\n";
     int cases = 0, passed = 0;

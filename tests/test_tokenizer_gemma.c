@@ -12,22 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static char *read_all(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    long len;
-    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-        (buf = malloc((size_t)len + 1)) != NULL) {
-        *size = fread(buf, 1, (size_t)len, f);
-        buf[*size] = '\0';
-    }
-    fclose(f);
-    return buf;
-}
-
 /* Finds needle in [hay, hay_end): the corpus holds NUL bytes, so no strstr. */
 static const char *find(const char *hay, const char *hay_end, const char *needle)
 {
@@ -41,7 +25,7 @@ static const char *find(const char *hay, const char *hay_end, const char *needle
 static int compare_mode(const vocab *v, const char *corpus, size_t corpus_len, const char *expected_path, bool special)
 {
     size_t expected_len;
-    char *expected = read_all(expected_path, &expected_len);
+    char *expected = test_read_file(expected_path, &expected_len);
     CHECK_MSG(expected != NULL, "cannot read %s", expected_path);
     if (!expected)
         return 0;
@@ -94,7 +78,7 @@ int main(void)
     CHECK(vocab_size(v) == 262144 && vocab_bos(v) == 2 && vocab_eos(v) == 1);
     CHECK(vocab_is_end_of_generation(v, 106) && vocab_is_end_of_generation(v, 1)); /* <end_of_turn>, <eos> */
     size_t corpus_len = 0;
-    char *corpus = read_all(HEARTH_FIXTURES_DIR "/tokenizer/corpus.txt", &corpus_len);
+    char *corpus = test_read_file(HEARTH_FIXTURES_DIR "/tokenizer/corpus.txt", &corpus_len);
     CHECK(corpus != NULL);
     if (corpus) {
         compare_mode(v, corpus, corpus_len, HEARTH_FIXTURES_DIR "/tokenizer/gemma3.special.out", true);

@@ -1,12 +1,12 @@
 #include "runtime/generate.h"
 
+#include "base/clock.h"
 #include "base/error.h"
 #include "runtime/stop.h"
 #include "runtime/utf8_stream.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 const char *generate_finish_name(generate_finish finish)
 {
@@ -18,13 +18,6 @@ const char *generate_finish_name(generate_finish finish)
     case GENERATE_FINISH_CANCELLED: return "cancelled";
     }
     return "?";
-}
-
-static double seconds_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* Keeps n_keep tokens from the start and the newest half of the rest, and runs
@@ -66,9 +59,9 @@ hearth_status generate_run(session *s, sampler *smp, const vocab *v, const int32
     if (st != HEARTH_OK)
         return st;
 
-    double t0 = seconds_now();
+    double t0 = clock_seconds();
     st = session_eval(s, prompt, n_prompt, err);
-    stats->prompt_seconds = seconds_now() - t0;
+    stats->prompt_seconds = clock_seconds() - t0;
     for (int32_t i = 0; i < n_prompt; i++)
         sampler_accept(smp, prompt[i]);
 
@@ -77,7 +70,7 @@ hearth_status generate_run(session *s, sampler *smp, const vocab *v, const int32
     char piece[PIECE_CAP], whole[PIECE_CAP + UTF8_STREAM_MAX_HELD];
     char out[PIECE_CAP + UTF8_STREAM_MAX_HELD + 2 * STOP_MAX_LENGTH];
     stats->finish = GENERATE_FINISH_LENGTH;
-    t0 = seconds_now();
+    t0 = clock_seconds();
     bool running = st == HEARTH_OK;
     while (running && (params->n_predict < 0 || stats->n_generated < params->n_predict)) {
         int32_t token = sampler_sample(smp, session_logits(s));
@@ -111,7 +104,7 @@ hearth_status generate_run(session *s, sampler *smp, const vocab *v, const int32
         st = session_eval(s, &token, 1, err);
         running = st == HEARTH_OK;
     }
-    stats->generate_seconds = seconds_now() - t0;
+    stats->generate_seconds = clock_seconds() - t0;
     if (st == HEARTH_OK && stats->finish != GENERATE_FINISH_STOP && stats->finish != GENERATE_FINISH_CANCELLED) {
         /* Whatever was held back (a possible stop string's start, an
          * unfinished character) is text the user is owed. */

@@ -6,13 +6,12 @@
  * are scored by the logits of the token before them. */
 #include "cli.h"
 
-#include "base/paths.h"
+#include "base/clock.h"
 #include "runtime/session.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char perplexity_usage[] =
     "usage: hearth perplexity [-m FILE] -f TEXT [-c CTX] [--chunks N] [-t THREADS]\n"
@@ -51,13 +50,6 @@ static double negative_log_prob(const float *logits, int32_t n_vocab, int32_t ta
     for (int32_t i = 0; i < n_vocab; i++)
         sum += expf(logits[i] - max_logit);
     return -((double)(logits[target] - max_logit) - log(sum));
-}
-
-static double seconds_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 int cli_perplexity(int argc, char **argv)
@@ -143,7 +135,7 @@ int cli_perplexity(int argc, char **argv)
     fprintf(stderr, "perplexity: calculating perplexity over %ld chunks, n_ctx=%ld, batch_size=%ld, n_seq=1\n",
             n_chunks, n_ctx, n_ctx);
 
-    double nll = 0.0, nll2 = 0.0, t_start = seconds_now();
+    double nll = 0.0, nll2 = 0.0, t_start = clock_seconds();
     long count = 0;
     for (long c = 0; c < n_chunks; c++) {
         memcpy(chunk, tokens + c * n_ctx, (size_t)n_ctx * sizeof *chunk);
@@ -165,7 +157,7 @@ int cli_perplexity(int argc, char **argv)
         }
         count += n_ctx - first - 1;
         if (c == 0)
-            fprintf(stderr, "perplexity: %.2f seconds per pass\n", seconds_now() - t_start);
+            fprintf(stderr, "perplexity: %.2f seconds per pass\n", clock_seconds() - t_start);
         printf("[%ld]%.4f,", c + 1, exp(nll / (double)count));
         fflush(stdout);
     }
@@ -180,8 +172,9 @@ int cli_perplexity(int argc, char **argv)
         printf("Final estimate: PPL = %.4f\n", ppl);
         fprintf(stderr, "hearth perplexity: the spread of log-probabilities came out negative; no error estimate\n");
     }
-    fprintf(stderr, "perplexity: %ld chunks in %.2f s (%.1f tokens/s)\n", n_chunks, seconds_now() - t_start,
-            (double)(n_chunks * n_ctx) / (seconds_now() - t_start));
+    double elapsed = clock_seconds() - t_start;
+    fprintf(stderr, "perplexity: %ld chunks in %.2f s (%.1f tokens/s)\n", n_chunks, elapsed,
+            (double)(n_chunks * n_ctx) / elapsed);
     rc = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
     goto done;
 eval_failed:

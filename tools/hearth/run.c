@@ -2,12 +2,12 @@
  * with llama.cpp-style timings on stderr at the end. */
 #include "cli.h"
 
+#include "base/clock.h"
 #include "runtime/generate.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char run_usage[] =
     "usage: hearth run [-m FILE] (-p PROMPT | -f FILE) [options]\n"
@@ -47,13 +47,6 @@ static int usage_error(const char *fmt, const char *arg)
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\n\n%s", run_usage);
     return CLI_EXIT_USAGE;
-}
-
-static double seconds_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static bool emit_stdout(void *user, const char *text, size_t len)
@@ -192,7 +185,7 @@ int cli_run(int argc, char **argv)
         len = strlen(prompt);
     }
 
-    double t_load = seconds_now();
+    double t_load = clock_seconds();
     if (model_load(model_path, &m, &err) != HEARTH_OK ||
         threadpool_create(n_threads ? (int)n_threads : threadpool_default_threads(), &pool, &err) != HEARTH_OK ||
         session_create(m, pool, &(session_params){.n_ctx = (int32_t)n_ctx}, &s, &err) != HEARTH_OK ||
@@ -200,7 +193,7 @@ int cli_run(int argc, char **argv)
         fprintf(stderr, "hearth run: %s\n", err.message);
         goto done;
     }
-    t_load = seconds_now() - t_load;
+    t_load = clock_seconds() - t_load;
 
     const vocab *v = model_vocab(m);
     int64_t n_tokens = vocab_tokenize(v, text, len, add_bos, true, NULL, 0);
