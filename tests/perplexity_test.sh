@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # hearth perplexity against llama-perplexity's output on the same text
 # (tests/fixtures/gemma3/perplexity.txt, from scripts/oracle/make_gemma3_fixtures.sh):
-# hearth's value must be within 0.5 % of llama.cpp's. With CHUNKS, only the first
-# CHUNKS chunks are scored and compared with llama.cpp's running value after as
-# many (the ASan build uses this; the release build scores the whole text).
+# over the whole text (49 chunks, 12,495 scored tokens) hearth's value must be
+# within 0.5 % of llama.cpp's. With CHUNKS, only the first CHUNKS chunks are scored
+# and compared with llama.cpp's running value after as many, within 2 %: the
+# sanitizer build checks the machinery this way, and over a few hundred tokens
+# the two engines' last-bit differences (see tests/test_gemma3.c) move the value
+# by about 1 % (measured: 0.6 % after one chunk, 1.2 % after two, 0.03 % after 49).
 #
 #   perplexity_test.sh HEARTH FIXTURE TEXT [CHUNKS]
 set -euo pipefail
@@ -31,10 +34,11 @@ if [ -z "$expected" ] || [ -z "$got" ]; then
     echo "FAIL: could not read the $what (expected '$expected', got '$got')"
     exit 1
 fi
-python3 - "$got" "$expected" "$what" <<'PY'
+limit=$([ -n "$chunks" ] && echo 0.02 || echo 0.005)
+python3 - "$got" "$expected" "$what" "$limit" <<'PY'
 import sys
-got, expected, what = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+got, expected, what, limit = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 diff = abs(got - expected) / expected
-print(f"{what}: hearth {got:.4f}, llama.cpp {expected:.4f}, difference {100 * diff:.3f} % (limit 0.5 %)")
-sys.exit(0 if diff <= 0.005 else 1)
+print(f"{what}: hearth {got:.4f}, llama.cpp {expected:.4f}, difference {100 * diff:.3f} % (limit {100 * limit:g} %)")
+sys.exit(0 if diff <= limit else 1)
 PY
