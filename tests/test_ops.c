@@ -5,6 +5,7 @@
 
 #include "base/fp16.h"
 #include "ops/attention.h"
+#include "ops/attention_kernels.h"
 #include "ops/ops.h"
 
 #include <math.h>
@@ -81,8 +82,9 @@ static void check_geglu(void)
     CHECK_MSG(worst < 2e-3, "geglu: relative error %g", worst);
 }
 
-/* Attention against a two-pass softmax in double. */
-static void check_attention(int n_tokens, int n_heads, int n_kv_heads, int dim, int window)
+/* Attention against a two-pass softmax in double, with the kernels of one
+ * instruction level. */
+static void check_attention_at(cpu_level level, int n_tokens, int n_heads, int n_kv_heads, int dim, int window)
 {
     enum { MAX_POS = 200, MAX_DIM = 64, MAX_HEADS = 8 };
     static float q[MAX_POS * MAX_HEADS * MAX_DIM], out[MAX_POS * MAX_HEADS * MAX_DIM];
@@ -102,7 +104,7 @@ static void check_attention(int n_tokens, int n_heads, int n_kv_heads, int dim, 
         .positions = positions, .n_tokens = n_tokens, .n_heads = n_heads, .n_kv_heads = n_kv_heads,
         .head_dim_k = dim, .head_dim_v = dim, .window = window, .scale = scale, .out = out, .out_stride = q_dim,
     };
-    ops_attention(NULL, &args);
+    ops_attention_at_level(NULL, &args, level);
     double worst = 0.0;
     for (int t = 0; t < n_tokens; t++) {
         for (int h = 0; h < n_heads; h++) {
@@ -129,8 +131,55 @@ static void check_attention(int n_tokens, int n_heads, int n_kv_heads, int dim, 
     /* Batches under 64 tokens keep the query and the accumulator in f16, as
      * llama.cpp does: about three decimal digits on values below 1. */
     double limit = n_tokens < 64 ? 4e-3 : 1e-5;
-    CHECK_MSG(worst < limit, "attention tokens %d heads %d/%d dim %d window %d: error %g (limit %g)", n_tokens,
-              n_heads, n_kv_heads, dim, window, worst, limit);
+    CHECK_MSG(worst < limit, "attention (%s) tokens %d heads %d/%d dim %d window %d: error %g (limit %g)",
+              cpu_level_name(level), n_tokens, n_heads, n_kv_heads, dim, window, worst, limit);
+}
+
+static void check_attention(int n_tokens, int n_heads, int n_kv_heads, int dim, int window)
+{
+    for (int level = CPU_LEVEL_SCALAR; level <= (int)cpu_hardware_level(); level++)
+        check_attention_at((cpu_level)level, n_tokens, n_heads, n_kv_heads, dim, window);
+}
+
+/* The SIMD row kernels against the scalar ones on awkward lengths: the f16
+ * accumulator steps must be bit-identical (one fused multiply-add, one
+ * rounding), the dot products equal to float rounding. */
+static void check_row_kernels(void)
+{
+    const attention_row_kernels *ref = ops_attention_kernels_at_level(CPU_LEVEL_SCALAR);
+    for (int level = CPU_LEVEL_AVX2; level <= (int)cpu_hardware_level(); level++) {
+        const attention_row_kernels *simd = ops_attention_kernels_at_level((cpu_level)level);
+        const int lengths[] = {1, 7, 8, 17, 64, 100, 256, 1000};
+        for (size_t li = 0; li < sizeof lengths / sizeof *lengths; li++) {
+            int n = lengths[li];
+            float q[1000], a[1000], b[1000];
+            uint16_t kv[1000];
+            double magnitude = 0.0;
+            for (int i = 0; i < n; i++) {
+                q[i] = fp16_to_fp32(fp32_to_fp16(random_float()));
+                kv[i] = fp32_to_fp16(random_float());
+                a[i] = b[i] = fp16_to_fp32(fp32_to_fp16(random_float()));
+                magnitude += fabs(q[i] * fp16_to_fp32(kv[i]));
+            }
+            double tolerance = 1e-6 * magnitude + 1e-30;
+            CHECK_MSG(fabs(simd->dot(q, kv, n) - ref->dot(q, kv, n)) <= tolerance, "%s dot n=%d",
+                      cpu_level_name((cpu_level)level), n);
+            CHECK_MSG(fabs(simd->dot_half(q, kv, n) - ref->dot_half(q, kv, n)) <= tolerance, "%s dot_half n=%d",
+                      cpu_level_name((cpu_level)level), n);
+            ref->accumulate_half(a, kv, 0.37f, n);
+            simd->accumulate_half(b, kv, 0.37f, n);
+            ref->rescale_half(a, 0.61f, n);
+            simd->rescale_half(b, 0.61f, n);
+            CHECK_MSG(memcmp(a, b, (size_t)n * sizeof *a) == 0, "%s f16 accumulator n=%d differs",
+                      cpu_level_name((cpu_level)level), n);
+            ref->accumulate(a, kv, 0.37f, n);
+            simd->accumulate(b, kv, 0.37f, n);
+            double worst = 0.0;
+            for (int i = 0; i < n; i++)
+                worst = fmax(worst, fabs(a[i] - b[i]));
+            CHECK_MSG(worst <= 1e-6, "%s accumulate n=%d: %g", cpu_level_name((cpu_level)level), n, worst);
+        }
+    }
 }
 
 int main(void)
@@ -138,6 +187,7 @@ int main(void)
     check_rmsnorm();
     check_rope();
     check_geglu();
+    check_row_kernels();
     check_attention(1, 4, 1, 64, 0);
     check_attention(1, 4, 4, 32, 3);
     check_attention(17, 8, 2, 64, 0);
