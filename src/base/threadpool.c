@@ -101,11 +101,6 @@ void threadpool_free(threadpool *pool)
     free(pool);
 }
 
-int threadpool_size(const threadpool *pool)
-{
-    return pool ? pool->n_threads : 1;
-}
-
 void threadpool_run(threadpool *pool, threadpool_fn fn, void *ctx)
 {
     if (!pool || pool->n_threads == 1) {

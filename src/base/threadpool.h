@@ -15,7 +15,6 @@ typedef struct threadpool threadpool;
 /* n_threads counts the caller: 1 starts no threads at all. */
 hearth_status threadpool_create(int n_threads, threadpool **out, hearth_error *err);
 void threadpool_free(threadpool *pool);
-int threadpool_size(const threadpool *pool);
 /* Runs fn on every thread of the pool and waits for all (pool may be NULL:
  * then fn runs once, on the caller, as thread 0 of 1). */
 void threadpool_run(threadpool *pool, threadpool_fn fn, void *ctx);

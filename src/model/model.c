@@ -70,8 +70,6 @@ void model_free(model *m)
 }
 
 const vocab *model_vocab(const model *m) { return m->vocab; }
-const gguf_file *model_file(const model *m) { return m->file; }
-const char *model_arch_name(const model *m) { return m->arch->name; }
 int32_t model_n_vocab(const model *m) { return vocab_size(m->vocab); }
 int32_t model_n_ctx_train(const model *m) { return m->arch->n_ctx_train(m->weights); }
 

@@ -87,9 +87,3 @@ void ops_add(float *y, const float *x, int64_t n)
     for (int64_t i = 0; i < n; i++)
         y[i] += x[i];
 }
-
-void ops_mul(float *y, const float *x, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++)
-        y[i] *= x[i];
-}

@@ -27,6 +27,5 @@ void ops_geglu(float *gate, const float *up, int64_t n);
 void ops_scale(float *x, int64_t n, float factor);
 /* y[i] += x[i] */
 void ops_add(float *y, const float *x, int64_t n);
-void ops_mul(float *y, const float *x, int64_t n);
 
 #endif
