@@ -104,6 +104,13 @@ expect 1 "general.architecture: 'llama' is not supported" -- run -m "$demo" -p h
 expect 1 'cannot open' -- run -m "$tmp/missing.gguf" -p hi
 expect 2 'give the text with -f' -- perplexity -m "$demo"
 expect 0 'usage: hearth run' -- run --help
+expect 0 'usage: hearth bench' -- bench --help
+expect 2 '-r: expected a number from 1 to 1000' -- bench -m "$demo" -r 0
+expect 2 'nothing to measure' -- bench -m "$demo" -p 0 -n 0
+expect 1 "general.architecture: 'llama' is not supported" -- bench -m "$demo" -p 8 -n 0
+expect 0 '^kernels: +(scalar|avx2|avx512-vnni)' -- info --cpu
+out=$(HEARTH_CPU=scalar "$hearth" info --cpu 2>&1)
+grep -q '^kernels: *scalar' <<<"$out" && pass || fail "HEARTH_CPU=scalar not honoured: $out"
 expect 0 'usage: hearth perplexity' -- perplexity --help
 
 model=${HEARTH_MODEL:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth/models/gemma-3-270m-q4_k_m.gguf}
@@ -124,6 +131,14 @@ if [ -r "$model" ]; then
     expect 0 'stopped by context full; context 16 of 16' -- run -m "$model" -p "$prompt" -n 100 -c 16 --temp 0
     expect 0 'generation += +[0-9.]+ ms / +40 tokens' -- run -m "$model" -p "$prompt" -n 40 -c 16 --temp 0 --context-shift
     expect 1 'does not fit in the context of 4' -- run -m "$model" -p "$prompt" -c 4
+    expect 0 '\| gemma3 .* \| +pp16 \| +[0-9.]+ ± [0-9.]+ \|' -- bench -m "$model" -p 16 -n 4 -r 2
+    "$hearth" bench -m "$model" -p 16 -n 4 -r 2 --json | python3 -c '
+import json, sys
+tests = json.load(sys.stdin)
+assert [(t["n_prompt"], t["n_gen"]) for t in tests] == [(16, 0), (0, 4)], tests
+for t in tests:
+    assert t["avg_ts"] > 0 and len(t["samples_ts"]) == 2 and t["model_n_params"] == 268098176, t
+' && pass || fail "bench --json"
     printf 'a b c' >"$tmp/short.txt"
     expect 1 'needs at least 1024' -- perplexity -m "$model" -f "$tmp/short.txt"
     # Prompt from standard input and from a file.

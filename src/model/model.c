@@ -70,6 +70,7 @@ void model_free(model *m)
 }
 
 const vocab *model_vocab(const model *m) { return m->vocab; }
+const gguf_file *model_gguf(const model *m) { return m->file; }
 int32_t model_n_vocab(const model *m) { return vocab_size(m->vocab); }
 int32_t model_n_ctx_train(const model *m) { return m->arch->n_ctx_train(m->weights); }
 

@@ -21,6 +21,7 @@ hearth_status model_load(const char *path, model **out, hearth_error *err);
 void model_free(model *m);
 
 const vocab *model_vocab(const model *m);
+const gguf_file *model_gguf(const model *m);
 int32_t model_n_vocab(const model *m);
 int32_t model_n_ctx_train(const model *m);
 

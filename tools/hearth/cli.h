@@ -18,6 +18,7 @@ int cli_info(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_run(int argc, char **argv);
 int cli_perplexity(int argc, char **argv);
+int cli_bench(int argc, char **argv);
 
 /* Argument helpers (args.c). */
 bool cli_is_option(const char *arg, const char *short_name, const char *long_name);

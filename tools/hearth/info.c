@@ -1,6 +1,9 @@
 /* hearth info: what is in a GGUF file, read from its header alone. */
 #include "cli.h"
 
+#include "base/cpu.h"
+#include "base/threadpool.h"
+
 #include "gguf/gguf.h"
 #include "quant/quant.h"
 
@@ -16,6 +19,7 @@ enum {
 
 static const char info_usage[] =
     "usage: hearth info FILE [--json] [-v]\n"
+    "       hearth info --cpu\n"
     "\n"
     "Describes a GGUF model file from its header: architecture, name, parameter\n"
     "count, context length, tensor counts and bytes per weight type, file size,\n"
@@ -26,6 +30,9 @@ static const char info_usage[] =
     "  --json         print one JSON object instead of text\n"
     "  -v, --verbose  also list every metadata key (long arrays abbreviated)\n"
     "                 and every tensor (name, type, shape, offset, bytes)\n"
+    "  --cpu          describe this CPU instead: its features, the kernel level\n"
+    "                 hearth chose (HEARTH_CPU=scalar|avx2|avx512 lowers it) and\n"
+    "                 the default thread count\n"
     "  -h, --help     show this help\n";
 
 typedef struct type_totals {
@@ -328,13 +335,37 @@ static void print_json(const char *path, const gguf_file *f, const model_summary
     fputs("}\n", stdout);
 }
 
+static int print_cpu(void)
+{
+    const cpu_features *f = cpu_get_features();
+    printf("kernels:         %s (hardware: %s)\n", cpu_level_name(cpu_best_level()),
+           cpu_level_name(cpu_hardware_level()));
+    printf("threads:         %d by default (physical cores)\n", threadpool_default_threads());
+    printf("features:       ");
+    const struct {
+        const char *name;
+        bool present;
+    } flags[] = {
+        {"avx2", f->avx2},         {"fma", f->fma},           {"f16c", f->f16c},
+        {"avx512f", f->avx512f},   {"avx512bw", f->avx512bw}, {"avx512vl", f->avx512vl},
+        {"avx512vnni", f->avx512vnni}, {"avx512bf16", f->avx512bf16}, {"avx-vnni", f->avx_vnni},
+    };
+    for (size_t i = 0; i < sizeof flags / sizeof *flags; i++)
+        if (flags[i].present)
+            printf(" %s", flags[i].name);
+    printf("\nOS saves:        %s%s\n", f->os_ymm ? "ymm" : "-", f->os_zmm ? " zmm" : "");
+    return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
+}
+
 int cli_info(int argc, char **argv)
 {
     const char *path = NULL;
-    bool json = false, verbose = false;
+    bool json = false, verbose = false, cpu = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--json") == 0) {
+        if (strcmp(a, "--cpu") == 0) {
+            cpu = true;
+        } else if (strcmp(a, "--json") == 0) {
             json = true;
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
             verbose = true;
@@ -351,6 +382,8 @@ int cli_info(int argc, char **argv)
             path = a;
         }
     }
+    if (cpu)
+        return print_cpu();
     if (!path) {
         fprintf(stderr, "hearth info: no model file given\n\n%s", info_usage);
         return CLI_EXIT_USAGE;
