@@ -3,23 +3,42 @@
 #include "base/error.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* Steps of a forward pass follow each other within microseconds (hundreds
+ * per token), so waking a sleeping thread for each would cost more than the
+ * step. Workers spin on the step counter for a while after each step and only
+ * then sleep on a condition variable; the caller spins until the step is done. */
+enum { SPIN_ROUNDS = 1 << 15 };
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 struct threadpool {
     int n_threads;
     pthread_t *threads;
-    pthread_mutex_t lock;
-    pthread_cond_t work_ready;
-    pthread_cond_t work_done;
-    /* A step is identified by its generation: workers run each generation once. */
-    unsigned long generation;
-    int pending; /* workers still running the current step */
-    bool stopping;
+    /* A step is published by bumping `generation` after fn/ctx are set;
+     * workers run each generation once and count `pending` down. */
+    atomic_ulong generation;
+    atomic_int pending;
+    atomic_bool stopping;
+    atomic_int sleepers;
+    /* 0 when there are more threads than CPUs: a spinning thread would then
+     * hold a CPU that a thread with work is waiting for. */
+    int spin_rounds;
     threadpool_fn fn;
     void *ctx;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
 };
 
 typedef struct worker_arg {
@@ -27,29 +46,51 @@ typedef struct worker_arg {
     int index;
 } worker_arg;
 
+/* Waits until the generation moves past `seen` (or the pool stops): spinning
+ * first, then asleep. The sleeper count and the generation are both
+ * sequentially consistent, so either the waker sees the sleeper or the
+ * sleeper sees the new generation before it waits. */
+static unsigned long wait_for_step(threadpool *pool, unsigned long seen)
+{
+    for (int spin = 0; spin < pool->spin_rounds; spin++) {
+        unsigned long g = atomic_load(&pool->generation);
+        if (g != seen || atomic_load(&pool->stopping))
+            return g;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&pool->lock);
+    atomic_fetch_add(&pool->sleepers, 1);
+    unsigned long g;
+    while ((g = atomic_load(&pool->generation)) == seen && !atomic_load(&pool->stopping))
+        pthread_cond_wait(&pool->wake, &pool->lock);
+    atomic_fetch_sub(&pool->sleepers, 1);
+    pthread_mutex_unlock(&pool->lock);
+    return g;
+}
+
 static void *worker_main(void *p)
 {
     worker_arg arg = *(worker_arg *)p;
     free(p);
     threadpool *pool = arg.pool;
     unsigned long seen = 0;
-    pthread_mutex_lock(&pool->lock);
     for (;;) {
-        while (pool->generation == seen && !pool->stopping)
-            pthread_cond_wait(&pool->work_ready, &pool->lock);
-        if (pool->stopping)
+        seen = wait_for_step(pool, seen);
+        if (atomic_load(&pool->stopping))
             break;
-        seen = pool->generation;
-        threadpool_fn fn = pool->fn;
-        void *ctx = pool->ctx;
-        pthread_mutex_unlock(&pool->lock);
-        fn(ctx, arg.index, pool->n_threads);
-        pthread_mutex_lock(&pool->lock);
-        if (--pool->pending == 0)
-            pthread_cond_signal(&pool->work_done);
+        pool->fn(pool->ctx, arg.index, pool->n_threads);
+        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_release);
     }
-    pthread_mutex_unlock(&pool->lock);
     return NULL;
+}
+
+static void wake_sleepers(threadpool *pool)
+{
+    if (atomic_load(&pool->sleepers) > 0) {
+        pthread_mutex_lock(&pool->lock);
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->lock);
+    }
 }
 
 hearth_status threadpool_create(int n_threads, threadpool **out, hearth_error *err)
@@ -63,9 +104,14 @@ hearth_status threadpool_create(int n_threads, threadpool **out, hearth_error *e
         return error_set(err, HEARTH_ERR_NOMEM, "out of memory creating %d threads", n_threads);
     }
     pool->n_threads = n_threads;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    pool->spin_rounds = online > 0 && n_threads > online ? 0 : SPIN_ROUNDS;
+    atomic_init(&pool->generation, 0);
+    atomic_init(&pool->pending, 0);
+    atomic_init(&pool->stopping, false);
+    atomic_init(&pool->sleepers, 0);
     pthread_mutex_init(&pool->lock, NULL);
-    pthread_cond_init(&pool->work_ready, NULL);
-    pthread_cond_init(&pool->work_done, NULL);
+    pthread_cond_init(&pool->wake, NULL);
     for (int i = 1; i < n_threads; i++) {
         worker_arg *arg = malloc(sizeof *arg);
         int rc = arg ? 0 : -1;
@@ -88,15 +134,14 @@ void threadpool_free(threadpool *pool)
 {
     if (!pool)
         return;
+    atomic_store(&pool->stopping, true);
     pthread_mutex_lock(&pool->lock);
-    pool->stopping = true;
-    pthread_cond_broadcast(&pool->work_ready);
+    pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->lock);
     for (int i = 1; i < pool->n_threads; i++)
         pthread_join(pool->threads[i], NULL);
     pthread_mutex_destroy(&pool->lock);
-    pthread_cond_destroy(&pool->work_ready);
-    pthread_cond_destroy(&pool->work_done);
+    pthread_cond_destroy(&pool->wake);
     free(pool->threads);
     free(pool);
 }
@@ -107,20 +152,20 @@ void threadpool_run(threadpool *pool, threadpool_fn fn, void *ctx)
         fn(ctx, 0, 1);
         return;
     }
-    pthread_mutex_lock(&pool->lock);
     pool->fn = fn;
     pool->ctx = ctx;
-    pool->pending = pool->n_threads - 1;
-    pool->generation++;
-    pthread_cond_broadcast(&pool->work_ready);
-    pthread_mutex_unlock(&pool->lock);
+    atomic_store(&pool->pending, pool->n_threads - 1);
+    atomic_fetch_add(&pool->generation, 1); /* publishes fn and ctx */
+    wake_sleepers(pool);
 
     fn(ctx, 0, pool->n_threads);
 
-    pthread_mutex_lock(&pool->lock);
-    while (pool->pending > 0)
-        pthread_cond_wait(&pool->work_done, &pool->lock);
-    pthread_mutex_unlock(&pool->lock);
+    for (long spin = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; spin++) {
+        if (spin < pool->spin_rounds)
+            cpu_relax();
+        else
+            sched_yield(); /* a worker was descheduled: let it run */
+    }
 }
 
 /* Counts distinct (physical id, core id) pairs in /proc/cpuinfo, so SMT
