@@ -239,6 +239,45 @@ static void check_type(uint32_t type)
     }
 }
 
+/* The four-row kernels give, for each row, exactly the one-row kernel's
+ * value at the same level (they share the same operations per row). */
+static void check_dot4(uint32_t type)
+{
+    const quant_traits *t = quant_get_traits(type);
+    const int64_t sizes[] = {32, 17 * 32, 640, 4064};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        int64_t n = sizes[s];
+        size_t w_bytes = (size_t)(n / t->block_size) * t->type_size, x_bytes = ops_activation_row_bytes(type, n);
+        float *values = malloc((size_t)n * sizeof *values);
+        unsigned char *w = malloc(w_bytes), *x = malloc(4 * x_bytes);
+        if (!values || !w || !x) {
+            CHECK_MSG(false, "out of memory");
+            free(values), free(w), free(x);
+            return;
+        }
+        fill_values(values, n, 1.0f);
+        t->quantize(values, w, n);
+        for (int r = 0; r < 4; r++) {
+            fill_values(values, n, 3.0f * (float)(r + 1));
+            ops_quantize_activation(type, values, x + (size_t)r * x_bytes, n);
+        }
+        for (int level = CPU_LEVEL_SCALAR; level <= (int)cpu_hardware_level(); level++) {
+            ops_dot4_fn dot4 = ops_dot4_at_level(type, (cpu_level)level);
+            if (!dot4)
+                continue;
+            ops_dot_fn dot = ops_dot_at_level(type, (cpu_level)level);
+            float four[4], one;
+            dot4(n, w, x, x_bytes, four);
+            for (int r = 0; r < 4; r++) {
+                dot(n, w, x + (size_t)r * x_bytes, &one);
+                CHECK_MSG(memcmp(&one, &four[r], sizeof one) == 0, "%s n=%" PRId64 " %s row %d: %.9g vs %.9g",
+                          t->name, n, cpu_level_name((cpu_level)level), r, four[r], one);
+            }
+        }
+        free(values), free(w), free(x);
+    }
+}
+
 /* ops_dot_ref covers exactly the types that can be dequantized, and the
  * activation size agrees with the activation format's geometry. */
 static void check_coverage(void)
@@ -273,6 +312,9 @@ int main(void)
     for (uint32_t type = 0; type < QUANT_TYPE_COUNT; type++)
         if (ops_dot_ref(type))
             check_type(type);
+    check_dot4(QUANT_Q4_0);
+    check_dot4(QUANT_Q5_0);
+    check_dot4(QUANT_Q8_0);
 
     /* ops_dot_best follows the level HEARTH_CPU leaves (tests/CMakeLists.txt
      * runs this test again with HEARTH_CPU=scalar and =avx2). */
@@ -282,8 +324,10 @@ int main(void)
     if (forced && strcmp(forced, "avx2") == 0)
         CHECK(cpu_best_level() <= CPU_LEVEL_AVX2);
     CHECK(cpu_best_level() <= cpu_hardware_level());
-    for (uint32_t type = 0; type < QUANT_TYPE_COUNT; type++)
+    for (uint32_t type = 0; type < QUANT_TYPE_COUNT; type++) {
         CHECK(ops_dot_best(type) == ops_dot_at_level(type, cpu_best_level()));
+        CHECK(ops_dot4_best(type) == ops_dot4_at_level(type, cpu_best_level()));
+    }
 
     printf("cpu: hardware %s, using %s\n", cpu_level_name(cpu_hardware_level()), cpu_level_name(cpu_best_level()));
     printf("max |err| / M, in parentheses the tolerance / M (see the header comment)\n");

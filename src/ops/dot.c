@@ -333,8 +333,19 @@ static const ops_dot_fn dot_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT] = {
     [CPU_LEVEL_AVX2] = DOT_VARIANTS(avx2),
     [CPU_LEVEL_AVX512] = DOT_VARIANTS(avx512),
 };
+#define DOT4_VARIANTS(isa)                                  \
+    {                                                       \
+        [QUANT_Q4_0] = ops_dot4_q4_0_q8_0_##isa,            \
+        [QUANT_Q5_0] = ops_dot4_q5_0_q8_0_##isa,            \
+        [QUANT_Q8_0] = ops_dot4_q8_0_q8_0_##isa,            \
+    }
+static const ops_dot4_fn dot4_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT] = {
+    [CPU_LEVEL_AVX2] = DOT4_VARIANTS(avx2),
+    [CPU_LEVEL_AVX512] = DOT4_VARIANTS(avx512),
+};
 #else
 static const ops_dot_fn dot_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT];
+static const ops_dot4_fn dot4_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT];
 #endif
 
 ops_dot_fn ops_dot_at_level(uint32_t weight_type, cpu_level level)
@@ -350,6 +361,23 @@ ops_dot_fn ops_dot_at_level(uint32_t weight_type, cpu_level level)
 ops_dot_fn ops_dot_best(uint32_t weight_type)
 {
     return ops_dot_at_level(weight_type, cpu_best_level());
+}
+
+/* From the same level as the one-row kernel, or none: the two must agree
+ * bit for bit. */
+ops_dot4_fn ops_dot4_at_level(uint32_t weight_type, cpu_level level)
+{
+    if (weight_type >= QUANT_TYPE_COUNT || !dot_pairings[weight_type].ref)
+        return NULL;
+    for (int l = level; l > CPU_LEVEL_SCALAR; l--)
+        if (dot_variants[l][weight_type])
+            return dot4_variants[l][weight_type];
+    return NULL;
+}
+
+ops_dot4_fn ops_dot4_best(uint32_t weight_type)
+{
+    return ops_dot4_at_level(weight_type, cpu_best_level());
 }
 
 /* Activations to Q8_0 the way ggml's x86 build does it at run time, which is

@@ -27,6 +27,13 @@ ops_dot_fn ops_dot_ref(uint32_t weight_type);
 /* The fastest kernel this CPU runs (falls back to the reference). */
 ops_dot_fn ops_dot_best(uint32_t weight_type);
 
+/* Four activation rows at once (x, x + x_stride, ...) against one weight row,
+ * for the matrix products of prefill: the weights are unpacked once for the
+ * four. out[i] is bit for bit what ops_dot_best gives for row i. */
+typedef void (*ops_dot4_fn)(int64_t n, const void *w, const void *x, size_t x_stride, float out[4]);
+/* NULL when this CPU has no four-row kernel for the type. */
+ops_dot4_fn ops_dot4_best(uint32_t weight_type);
+
 /* Converts one activation row of n floats into ops_activation_type(weight_type)
  * at dst (for QUANT_F32, a copy). */
 void ops_quantize_activation(uint32_t weight_type, const float *x, void *dst, int64_t n);

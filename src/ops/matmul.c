@@ -19,6 +19,7 @@ typedef struct matmul_job {
     unsigned char *act; /* the activations, converted */
     size_t act_row_bytes;
     ops_dot_fn dot;
+    ops_dot4_fn dot4; /* NULL: one token at a time */
 } matmul_job;
 
 static void quantize_rows(void *p, int thread, int n_threads)
@@ -43,7 +44,16 @@ static void multiply_rows(void *p, int thread, int n_threads)
     threadpool_split(w->rows, ROW_GRAIN, thread, n_threads, &first, &last);
     for (long r = first; r < last; r++) {
         const unsigned char *row = (const unsigned char *)w->data + (size_t)r * w->row_bytes;
-        for (int64_t t = 0; t < job->n_tokens; t++)
+        int64_t t = 0;
+        if (job->dot4) {
+            for (; t + 4 <= job->n_tokens; t += 4) {
+                float out[4];
+                job->dot4(w->cols, row, job->act + t * job->act_row_bytes, job->act_row_bytes, out);
+                for (int k = 0; k < 4; k++)
+                    job->y[(t + k) * job->y_stride + r] = out[k];
+            }
+        }
+        for (; t < job->n_tokens; t++)
             job->dot(w->cols, row, job->act + t * job->act_row_bytes, &job->y[t * job->y_stride + r]);
     }
 }
@@ -55,6 +65,7 @@ void ops_matmul(threadpool *pool, const ops_matrix *w, const float *x, int64_t x
         .w = w, .x = x, .x_stride = x_stride, .n_tokens = n_tokens, .y = y, .y_stride = y_stride,
         .act = scratch, .act_row_bytes = ops_activation_row_bytes(w->type, w->cols),
         .dot = ops_dot_best(w->type),
+        .dot4 = ops_dot4_best(w->type),
     };
     assert(job.dot != NULL); /* model loading rejects types without a kernel */
     threadpool_run(pool, quantize_rows, &job);
