@@ -244,9 +244,11 @@ static void check_type(uint32_t type)
 static void check_dot4(uint32_t type)
 {
     const quant_traits *t = quant_get_traits(type);
-    const int64_t sizes[] = {32, 17 * 32, 640, 4064};
+    const int64_t sizes[] = {32, 17 * 32, 640, 4064, 256, 1024, 17 * 256, 4096};
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
         int64_t n = sizes[s];
+        if (n % t->block_size != 0)
+            continue;
         size_t w_bytes = (size_t)(n / t->block_size) * t->type_size, x_bytes = ops_activation_row_bytes(type, n);
         float *values = malloc((size_t)n * sizeof *values);
         unsigned char *w = malloc(w_bytes), *x = malloc(4 * x_bytes);
@@ -315,6 +317,9 @@ int main(void)
     check_dot4(QUANT_Q4_0);
     check_dot4(QUANT_Q5_0);
     check_dot4(QUANT_Q8_0);
+    check_dot4(QUANT_Q4_K);
+    check_dot4(QUANT_Q5_K);
+    check_dot4(QUANT_Q6_K);
 
     /* ops_dot_best follows the level HEARTH_CPU leaves (tests/CMakeLists.txt
      * runs this test again with HEARTH_CPU=scalar and =avx2). */

@@ -338,6 +338,9 @@ static const ops_dot_fn dot_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT] = {
         [QUANT_Q4_0] = ops_dot4_q4_0_q8_0_##isa,            \
         [QUANT_Q5_0] = ops_dot4_q5_0_q8_0_##isa,            \
         [QUANT_Q8_0] = ops_dot4_q8_0_q8_0_##isa,            \
+        [QUANT_Q4_K] = ops_dot4_q4_K_q8_K_##isa,            \
+        [QUANT_Q5_K] = ops_dot4_q5_K_q8_K_##isa,            \
+        [QUANT_Q6_K] = ops_dot4_q6_K_q8_K_##isa,            \
     }
 static const ops_dot4_fn dot4_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT] = {
     [CPU_LEVEL_AVX2] = DOT4_VARIANTS(avx2),

@@ -25,7 +25,10 @@ ops_dot_fn ops_dot_at_level(uint32_t weight_type, cpu_level level);
 #define OPS_DOT4_DECLARE(isa)                                                                                   \
     void ops_dot4_q8_0_q8_0_##isa(int64_t n, const void *w, const void *x, size_t x_stride, float out[4]);     \
     void ops_dot4_q4_0_q8_0_##isa(int64_t n, const void *w, const void *x, size_t x_stride, float out[4]);     \
-    void ops_dot4_q5_0_q8_0_##isa(int64_t n, const void *w, const void *x, size_t x_stride, float out[4]);
+    void ops_dot4_q5_0_q8_0_##isa(int64_t n, const void *w, const void *x, size_t x_stride, float out[4]);     \
+    void ops_dot4_q4_K_q8_K_##isa(int64_t n, const void *w, const void *x, size_t x_stride, float out[4]);     \
+    void ops_dot4_q5_K_q8_K_##isa(int64_t n, const void *w, const void *x, size_t x_stride, float out[4]);     \
+    void ops_dot4_q6_K_q8_K_##isa(int64_t n, const void *w, const void *x, size_t x_stride, float out[4]);
 
 /* The four-row kernel at a level (NULL where there is none at or below it). */
 ops_dot4_fn ops_dot4_at_level(uint32_t weight_type, cpu_level level);

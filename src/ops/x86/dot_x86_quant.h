@@ -245,6 +245,65 @@ static inline void dot_k4_row(int64_t n, const uint8_t *wbytes, size_t block_byt
     *out = dot_hsum_ps(acc) - acc_min;
 }
 
+/* dot_k4_row for four activation rows: the block's 256 weights are unpacked
+ * into eight vectors once; each row then runs dot_k4_row's operations in
+ * its order. */
+static inline void dot4_k4_rows(int64_t n, const uint8_t *wbytes, size_t block_bytes, size_t qs_offset,
+                                size_t qh_offset, const void *x, size_t x_stride, float out[4])
+{
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    const __m256i bit0 = _mm256_set1_epi8(1);
+    const block_q8_K *xb[4];
+    for (int t = 0; t < 4; t++)
+        xb[t] = (const block_q8_K *)((const char *)x + (size_t)t * x_stride);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    float acc_min[4] = {0, 0, 0, 0};
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const uint8_t *block = wbytes + (size_t)i * block_bytes;
+        uint16_t d16, dmin16;
+        memcpy(&d16, block, 2);
+        memcpy(&dmin16, block + 2, 2);
+        k4_scales s = dot_k4_unpack(block + 4);
+        const uint8_t *qs = block + qs_offset;
+        __m256i high = qh_offset ? _mm256_loadu_si256((const __m256i *)(block + qh_offset)) : _mm256_setzero_si256();
+        __m256i q[8], scale[8];
+        for (int p = 0; p < 4; p++) {
+            __m256i packed = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
+            q[2 * p] = _mm256_and_si256(packed, low4);
+            q[2 * p + 1] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+            q[2 * p] = _mm256_or_si256(q[2 * p], _mm256_slli_epi16(_mm256_and_si256(high, bit0), 4));
+            high = _mm256_srli_epi16(high, 1);
+            q[2 * p + 1] = _mm256_or_si256(q[2 * p + 1], _mm256_slli_epi16(_mm256_and_si256(high, bit0), 4));
+            high = _mm256_srli_epi16(high, 1);
+            scale[2 * p] = dot_scale_pair(s.scale[2 * p], s.scale[2 * p]);
+            scale[2 * p + 1] = dot_scale_pair(s.scale[2 * p + 1], s.scale[2 * p + 1]);
+        }
+        float wd = dot_f16(d16), wdmin = dot_f16(dmin16);
+        for (int t = 0; t < 4; t++) {
+            __m256i sums = _mm256_setzero_si256();
+            for (int k = 0; k < 8; k++) {
+                __m256i xq = _mm256_loadu_si256((const __m256i *)(xb[t][i].qs + 32 * k));
+                sums = _mm256_add_epi32(sums, dot_u8s8_scaled(q[k], xq, scale[k]));
+            }
+            float d = wd * xb[t][i].d, dmin = wdmin * xb[t][i].d;
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(d), acc[t]);
+            acc_min[t] += dmin * (float)dot_k4_min_sum(s.min, xb[t][i].bsums);
+        }
+    }
+    for (int t = 0; t < 4; t++)
+        out[t] = dot_hsum_ps(acc[t]) - acc_min[t];
+}
+
+void DOT_ISA(ops_dot4_q4_K_q8_K)(int64_t n, const void *w, const void *x, size_t x_stride, float out[4])
+{
+    dot4_k4_rows(n, w, sizeof(block_q4_K), offsetof(block_q4_K, qs), 0, x, x_stride, out);
+}
+
+void DOT_ISA(ops_dot4_q5_K_q8_K)(int64_t n, const void *w, const void *x, size_t x_stride, float out[4])
+{
+    dot4_k4_rows(n, w, sizeof(block_q5_K), offsetof(block_q5_K, qs), offsetof(block_q5_K, qh), x, x_stride, out);
+}
+
 void DOT_ISA(ops_dot_q4_K_q8_K)(int64_t n, const void *w, const void *x, float *out)
 {
     dot_k4_row(n, w, sizeof(block_q4_K), offsetof(block_q4_K, qs), 0, x, out);
@@ -293,4 +352,50 @@ void DOT_ISA(ops_dot_q6_K_q8_K)(int64_t n, const void *w, const void *x, float *
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(dot_f16(wb[i].d) * xb[i].d), acc);
     }
     *out = dot_hsum_ps(acc);
+}
+
+/* ops_dot_q6_K_q8_K for four activation rows, the block unpacked once. */
+void DOT_ISA(ops_dot4_q6_K_q8_K)(int64_t n, const void *w, const void *x, size_t x_stride, float out[4])
+{
+    const block_q6_K *wb = w;
+    const block_q8_K *xb[4];
+    for (int t = 0; t < 4; t++)
+        xb[t] = (const block_q8_K *)((const char *)x + (size_t)t * x_stride);
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    const __m256i bits45 = _mm256_set1_epi8(0x30);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const int8_t *scales = wb[i].scales;
+        __m256i q[8], scale[8];
+        for (int h = 0; h < 2; h++) {
+            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(wb[i].ql + 64 * h));
+            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(wb[i].ql + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(wb[i].qh + 32 * h));
+            q[4 * h] = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45));
+            q[4 * h + 1] =
+                _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45));
+            q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                                           _mm256_and_si256(qh, bits45));
+            q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                                           _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45));
+            for (int k = 0; k < 4; k++) {
+                int g = 8 * h + 2 * k;
+                scale[4 * h + k] = dot_scale_pair(scales[g], scales[g + 1]);
+            }
+        }
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)scales));
+        float wd = dot_f16(wb[i].d);
+        for (int t = 0; t < 4; t++) {
+            __m256i sums = _mm256_setzero_si256();
+            for (int k = 0; k < 8; k++) {
+                __m256i xq = _mm256_loadu_si256((const __m256i *)(xb[t][i].qs + 32 * k));
+                sums = _mm256_add_epi32(sums, dot_u8s8_scaled(q[k], xq, scale[k]));
+            }
+            __m256i bsums = _mm256_loadu_si256((const __m256i *)xb[t][i].bsums);
+            sums = _mm256_sub_epi32(sums, _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(wd * xb[t][i].d), acc[t]);
+        }
+    }
+    for (int t = 0; t < 4; t++)
+        out[t] = dot_hsum_ps(acc[t]);
 }
