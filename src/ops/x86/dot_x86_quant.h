@@ -131,12 +131,13 @@ void DOT_ISA(ops_dot_q5_0_q8_0)(int64_t n, const void *w, const void *x, float *
     *out = dot_hsum_ps(acc);
 }
 
-/* Four activation rows against one weight row: each block's weights are
- * unpacked once and used four times. Per row, the operations and their
- * order are those of the one-row kernel above, so the results are identical
- * bit for bit; only the unpacking is shared. UNPACK(i) yields the block's
- * weights as bytes, SUMS(q, xq) the block's integer sums. */
-#define DOT4_32_BLOCKS(name, block_t, UNPACK, SUMS)                                                   \
+/* Four activation rows against one weight row. Each block's weights are
+ * unpacked once, as signed values (q - offset), and used four times through
+ * the sign trick; per row that gives the same 32-bit lane sums as the one-row
+ * kernel's two passes (integers are exact), and the float steps are the one-
+ * row kernel's in its order, so the results are identical bit for bit.
+ * SIGNED_WEIGHTS(i) yields block i's weights as signed bytes. */
+#define DOT4_32_BLOCKS(name, block_t, SIGNED_WEIGHTS)                                                 \
     void DOT_ISA(name)(int64_t n, const void *w, const void *x, size_t x_stride, float out[4])        \
     {                                                                                                 \
         const block_t *wb = w;                                                                        \
@@ -146,31 +147,29 @@ void DOT_ISA(ops_dot_q5_0_q8_0)(int64_t n, const void *w, const void *x, float *
         __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),               \
                          _mm256_setzero_ps()};                                                        \
         for (int64_t i = 0; i < n / 32; i++) {                                                        \
-            __m256i q = UNPACK(i);                                                                    \
+            __m256i q = SIGNED_WEIGHTS(i);                                                            \
+            __m256i magnitude = _mm256_sign_epi8(q, q);                                               \
+            float wd = dot_f16(wb[i].d);                                                              \
             for (int t = 0; t < 4; t++) {                                                             \
                 __m256i xq = _mm256_loadu_si256((const __m256i *)xb[t][i].qs);                       \
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(SUMS(q, xq)),                             \
-                                         dot_block_scale(wb[i].d, xb[t][i].d), acc[t]);               \
+                __m256i sums = dot_u8s8_acc(_mm256_setzero_si256(), magnitude, _mm256_sign_epi8(xq, q)); \
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(wd * dot_f16(xb[t][i].d)), \
+                                         acc[t]);                                                     \
             }                                                                                         \
         }                                                                                             \
         for (int t = 0; t < 4; t++)                                                                   \
             out[t] = dot_hsum_ps(acc[t]);                                                             \
     }
 
-#define UNPACK_Q8_0(i) _mm256_loadu_si256((const __m256i *)wb[i].qs)
-#define SUMS_Q8_0(q, xq) dot_s8s8_acc(_mm256_setzero_si256(), q, xq)
-#define UNPACK_Q4_0(i) dot_nibbles_32(wb[i].qs)
-#define SUMS_Q4_0(q, xq)                                                                              \
-    _mm256_sub_epi32(dot_u8s8_acc(_mm256_setzero_si256(), q, xq),                                     \
-                     dot_u8s8_acc(_mm256_setzero_si256(), _mm256_set1_epi8(8), xq))
-#define UNPACK_Q5_0(i) _mm256_or_si256(dot_nibbles_32(wb[i].qs), dot_bit4_from_bits(wb[i].qh))
-#define SUMS_Q5_0(q, xq)                                                                              \
-    _mm256_sub_epi32(dot_u8s8_acc(_mm256_setzero_si256(), q, xq),                                     \
-                     dot_u8s8_acc(_mm256_setzero_si256(), _mm256_set1_epi8(16), xq))
+#define SIGNED_Q8_0(i) _mm256_loadu_si256((const __m256i *)wb[i].qs)
+#define SIGNED_Q4_0(i) _mm256_sub_epi8(dot_nibbles_32(wb[i].qs), _mm256_set1_epi8(8))
+#define SIGNED_Q5_0(i)                                                                                \
+    _mm256_sub_epi8(_mm256_or_si256(dot_nibbles_32(wb[i].qs), dot_bit4_from_bits(wb[i].qh)),         \
+                    _mm256_set1_epi8(16))
 
-DOT4_32_BLOCKS(ops_dot4_q8_0_q8_0, block_q8_0, UNPACK_Q8_0, SUMS_Q8_0)
-DOT4_32_BLOCKS(ops_dot4_q4_0_q8_0, block_q4_0, UNPACK_Q4_0, SUMS_Q4_0)
-DOT4_32_BLOCKS(ops_dot4_q5_0_q8_0, block_q5_0, UNPACK_Q5_0, SUMS_Q5_0)
+DOT4_32_BLOCKS(ops_dot4_q8_0_q8_0, block_q8_0, SIGNED_Q8_0)
+DOT4_32_BLOCKS(ops_dot4_q4_0_q8_0, block_q4_0, SIGNED_Q4_0)
+DOT4_32_BLOCKS(ops_dot4_q5_0_q8_0, block_q5_0, SIGNED_Q5_0)
 
 /* The eight 6-bit scales and mins of a Q4_K/Q5_K super-block (layout in
  * quant/quant_k.c), unpacked four at a time through 32-bit words. */
