@@ -275,6 +275,29 @@ static void check_dot4(uint32_t type)
                 CHECK_MSG(memcmp(&one, &four[r], sizeof one) == 0, "%s n=%" PRId64 " %s row %d: %.9g vs %.9g",
                           t->name, n, cpu_level_name((cpu_level)level), r, four[r], one);
             }
+            /* Two weight rows: the first as above, the second quantized
+             * from other values. */
+            ops_dot4x2_fn dot4x2 = ops_dot4x2_at_level(type, (cpu_level)level);
+            if (!dot4x2)
+                continue;
+            unsigned char *w2 = malloc(2 * w_bytes);
+            if (!w2) {
+                CHECK_MSG(false, "out of memory");
+                continue;
+            }
+            memcpy(w2, w, w_bytes);
+            fill_values(values, n, 0.5f);
+            t->quantize(values, w2 + w_bytes, n);
+            float eight[8];
+            dot4x2(n, w2, w_bytes, x, x_bytes, eight);
+            for (int wr = 0; wr < 2; wr++)
+                for (int r = 0; r < 4; r++) {
+                    dot(n, w2 + (size_t)wr * w_bytes, x + (size_t)r * x_bytes, &one);
+                    CHECK_MSG(memcmp(&one, &eight[4 * wr + r], sizeof one) == 0,
+                              "%s n=%" PRId64 " %s 4x2 weight row %d row %d: %.9g vs %.9g", t->name, n,
+                              cpu_level_name((cpu_level)level), wr, r, eight[4 * wr + r], one);
+                }
+            free(w2);
         }
         free(values), free(w), free(x);
     }

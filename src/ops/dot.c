@@ -346,9 +346,20 @@ static const ops_dot4_fn dot4_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT] = {
     [CPU_LEVEL_AVX2] = DOT4_VARIANTS(avx2),
     [CPU_LEVEL_AVX512] = DOT4_VARIANTS(avx512),
 };
+#define DOT4X2_VARIANTS(isa)                                \
+    {                                                       \
+        [QUANT_Q4_0] = ops_dot4x2_q4_0_q8_0_##isa,          \
+        [QUANT_Q5_0] = ops_dot4x2_q5_0_q8_0_##isa,          \
+        [QUANT_Q8_0] = ops_dot4x2_q8_0_q8_0_##isa,          \
+    }
+static const ops_dot4x2_fn dot4x2_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT] = {
+    [CPU_LEVEL_AVX2] = DOT4X2_VARIANTS(avx2),
+    [CPU_LEVEL_AVX512] = DOT4X2_VARIANTS(avx512),
+};
 #else
 static const ops_dot_fn dot_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT];
 static const ops_dot4_fn dot4_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT];
+static const ops_dot4x2_fn dot4x2_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT];
 #endif
 
 ops_dot_fn ops_dot_at_level(uint32_t weight_type, cpu_level level)
@@ -381,6 +392,21 @@ ops_dot4_fn ops_dot4_at_level(uint32_t weight_type, cpu_level level)
 ops_dot4_fn ops_dot4_best(uint32_t weight_type)
 {
     return ops_dot4_at_level(weight_type, cpu_best_level());
+}
+
+ops_dot4x2_fn ops_dot4x2_at_level(uint32_t weight_type, cpu_level level)
+{
+    if (weight_type >= QUANT_TYPE_COUNT || !dot_pairings[weight_type].ref)
+        return NULL;
+    for (int l = level; l > CPU_LEVEL_SCALAR; l--)
+        if (dot_variants[l][weight_type])
+            return dot4x2_variants[l][weight_type];
+    return NULL;
+}
+
+ops_dot4x2_fn ops_dot4x2_best(uint32_t weight_type)
+{
+    return ops_dot4x2_at_level(weight_type, cpu_best_level());
 }
 
 /* Activations to Q8_0 the way ggml's x86 build does it at run time, which is

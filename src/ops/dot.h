@@ -34,6 +34,12 @@ typedef void (*ops_dot4_fn)(int64_t n, const void *w, const void *x, size_t x_st
 /* NULL when this CPU has no four-row kernel for the type. */
 ops_dot4_fn ops_dot4_best(uint32_t weight_type);
 
+/* Two weight rows (w, w + w_stride) against four activation rows: out[4r + t]
+ * is bit for bit what ops_dot_best gives for weight row r, activation row t. */
+typedef void (*ops_dot4x2_fn)(int64_t n, const void *w, size_t w_stride, const void *x, size_t x_stride,
+                              float out[8]);
+ops_dot4x2_fn ops_dot4x2_best(uint32_t weight_type);
+
 /* Converts one activation row of n floats into ops_activation_type(weight_type)
  * at dst (for QUANT_F32, a copy). */
 void ops_quantize_activation(uint32_t weight_type, const float *x, void *dst, int64_t n);

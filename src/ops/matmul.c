@@ -19,7 +19,8 @@ typedef struct matmul_job {
     unsigned char *act; /* the activations, converted */
     size_t act_row_bytes;
     ops_dot_fn dot;
-    ops_dot4_fn dot4; /* NULL: one token at a time */
+    ops_dot4_fn dot4;     /* NULL: one token at a time */
+    ops_dot4x2_fn dot4x2; /* NULL: one weight row at a time */
 } matmul_job;
 
 static void quantize_rows(void *p, int thread, int n_threads)
@@ -42,7 +43,30 @@ static void multiply_rows(void *p, int thread, int n_threads)
     const ops_matrix *w = job->w;
     long first, last;
     threadpool_split(w->rows, ROW_GRAIN, thread, n_threads, &first, &last);
-    for (long r = first; r < last; r++) {
+    long r = first;
+    /* Pairs of rows where the kernel exists: each activation block is then
+     * read once for two rows. A pair covers the tokens in fours; the rest go
+     * row by row below. */
+    int64_t paired_tokens = job->dot4x2 ? job->n_tokens / 4 * 4 : 0;
+    if (paired_tokens > 0) {
+        for (; r + 2 <= last; r += 2) {
+            const unsigned char *row = (const unsigned char *)w->data + (size_t)r * w->row_bytes;
+            for (int64_t t = 0; t < paired_tokens; t += 4) {
+                float out[8];
+                job->dot4x2(w->cols, row, w->row_bytes, job->act + t * job->act_row_bytes, job->act_row_bytes, out);
+                for (int k = 0; k < 4; k++) {
+                    job->y[(t + k) * job->y_stride + r] = out[k];
+                    job->y[(t + k) * job->y_stride + r + 1] = out[4 + k];
+                }
+            }
+            for (int64_t t = paired_tokens; t < job->n_tokens; t++) {
+                job->dot(w->cols, row, job->act + t * job->act_row_bytes, &job->y[t * job->y_stride + r]);
+                job->dot(w->cols, row + w->row_bytes, job->act + t * job->act_row_bytes,
+                         &job->y[t * job->y_stride + r + 1]);
+            }
+        }
+    }
+    for (; r < last; r++) {
         const unsigned char *row = (const unsigned char *)w->data + (size_t)r * w->row_bytes;
         int64_t t = 0;
         if (job->dot4) {
@@ -66,6 +90,7 @@ void ops_matmul(threadpool *pool, const ops_matrix *w, const float *x, int64_t x
         .act = scratch, .act_row_bytes = ops_activation_row_bytes(w->type, w->cols),
         .dot = ops_dot_best(w->type),
         .dot4 = ops_dot4_best(w->type),
+        .dot4x2 = ops_dot4x2_best(w->type),
     };
     assert(job.dot != NULL); /* model loading rejects types without a kernel */
     threadpool_run(pool, quantize_rows, &job);

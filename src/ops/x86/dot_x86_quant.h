@@ -161,6 +161,45 @@ void DOT_ISA(ops_dot_q5_0_q8_0)(int64_t n, const void *w, const void *x, float *
             out[t] = dot_hsum_ps(acc[t]);                                                             \
     }
 
+/* Two weight rows against four activation rows: each activation block is
+ * loaded once for both rows. Per (row, activation) pair, the operations are
+ * DOT4_32_BLOCKS's, so the results are again bit-identical to the one-row
+ * kernel. out[4 * r + t] is weight row r with activation row t. */
+#define DOT4X2_32_BLOCKS(name, block_t, SIGNED_WEIGHTS)                                               \
+    void DOT_ISA(name)(int64_t n, const void *w, size_t w_stride, const void *x, size_t x_stride,     \
+                       float out[8])                                                                  \
+    {                                                                                                 \
+        const block_t *wrows[2] = {w, (const block_t *)((const char *)w + w_stride)};                 \
+        const block_q8_0 *xb[4];                                                                      \
+        for (int t = 0; t < 4; t++)                                                                   \
+            xb[t] = (const block_q8_0 *)((const char *)x + (size_t)t * x_stride);                     \
+        __m256 acc[8];                                                                                \
+        for (int k = 0; k < 8; k++)                                                                   \
+            acc[k] = _mm256_setzero_ps();                                                             \
+        for (int64_t i = 0; i < n / 32; i++) {                                                        \
+            __m256i q[2], magnitude[2];                                                               \
+            float wd[2];                                                                              \
+            for (int r = 0; r < 2; r++) {                                                             \
+                const block_t *wb = wrows[r];                                                         \
+                q[r] = SIGNED_WEIGHTS(i);                                                             \
+                magnitude[r] = _mm256_sign_epi8(q[r], q[r]);                                          \
+                wd[r] = dot_f16(wb[i].d);                                                             \
+            }                                                                                         \
+            for (int t = 0; t < 4; t++) {                                                             \
+                __m256i xq = _mm256_loadu_si256((const __m256i *)xb[t][i].qs);                       \
+                float xd = dot_f16(xb[t][i].d);                                                       \
+                for (int r = 0; r < 2; r++) {                                                         \
+                    __m256i sums =                                                                    \
+                        dot_u8s8_acc(_mm256_setzero_si256(), magnitude[r], _mm256_sign_epi8(xq, q[r])); \
+                    acc[4 * r + t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(wd[r] * xd), \
+                                                     acc[4 * r + t]);                                 \
+                }                                                                                     \
+            }                                                                                         \
+        }                                                                                             \
+        for (int k = 0; k < 8; k++)                                                                   \
+            out[k] = dot_hsum_ps(acc[k]);                                                             \
+    }
+
 #define SIGNED_Q8_0(i) _mm256_loadu_si256((const __m256i *)wb[i].qs)
 #define SIGNED_Q4_0(i) _mm256_sub_epi8(dot_nibbles_32(wb[i].qs), _mm256_set1_epi8(8))
 #define SIGNED_Q5_0(i)                                                                                \
@@ -170,6 +209,9 @@ void DOT_ISA(ops_dot_q5_0_q8_0)(int64_t n, const void *w, const void *x, float *
 DOT4_32_BLOCKS(ops_dot4_q8_0_q8_0, block_q8_0, SIGNED_Q8_0)
 DOT4_32_BLOCKS(ops_dot4_q4_0_q8_0, block_q4_0, SIGNED_Q4_0)
 DOT4_32_BLOCKS(ops_dot4_q5_0_q8_0, block_q5_0, SIGNED_Q5_0)
+DOT4X2_32_BLOCKS(ops_dot4x2_q8_0_q8_0, block_q8_0, SIGNED_Q8_0)
+DOT4X2_32_BLOCKS(ops_dot4x2_q4_0_q8_0, block_q4_0, SIGNED_Q4_0)
+DOT4X2_32_BLOCKS(ops_dot4x2_q5_0_q8_0, block_q5_0, SIGNED_Q5_0)
 
 /* The eight 6-bit scales and mins of a Q4_K/Q5_K super-block (layout in
  * quant/quant_k.c), unpacked four at a time through 32-bit words. */
