@@ -41,13 +41,6 @@ static inline int32_t dot_hsum_epi32_128(__m128i v)
     return _mm_cvtsi128_si32(v);
 }
 
-/* Signed by signed through the unsigned-by-signed instruction: |a| times b
- * with a's sign moved onto b. */
-static inline __m256i dot_s8s8_acc(__m256i acc, __m256i a, __m256i b)
-{
-    return dot_u8s8_acc(acc, _mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
-}
-
 /* 16 packed bytes -> 32 values 0..15: low nibbles first (elements 0..15),
  * then high nibbles (16..31), the Q4_0/Q5_0 element order. */
 static inline __m256i dot_nibbles_32(const uint8_t *qs)
@@ -79,64 +72,40 @@ static inline float dot_f16(uint16_t h)
     return _cvtsh_ss(h);
 }
 
-static inline __m256 dot_block_scale(uint16_t wd, uint16_t xd)
-{
-    return _mm256_set1_ps(dot_f16(wd) * dot_f16(xd));
-}
+/* The 32-element formats, weights as signed values (q - offset): Q4_0 and
+ * Q5_0 store q + 8 and q + 16 unsigned. SIGNED_WEIGHTS(i) yields block i's
+ * 32 weights as signed bytes; the products go through the sign trick
+ * (|w| times x with w's sign moved onto x), so one vpdpbusd per block. */
+#define SIGNED_Q8_0(i) _mm256_loadu_si256((const __m256i *)wb[i].qs)
+#define SIGNED_Q4_0(i) _mm256_sub_epi8(dot_nibbles_32(wb[i].qs), _mm256_set1_epi8(8))
+#define SIGNED_Q5_0(i)                                                                                \
+    _mm256_sub_epi8(_mm256_or_si256(dot_nibbles_32(wb[i].qs), dot_bit4_from_bits(wb[i].qh)),         \
+                    _mm256_set1_epi8(16))
 
-void DOT_ISA(ops_dot_q8_0_q8_0)(int64_t n, const void *w, const void *x, float *out)
-{
-    const block_q8_0 *wb = w;
-    const block_q8_0 *xb = x;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK8_0; i++) {
-        __m256i wq = _mm256_loadu_si256((const __m256i *)wb[i].qs);
-        __m256i xq = _mm256_loadu_si256((const __m256i *)xb[i].qs);
-        __m256i sums = dot_s8s8_acc(_mm256_setzero_si256(), wq, xq);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), dot_block_scale(wb[i].d, xb[i].d), acc);
+#define DOT1_32_BLOCKS(name, block_t, SIGNED_WEIGHTS)                                                 \
+    void DOT_ISA(name)(int64_t n, const void *w, const void *x, float *out)                           \
+    {                                                                                                 \
+        const block_t *wb = w;                                                                        \
+        const block_q8_0 *xb = x;                                                                     \
+        __m256 acc = _mm256_setzero_ps();                                                             \
+        for (int64_t i = 0; i < n / 32; i++) {                                                        \
+            __m256i q = SIGNED_WEIGHTS(i);                                                            \
+            __m256i xq = _mm256_loadu_si256((const __m256i *)xb[i].qs);                               \
+            __m256i sums = dot_u8s8_acc(_mm256_setzero_si256(), _mm256_sign_epi8(q, q), _mm256_sign_epi8(xq, q)); \
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(dot_f16(wb[i].d) * dot_f16(xb[i].d)), \
+                                  acc);                                                               \
+        }                                                                                             \
+        *out = dot_hsum_ps(acc);                                                                      \
     }
-    *out = dot_hsum_ps(acc);
-}
 
-/* Q4_0 and Q5_0 store q + offset as unsigned; sum((q - off) x) is computed as
- * sum(q x) - off * sum(x), both on the unsigned-by-signed path. */
-void DOT_ISA(ops_dot_q4_0_q8_0)(int64_t n, const void *w, const void *x, float *out)
-{
-    const block_q4_0 *wb = w;
-    const block_q8_0 *xb = x;
-    const __m256i eight = _mm256_set1_epi8(8);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK4_0; i++) {
-        __m256i xq = _mm256_loadu_si256((const __m256i *)xb[i].qs);
-        __m256i sums = dot_u8s8_acc(_mm256_setzero_si256(), dot_nibbles_32(wb[i].qs), xq);
-        sums = _mm256_sub_epi32(sums, dot_u8s8_acc(_mm256_setzero_si256(), eight, xq));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), dot_block_scale(wb[i].d, xb[i].d), acc);
-    }
-    *out = dot_hsum_ps(acc);
-}
+DOT1_32_BLOCKS(ops_dot_q8_0_q8_0, block_q8_0, SIGNED_Q8_0)
+DOT1_32_BLOCKS(ops_dot_q4_0_q8_0, block_q4_0, SIGNED_Q4_0)
+DOT1_32_BLOCKS(ops_dot_q5_0_q8_0, block_q5_0, SIGNED_Q5_0)
 
-void DOT_ISA(ops_dot_q5_0_q8_0)(int64_t n, const void *w, const void *x, float *out)
-{
-    const block_q5_0 *wb = w;
-    const block_q8_0 *xb = x;
-    const __m256i sixteen = _mm256_set1_epi8(16);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK5_0; i++) {
-        __m256i q = _mm256_or_si256(dot_nibbles_32(wb[i].qs), dot_bit4_from_bits(wb[i].qh));
-        __m256i xq = _mm256_loadu_si256((const __m256i *)xb[i].qs);
-        __m256i sums = dot_u8s8_acc(_mm256_setzero_si256(), q, xq);
-        sums = _mm256_sub_epi32(sums, dot_u8s8_acc(_mm256_setzero_si256(), sixteen, xq));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), dot_block_scale(wb[i].d, xb[i].d), acc);
-    }
-    *out = dot_hsum_ps(acc);
-}
-
-/* Four activation rows against one weight row. Each block's weights are
- * unpacked once, as signed values (q - offset), and used four times through
- * the sign trick; per row that gives the same 32-bit lane sums as the one-row
- * kernel's two passes (integers are exact), and the float steps are the one-
- * row kernel's in its order, so the results are identical bit for bit.
- * SIGNED_WEIGHTS(i) yields block i's weights as signed bytes. */
+/* Four activation rows against one weight row: each block's signed weights
+ * (and their magnitudes) are made once and used four times. Per row, the
+ * operations and their order are DOT1_32_BLOCKS's, so the results are
+ * identical bit for bit. */
 #define DOT4_32_BLOCKS(name, block_t, SIGNED_WEIGHTS)                                                 \
     void DOT_ISA(name)(int64_t n, const void *w, const void *x, size_t x_stride, float out[4])        \
     {                                                                                                 \
@@ -199,12 +168,6 @@ void DOT_ISA(ops_dot_q5_0_q8_0)(int64_t n, const void *w, const void *x, float *
         for (int k = 0; k < 8; k++)                                                                   \
             out[k] = dot_hsum_ps(acc[k]);                                                             \
     }
-
-#define SIGNED_Q8_0(i) _mm256_loadu_si256((const __m256i *)wb[i].qs)
-#define SIGNED_Q4_0(i) _mm256_sub_epi8(dot_nibbles_32(wb[i].qs), _mm256_set1_epi8(8))
-#define SIGNED_Q5_0(i)                                                                                \
-    _mm256_sub_epi8(_mm256_or_si256(dot_nibbles_32(wb[i].qs), dot_bit4_from_bits(wb[i].qh)),         \
-                    _mm256_set1_epi8(16))
 
 DOT4_32_BLOCKS(ops_dot4_q8_0_q8_0, block_q8_0, SIGNED_Q8_0)
 DOT4_32_BLOCKS(ops_dot4_q4_0_q8_0, block_q4_0, SIGNED_Q4_0)
