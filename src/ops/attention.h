@@ -22,7 +22,10 @@ typedef struct ops_attention_args {
 
 /* Heads share K/V in groups: head h reads KV head h / (n_heads / n_kv_heads),
  * in place, never copied. The softmax is computed online (one pass, running
- * maximum), so no score matrix is materialised. */
+ * maximum), so no score matrix is materialised. Precision follows
+ * llama.cpp's CPU attention, which hearth is compared with: batches of 64
+ * tokens or more in f32; smaller ones (decode) with the query rounded to f16
+ * and the value accumulator kept in f16. */
 void ops_attention(threadpool *pool, const ops_attention_args *args);
 
 #endif
