@@ -207,199 +207,156 @@ static inline int32_t dot_k4_min_sum(const uint8_t min[8], const int16_t bsums[1
     return dot_hsum_epi32_128(_mm_madd_epi16(per32, mins));
 }
 
-/* Q4_K and Q5_K: qh NULL for Q4_K. Sub-blocks 2p and 2p+1 are the low and
- * high nibbles of qs[32p .. 32p+32]; the fifth bit of sub-block j is bit j of
- * qh[0..32]. */
-static inline void dot_k4_row(int64_t n, const uint8_t *wbytes, size_t block_bytes, size_t qs_offset,
-                              size_t qh_offset, const block_q8_K *xb, float *out)
+/* Q4_K and Q5_K (qh_offset 0 for Q4_K): unpacks a super-block into eight
+ * vectors of 32 weights 0..31, one per sub-block, with each sub-block's scale
+ * as dot_u8s8_scaled wants it. Sub-blocks 2p and 2p+1 are the low and high
+ * nibbles of qs[32p .. 32p+32]; the fifth bit of sub-block j is bit j of
+ * qh[0..32]. Returns the scales and mins. */
+static inline k4_scales dot_k4_unpack_block(const uint8_t *block, size_t qs_offset, size_t qh_offset, __m256i q[8],
+                                            __m256i scale[8])
 {
     const __m256i low4 = _mm256_set1_epi8(0x0F);
     const __m256i bit0 = _mm256_set1_epi8(1);
-    __m256 acc = _mm256_setzero_ps();
-    float acc_min = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const uint8_t *block = wbytes + (size_t)i * block_bytes;
-        uint16_t d16, dmin16;
-        memcpy(&d16, block, 2);
-        memcpy(&dmin16, block + 2, 2);
-        k4_scales s = dot_k4_unpack(block + 4);
-        const uint8_t *qs = block + qs_offset;
-        __m256i high = qh_offset ? _mm256_loadu_si256((const __m256i *)(block + qh_offset)) : _mm256_setzero_si256();
-        __m256i sums = _mm256_setzero_si256();
-        for (int p = 0; p < 4; p++) {
-            __m256i packed = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
-            __m256i q_lo = _mm256_and_si256(packed, low4);
-            __m256i q_hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
-            /* The next two fifth bits sit at bit 0 after each shift; bits
-             * shifted in from the neighbouring byte stay above bit 0. */
-            q_lo = _mm256_or_si256(q_lo, _mm256_slli_epi16(_mm256_and_si256(high, bit0), 4));
-            high = _mm256_srli_epi16(high, 1);
-            q_hi = _mm256_or_si256(q_hi, _mm256_slli_epi16(_mm256_and_si256(high, bit0), 4));
-            high = _mm256_srli_epi16(high, 1);
-            __m256i x_lo = _mm256_loadu_si256((const __m256i *)(xb[i].qs + 64 * p));
-            __m256i x_hi = _mm256_loadu_si256((const __m256i *)(xb[i].qs + 64 * p + 32));
-            int sc_lo = s.scale[2 * p], sc_hi = s.scale[2 * p + 1];
-            sums = _mm256_add_epi32(sums, dot_u8s8_scaled(q_lo, x_lo, dot_scale_pair(sc_lo, sc_lo)));
-            sums = _mm256_add_epi32(sums, dot_u8s8_scaled(q_hi, x_hi, dot_scale_pair(sc_hi, sc_hi)));
-        }
-        float d = dot_f16(d16) * xb[i].d, dmin = dot_f16(dmin16) * xb[i].d;
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(d), acc);
-        acc_min += dmin * (float)dot_k4_min_sum(s.min, xb[i].bsums);
+    k4_scales s = dot_k4_unpack(block + 4);
+    const uint8_t *qs = block + qs_offset;
+    __m256i high = qh_offset ? _mm256_loadu_si256((const __m256i *)(block + qh_offset)) : _mm256_setzero_si256();
+    for (int p = 0; p < 4; p++) {
+        __m256i packed = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
+        /* The next two fifth bits sit at bit 0 after each shift; bits
+         * shifted in from the neighbouring byte stay above bit 0. */
+        q[2 * p] = _mm256_or_si256(_mm256_and_si256(packed, low4), _mm256_slli_epi16(_mm256_and_si256(high, bit0), 4));
+        high = _mm256_srli_epi16(high, 1);
+        q[2 * p + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(packed, 4), low4),
+                                       _mm256_slli_epi16(_mm256_and_si256(high, bit0), 4));
+        high = _mm256_srli_epi16(high, 1);
+        scale[2 * p] = dot_scale_pair(s.scale[2 * p], s.scale[2 * p]);
+        scale[2 * p + 1] = dot_scale_pair(s.scale[2 * p + 1], s.scale[2 * p + 1]);
     }
-    *out = dot_hsum_ps(acc) - acc_min;
+    return s;
 }
 
-/* dot_k4_row for four activation rows: the block's 256 weights are unpacked
- * into eight vectors once; each row then runs dot_k4_row's operations in
- * its order. */
-static inline void dot4_k4_rows(int64_t n, const uint8_t *wbytes, size_t block_bytes, size_t qs_offset,
-                                size_t qh_offset, const void *x, size_t x_stride, float out[4])
+/* The scaled integer sum of one super-block of unpacked weights against 256
+ * Q8_K activations, sub-block by sub-block (exact). */
+static inline __m256i dot_k_block_sums(const __m256i q[8], const __m256i scale[8], const int8_t *xqs)
 {
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
-    const __m256i bit0 = _mm256_set1_epi8(1);
+    __m256i sums = _mm256_setzero_si256();
+    for (int k = 0; k < 8; k++)
+        sums = _mm256_add_epi32(sums, dot_u8s8_scaled(q[k], _mm256_loadu_si256((const __m256i *)(xqs + 32 * k)),
+                                                      scale[k]));
+    return sums;
+}
+
+/* Q4_K/Q5_K weight row against n_rows (1 or 4) activation rows x_stride
+ * bytes apart: each super-block is unpacked once for all of them, and each
+ * row's result is the same whatever n_rows is. */
+static inline void dot_k4_rows(int64_t n, const uint8_t *wbytes, size_t block_bytes, size_t qs_offset,
+                               size_t qh_offset, const void *x, size_t x_stride, int n_rows, float *out)
+{
     const block_q8_K *xb[4];
-    for (int t = 0; t < 4; t++)
+    __m256 acc[4];
+    float acc_min[4];
+    for (int t = 0; t < n_rows; t++) {
         xb[t] = (const block_q8_K *)((const char *)x + (size_t)t * x_stride);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    float acc_min[4] = {0, 0, 0, 0};
+        acc[t] = _mm256_setzero_ps();
+        acc_min[t] = 0;
+    }
     for (int64_t i = 0; i < n / QK_K; i++) {
         const uint8_t *block = wbytes + (size_t)i * block_bytes;
         uint16_t d16, dmin16;
         memcpy(&d16, block, 2);
         memcpy(&dmin16, block + 2, 2);
-        k4_scales s = dot_k4_unpack(block + 4);
-        const uint8_t *qs = block + qs_offset;
-        __m256i high = qh_offset ? _mm256_loadu_si256((const __m256i *)(block + qh_offset)) : _mm256_setzero_si256();
         __m256i q[8], scale[8];
-        for (int p = 0; p < 4; p++) {
-            __m256i packed = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
-            q[2 * p] = _mm256_and_si256(packed, low4);
-            q[2 * p + 1] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
-            q[2 * p] = _mm256_or_si256(q[2 * p], _mm256_slli_epi16(_mm256_and_si256(high, bit0), 4));
-            high = _mm256_srli_epi16(high, 1);
-            q[2 * p + 1] = _mm256_or_si256(q[2 * p + 1], _mm256_slli_epi16(_mm256_and_si256(high, bit0), 4));
-            high = _mm256_srli_epi16(high, 1);
-            scale[2 * p] = dot_scale_pair(s.scale[2 * p], s.scale[2 * p]);
-            scale[2 * p + 1] = dot_scale_pair(s.scale[2 * p + 1], s.scale[2 * p + 1]);
-        }
+        k4_scales s = dot_k4_unpack_block(block, qs_offset, qh_offset, q, scale);
         float wd = dot_f16(d16), wdmin = dot_f16(dmin16);
-        for (int t = 0; t < 4; t++) {
-            __m256i sums = _mm256_setzero_si256();
-            for (int k = 0; k < 8; k++) {
-                __m256i xq = _mm256_loadu_si256((const __m256i *)(xb[t][i].qs + 32 * k));
-                sums = _mm256_add_epi32(sums, dot_u8s8_scaled(q[k], xq, scale[k]));
-            }
+        for (int t = 0; t < n_rows; t++) {
+            __m256i sums = dot_k_block_sums(q, scale, xb[t][i].qs);
             float d = wd * xb[t][i].d, dmin = wdmin * xb[t][i].d;
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(d), acc[t]);
             acc_min[t] += dmin * (float)dot_k4_min_sum(s.min, xb[t][i].bsums);
         }
     }
-    for (int t = 0; t < 4; t++)
+    for (int t = 0; t < n_rows; t++)
         out[t] = dot_hsum_ps(acc[t]) - acc_min[t];
 }
 
 void DOT_ISA(ops_dot4_q4_K_q8_K)(int64_t n, const void *w, const void *x, size_t x_stride, float out[4])
 {
-    dot4_k4_rows(n, w, sizeof(block_q4_K), offsetof(block_q4_K, qs), 0, x, x_stride, out);
+    dot_k4_rows(n, w, sizeof(block_q4_K), offsetof(block_q4_K, qs), 0, x, x_stride, 4, out);
 }
 
 void DOT_ISA(ops_dot4_q5_K_q8_K)(int64_t n, const void *w, const void *x, size_t x_stride, float out[4])
 {
-    dot4_k4_rows(n, w, sizeof(block_q5_K), offsetof(block_q5_K, qs), offsetof(block_q5_K, qh), x, x_stride, out);
+    dot_k4_rows(n, w, sizeof(block_q5_K), offsetof(block_q5_K, qs), offsetof(block_q5_K, qh), x, x_stride, 4, out);
 }
 
 void DOT_ISA(ops_dot_q4_K_q8_K)(int64_t n, const void *w, const void *x, float *out)
 {
-    dot_k4_row(n, w, sizeof(block_q4_K), offsetof(block_q4_K, qs), 0, x, out);
+    dot_k4_rows(n, w, sizeof(block_q4_K), offsetof(block_q4_K, qs), 0, x, 0, 1, out);
 }
 
 void DOT_ISA(ops_dot_q5_K_q8_K)(int64_t n, const void *w, const void *x, float *out)
 {
-    dot_k4_row(n, w, sizeof(block_q5_K), offsetof(block_q5_K, qs), offsetof(block_q5_K, qh), x, out);
+    dot_k4_rows(n, w, sizeof(block_q5_K), offsetof(block_q5_K, qs), offsetof(block_q5_K, qh), x, 0, 1, out);
 }
 
 /* Q6_K: values are q - 32 with q in 0..63; sum(sc (q - 32) x) is computed as
  * sum(sc q x) - 32 sum(sc * bsum), the second from Q8_K's per-16 sums. In each
  * half of 128 elements, ql[0..32] and ql[32..64] hold the low nibbles of
  * elements 0..63 and the high nibbles of 64..127; qh[0..32] holds two bits
- * for each of the four groups of 32. */
-void DOT_ISA(ops_dot_q6_K_q8_K)(int64_t n, const void *w, const void *x, float *out)
+ * for each of the four groups of 32. Unpacks a super-block into eight vectors
+ * of 32 weights 0..63, with the scales of their two sub-blocks of 16. */
+static inline void dot_q6_unpack_block(const block_q6_K *b, __m256i q[8], __m256i scale[8])
 {
-    const block_q6_K *wb = w;
-    const block_q8_K *xb = x;
     const __m256i low4 = _mm256_set1_epi8(0x0F);
     const __m256i bits45 = _mm256_set1_epi8(0x30);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const int8_t *scales = wb[i].scales;
-        __m256i sums = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(wb[i].ql + 64 * h));
-            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(wb[i].ql + 64 * h + 32));
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(wb[i].qh + 32 * h));
-            __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45));
-            q[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(qh, bits45));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
-                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45));
-            for (int k = 0; k < 4; k++) {
-                int g = 8 * h + 2 * k; /* sub-blocks of 16: g for bytes 0..15, g+1 for 16..31 */
-                __m256i xq = _mm256_loadu_si256((const __m256i *)(xb[i].qs + 128 * h + 32 * k));
-                sums = _mm256_add_epi32(sums, dot_u8s8_scaled(q[k], xq, dot_scale_pair(scales[g], scales[g + 1])));
-            }
+    for (int h = 0; h < 2; h++) {
+        __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+        __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+        q[4 * h] = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45));
+        q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45));
+        q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(qh, bits45));
+        q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45));
+        for (int k = 0; k < 4; k++) {
+            int g = 8 * h + 2 * k; /* sub-blocks of 16: g for bytes 0..15, g+1 for 16..31 */
+            scale[4 * h + k] = dot_scale_pair(b->scales[g], b->scales[g + 1]);
         }
-        __m256i bsums = _mm256_loadu_si256((const __m256i *)xb[i].bsums);
-        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)scales));
-        __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
-        sums = _mm256_sub_epi32(sums, offset);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(dot_f16(wb[i].d) * xb[i].d), acc);
     }
-    *out = dot_hsum_ps(acc);
 }
 
-/* ops_dot_q6_K_q8_K for four activation rows, the block unpacked once. */
-void DOT_ISA(ops_dot4_q6_K_q8_K)(int64_t n, const void *w, const void *x, size_t x_stride, float out[4])
+/* A Q6_K weight row against n_rows (1 or 4) activation rows, as dot_k4_rows. */
+static inline void dot_q6_rows(int64_t n, const block_q6_K *wb, const void *x, size_t x_stride, int n_rows,
+                               float *out)
 {
-    const block_q6_K *wb = w;
     const block_q8_K *xb[4];
-    for (int t = 0; t < 4; t++)
+    __m256 acc[4];
+    for (int t = 0; t < n_rows; t++) {
         xb[t] = (const block_q8_K *)((const char *)x + (size_t)t * x_stride);
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
-    const __m256i bits45 = _mm256_set1_epi8(0x30);
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        acc[t] = _mm256_setzero_ps();
+    }
     for (int64_t i = 0; i < n / QK_K; i++) {
-        const int8_t *scales = wb[i].scales;
         __m256i q[8], scale[8];
-        for (int h = 0; h < 2; h++) {
-            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(wb[i].ql + 64 * h));
-            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(wb[i].ql + 64 * h + 32));
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(wb[i].qh + 32 * h));
-            q[4 * h] = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), bits45));
-            q[4 * h + 1] =
-                _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), bits45));
-            q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
-                                           _mm256_and_si256(qh, bits45));
-            q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
-                                           _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45));
-            for (int k = 0; k < 4; k++) {
-                int g = 8 * h + 2 * k;
-                scale[4 * h + k] = dot_scale_pair(scales[g], scales[g + 1]);
-            }
-        }
-        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)scales));
+        dot_q6_unpack_block(&wb[i], q, scale);
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb[i].scales));
         float wd = dot_f16(wb[i].d);
-        for (int t = 0; t < 4; t++) {
-            __m256i sums = _mm256_setzero_si256();
-            for (int k = 0; k < 8; k++) {
-                __m256i xq = _mm256_loadu_si256((const __m256i *)(xb[t][i].qs + 32 * k));
-                sums = _mm256_add_epi32(sums, dot_u8s8_scaled(q[k], xq, scale[k]));
-            }
+        for (int t = 0; t < n_rows; t++) {
+            __m256i sums = dot_k_block_sums(q, scale, xb[t][i].qs);
             __m256i bsums = _mm256_loadu_si256((const __m256i *)xb[t][i].bsums);
             sums = _mm256_sub_epi32(sums, _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(wd * xb[t][i].d), acc[t]);
         }
     }
-    for (int t = 0; t < 4; t++)
+    for (int t = 0; t < n_rows; t++)
         out[t] = dot_hsum_ps(acc[t]);
+}
+
+void DOT_ISA(ops_dot_q6_K_q8_K)(int64_t n, const void *w, const void *x, float *out)
+{
+    dot_q6_rows(n, w, x, 0, 1, out);
+}
+
+void DOT_ISA(ops_dot4_q6_K_q8_K)(int64_t n, const void *w, const void *x, size_t x_stride, float out[4])
+{
+    dot_q6_rows(n, w, x, x_stride, 4, out);
 }
