@@ -276,9 +276,8 @@ static void gemma3_forward(const void *p, void *state, threadpool *pool, const i
 
         for (int32_t t = 0; t < n; t++)
             ops_rmsnorm(s->x + t * d, l->attn_norm, d, g->eps, s->xn + t * d);
-        ops_matmul(pool, &l->wq, s->xn, d, n, s->q, q_dim, s->act_scratch);
-        ops_matmul(pool, &l->wk, s->xn, d, n, s->k, kv_k, s->act_scratch);
-        ops_matmul(pool, &l->wv, s->xn, d, n, s->v, kv_v, s->act_scratch);
+        ops_matmul_shared_input(pool, 3, (const ops_matrix *[]){&l->wq, &l->wk, &l->wv}, s->xn, d, n,
+                                (float *[]){s->q, s->k, s->v}, (int64_t[]){q_dim, kv_k, kv_v}, s->act_scratch);
         for (int32_t t = 0; t < n; t++) {
             float *q = s->q + t * q_dim, *k = s->k + t * kv_k;
             for (uint32_t h = 0; h < g->n_heads; h++)
@@ -304,8 +303,8 @@ static void gemma3_forward(const void *p, void *state, threadpool *pool, const i
             ops_add(s->x + t * d, s->proj + t * d, d);
             ops_rmsnorm(s->x + t * d, l->ffn_norm, d, g->eps, s->xn + t * d);
         }
-        ops_matmul(pool, &l->gate, s->xn, d, n, s->gate, ff, s->act_scratch);
-        ops_matmul(pool, &l->up, s->xn, d, n, s->up, ff, s->act_scratch);
+        ops_matmul_shared_input(pool, 2, (const ops_matrix *[]){&l->gate, &l->up}, s->xn, d, n,
+                                (float *[]){s->gate, s->up}, (int64_t[]){ff, ff}, s->act_scratch);
         ops_geglu(s->gate, s->up, (int64_t)n * ff);
         ops_matmul(pool, &l->down, s->gate, ff, n, s->proj, d, s->act_scratch);
         for (int32_t t = 0; t < n; t++) {

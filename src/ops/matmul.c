@@ -82,19 +82,35 @@ static void multiply_rows(void *p, int thread, int n_threads)
     }
 }
 
+void ops_matmul_shared_input(threadpool *pool, int n_matrices, const ops_matrix *const *ws, const float *x,
+                             int64_t x_stride, int64_t n_tokens, float *const *ys, const int64_t *y_strides,
+                             void *scratch)
+{
+    uint32_t converted_for = UINT32_MAX; /* the activation format scratch holds, if any */
+    for (int m = 0; m < n_matrices; m++) {
+        const ops_matrix *w = ws[m];
+        matmul_job job = {
+            .w = w, .x = x, .x_stride = x_stride, .n_tokens = n_tokens, .y = ys[m], .y_stride = y_strides[m],
+            .act = scratch, .act_row_bytes = ops_activation_row_bytes(w->type, w->cols),
+            .dot = ops_dot_best(w->type),
+            .dot4 = ops_dot4_best(w->type),
+            .dot4x2 = ops_dot4x2_best(w->type),
+        };
+        assert(job.dot != NULL); /* model loading rejects types without a kernel */
+        assert(m == 0 || w->cols == ws[0]->cols);
+        uint32_t activation = ops_activation_type(w->type);
+        if (activation != converted_for) {
+            threadpool_run(pool, quantize_rows, &job);
+            converted_for = activation;
+        }
+        threadpool_run(pool, multiply_rows, &job);
+    }
+}
+
 void ops_matmul(threadpool *pool, const ops_matrix *w, const float *x, int64_t x_stride, int64_t n_tokens,
                 float *y, int64_t y_stride, void *scratch)
 {
-    matmul_job job = {
-        .w = w, .x = x, .x_stride = x_stride, .n_tokens = n_tokens, .y = y, .y_stride = y_stride,
-        .act = scratch, .act_row_bytes = ops_activation_row_bytes(w->type, w->cols),
-        .dot = ops_dot_best(w->type),
-        .dot4 = ops_dot4_best(w->type),
-        .dot4x2 = ops_dot4x2_best(w->type),
-    };
-    assert(job.dot != NULL); /* model loading rejects types without a kernel */
-    threadpool_run(pool, quantize_rows, &job);
-    threadpool_run(pool, multiply_rows, &job);
+    ops_matmul_shared_input(pool, 1, &w, x, x_stride, n_tokens, &y, &y_stride, scratch);
 }
 
 void ops_matrix_row_f32(const ops_matrix *w, int64_t row, float *out)

@@ -27,6 +27,14 @@ size_t ops_matmul_scratch_bytes(const ops_matrix *w, int64_t n_tokens);
 void ops_matmul(threadpool *pool, const ops_matrix *w, const float *x, int64_t x_stride, int64_t n_tokens,
                 float *y, int64_t y_stride, void *scratch);
 
+/* Several products of one input (Q, K and V of a layer, or its gate and up
+ * projections): ys[m] = x ws[m]^T. The input is converted once for each run
+ * of matrices that share an activation format, not once per matrix. All ws
+ * have the same number of columns. */
+void ops_matmul_shared_input(threadpool *pool, int n_matrices, const ops_matrix *const *ws, const float *x,
+                             int64_t x_stride, int64_t n_tokens, float *const *ys, const int64_t *y_strides,
+                             void *scratch);
+
 /* Row `row` of w as f32 (an embedding lookup). */
 void ops_matrix_row_f32(const ops_matrix *w, int64_t row, float *out);
 
