@@ -74,23 +74,6 @@ static hearth_status check_room(const session *s, int32_t n, hearth_error *err)
     return HEARTH_OK;
 }
 
-hearth_status session_eval(session *s, const int32_t *tokens, int32_t n, hearth_error *err)
-{
-    hearth_status st = check_room(s, n, err);
-    for (int32_t done = 0; st == HEARTH_OK && done < n;) {
-        int32_t count = n - done < s->n_batch ? n - done : s->n_batch;
-        bool last = done + count == n;
-        st = model_forward(s->model, s->state, s->pool, tokens + done, count, s->n_past, last ? count - 1 : count,
-                           s->logits, err);
-        if (st == HEARTH_OK) {
-            memcpy(s->tokens + s->n_past, tokens + done, (size_t)count * sizeof *tokens);
-            s->n_past += count;
-            done += count;
-        }
-    }
-    return st;
-}
-
 hearth_status session_eval_all_logits(session *s, const int32_t *tokens, int32_t n, int32_t first_output,
                                       float *logits, hearth_error *err)
 {
@@ -113,4 +96,10 @@ hearth_status session_eval_all_logits(session *s, const int32_t *tokens, int32_t
         }
     }
     return st;
+}
+
+hearth_status session_eval(session *s, const int32_t *tokens, int32_t n, hearth_error *err)
+{
+    /* The last token's logits: the one row of all_logits with first_output n - 1. */
+    return session_eval_all_logits(s, tokens, n, n > 0 ? n - 1 : 0, s->logits, err);
 }
