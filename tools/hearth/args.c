@@ -4,8 +4,20 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+
+int cli_usage_error(const char *command, const char *usage, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    fprintf(stderr, "hearth %s: ", command);
+    vfprintf(stderr, fmt, args);
+    fprintf(stderr, "\n\n%s", usage);
+    va_end(args);
+    return CLI_EXIT_USAGE;
+}
 
 bool cli_is_option(const char *arg, const char *short_name, const char *long_name)
 {

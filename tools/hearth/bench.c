@@ -33,13 +33,7 @@ static const char bench_usage[] =
     "                       field names\n"
     "  -h, --help           show this help\n";
 
-static int usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "hearth bench: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n\n%s", bench_usage);
-    return CLI_EXIT_USAGE;
-}
+#define usage_error(...) cli_usage_error("bench", bench_usage, __VA_ARGS__)
 
 enum { MAX_REPETITIONS = 1000 };
 
@@ -173,10 +167,8 @@ int cli_bench(int argc, char **argv)
         } else {
             return usage_error("unknown argument '%s'", a);
         }
-        if (!has_value || !cli_parse_long(argv[++i], min, max, target)) {
-            fprintf(stderr, "hearth bench: %s: expected a number from %ld to %ld\n\n%s", a, min, max, bench_usage);
-            return CLI_EXIT_USAGE;
-        }
+        if (!has_value || !cli_parse_long(argv[++i], min, max, target))
+            return usage_error("%s: expected a number from %ld to %ld", a, min, max);
     }
     if (n_prompt == 0 && n_gen == 0)
         return usage_error("%s", "nothing to measure: -p and -n are both 0");

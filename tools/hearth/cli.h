@@ -21,6 +21,10 @@ int cli_perplexity(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 
 /* Argument helpers (args.c). */
+/* "hearth COMMAND: <message>", a blank line and the usage on stderr;
+ * returns CLI_EXIT_USAGE. */
+int cli_usage_error(const char *command, const char *usage, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 bool cli_is_option(const char *arg, const char *short_name, const char *long_name);
 /* Parses a whole decimal integer in [min, max]; false otherwise. */
 bool cli_parse_long(const char *s, long min, long max, long *out);

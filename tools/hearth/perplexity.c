@@ -27,13 +27,7 @@ static const char perplexity_usage[] =
     "  -t, --threads N     threads (default: physical cores)\n"
     "  -h, --help          show this help\n";
 
-static int usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "hearth perplexity: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n\n%s", perplexity_usage);
-    return CLI_EXIT_USAGE;
-}
+#define usage_error(...) cli_usage_error("perplexity", perplexity_usage, __VA_ARGS__)
 
 /* Scored rows are evaluated this many at a time, bounding the logits buffer
  * (a row is the whole vocabulary: 1 MiB for Gemma's 262,144 tokens). */

@@ -41,13 +41,7 @@ static const char run_usage[] =
     "  --no-bos                 do not add the BOS token\n"
     "  -h, --help               show this help\n";
 
-static int usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "hearth run: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n\n%s", run_usage);
-    return CLI_EXIT_USAGE;
-}
+#define usage_error(...) cli_usage_error("run", run_usage, __VA_ARGS__)
 
 static bool emit_stdout(void *user, const char *text, size_t len)
 {
@@ -150,7 +144,7 @@ int cli_run(int argc, char **argv)
             sp.seed = seed;
         } else if (cli_is_option(a, "--stop", NULL)) {
             if (n_stops == MAX_STOPS)
-                return usage_error("--stop: at most %s stop strings", "8");
+                return usage_error("--stop: at most %d stop strings", MAX_STOPS);
             if (argv[++i][0] == '\0')
                 return usage_error("--stop: %s", "the stop string is empty");
             stops[n_stops++] = argv[i];

@@ -24,13 +24,7 @@ static const char tokenize_usage[] =
     "  -v, --verbose      one token a line: id and the piece it stands for\n"
     "  -h, --help         show this help\n";
 
-static int usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "hearth tokenize: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n\n%s", tokenize_usage);
-    return CLI_EXIT_USAGE;
-}
+#define usage_error(...) cli_usage_error("tokenize", tokenize_usage, __VA_ARGS__)
 
 static void print_piece(const vocab *v, int32_t id)
 {
