@@ -4,7 +4,10 @@
  *   topk.txt    a teacher-forced sequence of 512 tokens and llama.cpp's top-10
  *               logits at each position.
  *   greedy.txt  3 prompts and llama.cpp's 64 greedy tokens after each: hearth's
- *               greedy continuation must be identical for at least 16 tokens.
+ *               greedy continuation must be identical for at least 16 tokens
+ *               or part from it only at a near tie, and llama.cpp's tokens,
+ *               teacher-forced, must all be hearth's choice or a near tie
+ *               (check_greedy_case).
  *
  * Why the top-1 thresholds are what they are. This model, quantized (Q4_K_M)
  * and run with int8 activations as llama.cpp runs it, is numerically chaotic:
@@ -41,6 +44,7 @@
 #define CLEAR_MARGIN 2.0          /* logits between llama.cpp's first and second choice */
 #define MIN_CLEAR_TOP1_AGREEMENT 0.99
 #define MIN_GREEDY_PREFIX 16
+#define NEAR_TIE 0.25f            /* logits; well under the mean |dlogit| noise of ~0.65 */
 #define LOGIT_ROWS 64
 
 /* Parses "<word> <count> <ids...>" at line; returns the ids (malloc'd) or NULL. */
@@ -150,6 +154,65 @@ static void check_topk(session *s, int32_t n_vocab)
     free(text);
 }
 
+/* One prompt's continuation, twice.
+ *
+ * Free-running: hearth's own greedy tokens must equal llama.cpp's for the
+ * first MIN_GREEDY_PREFIX tokens, unless they part at a near tie (hearth's
+ * choice leads llama.cpp's by at most NEAR_TIE logits there). Which side of a
+ * near tie a token falls on is the noise the teacher-forced figures above
+ * measure (mean |dlogit| ~0.65), not a defect: any change in summation order
+ * moves it, in llama.cpp as much as here.
+ *
+ * Teacher-forced along llama.cpp's 64 tokens: at every position llama.cpp's
+ * token is hearth's choice or within NEAR_TIE of it. This keeps checking
+ * after a divergence, where the free-running comparison stops meaning
+ * anything; a real defect puts llama.cpp's token logits behind. */
+static void check_greedy_case(session *s, int32_t n_vocab, int number, const int32_t *prompt, int32_t n_prompt,
+                              const int32_t *expected, int32_t n_expected)
+{
+    hearth_error err = {0};
+    session_reset(s);
+    int same = 0;
+    float divergence_gap = 0.0f;
+    hearth_status st = session_eval(s, prompt, n_prompt, &err);
+    for (int32_t i = 0; st == HEARTH_OK && i < n_expected; i++) {
+        const float *logits = session_logits(s);
+        int32_t next = argmax(logits, n_vocab);
+        if (next != expected[i]) {
+            divergence_gap = logits[next] - logits[expected[i]];
+            printf("  greedy prompt %d parts from llama.cpp at token %d: hearth's %d leads llama.cpp's %d by %.4f\n",
+                   number, i, next, expected[i], divergence_gap);
+            break;
+        }
+        same++;
+        st = session_eval(s, &next, 1, &err);
+    }
+    CHECK_MSG(st == HEARTH_OK, "eval: %s", err.message);
+    printf("  greedy prompt %d (%d tokens): first %d of %d tokens identical\n", number, n_prompt, same, n_expected);
+    CHECK_MSG(same >= MIN_GREEDY_PREFIX || divergence_gap <= NEAR_TIE,
+              "prompt %d: only %d tokens identical, and hearth's choice then leads by %.4f", number, same,
+              divergence_gap);
+
+    session_reset(s);
+    int agree = 0, within = 0;
+    float worst = 0.0f;
+    st = session_eval(s, prompt, n_prompt, &err);
+    for (int32_t i = 0; st == HEARTH_OK && i < n_expected; i++) {
+        const float *logits = session_logits(s);
+        int32_t best = argmax(logits, n_vocab);
+        float gap = logits[best] - logits[expected[i]];
+        agree += best == expected[i];
+        within += gap <= NEAR_TIE;
+        worst = gap > worst ? gap : worst;
+        st = session_eval(s, &expected[i], 1, &err);
+    }
+    CHECK_MSG(st == HEARTH_OK, "eval: %s", err.message);
+    printf("  greedy prompt %d teacher-forced: top-1 %d/%d, within %.2f of top-1 %d/%d, largest lead over "
+           "llama.cpp's token %.4f\n",
+           number, agree, n_expected, NEAR_TIE, within, n_expected, worst);
+    CHECK_MSG(within == n_expected, "prompt %d: llama.cpp's token trails hearth's choice by %.4f", number, worst);
+}
+
 static void check_greedy(session *s, int32_t n_vocab)
 {
     char *text = test_read_file(HEARTH_FIXTURES_DIR "/gemma3/greedy.txt", NULL);
@@ -165,22 +228,7 @@ static void check_greedy(session *s, int32_t n_vocab)
             free(prompt);
             prompt = ids;
         } else if (prompt && (expected = parse_ids(line, "greedy", &n_expected)) != NULL) {
-            hearth_error err = {0};
-            session_reset(s);
-            int same = 0;
-            bool diverged = false;
-            hearth_status st = session_eval(s, prompt, n_prompt, &err);
-            for (int32_t i = 0; st == HEARTH_OK && i < n_expected; i++) {
-                int32_t next = argmax(session_logits(s), n_vocab);
-                if (next != expected[i])
-                    diverged = true;
-                same += !diverged;
-                st = session_eval(s, &next, 1, &err);
-            }
-            CHECK_MSG(st == HEARTH_OK, "eval: %s", err.message);
-            printf("  greedy prompt %d (%d tokens): first %d of %d tokens identical\n", cases + 1, n_prompt, same,
-                   n_expected);
-            CHECK_MSG(same >= MIN_GREEDY_PREFIX, "prompt %d: only %d tokens identical", cases + 1, same);
+            check_greedy_case(s, n_vocab, cases + 1, prompt, n_prompt, expected, n_expected);
             cases++;
             free(expected);
         }

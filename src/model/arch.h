@@ -17,6 +17,10 @@ typedef struct model_arch {
     void (*forward)(const void *weights, void *state, threadpool *pool, const int32_t *tokens, int32_t n,
                     int32_t pos0, int32_t first_output, float *logits);
     int32_t (*n_ctx_train)(const void *weights);
+    /* Calls visit on every matrix the forward pass multiplies by, so that
+     * model.c can repack them (it may set their `packed`). A matrix whose data
+     * is also read by row (a tied embedding) is visited once. */
+    void (*for_each_matrix)(void *weights, void (*visit)(ops_matrix *m, void *ctx), void *ctx);
 } model_arch;
 
 extern const model_arch model_arch_gemma3;

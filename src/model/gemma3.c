@@ -321,6 +321,19 @@ static void gemma3_forward(const void *p, void *state, threadpool *pool, const i
                s->act_scratch);
 }
 
+static void gemma3_for_each_matrix(void *p, void (*visit)(ops_matrix *m, void *ctx), void *ctx)
+{
+    gemma3 *g = p;
+    for (uint32_t il = 0; il < g->n_layers; il++) {
+        gemma3_layer *l = &g->layers[il];
+        ops_matrix *ms[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->gate, &l->up, &l->down};
+        for (size_t i = 0; i < sizeof ms / sizeof *ms; i++)
+            visit(ms[i], ctx);
+    }
+    /* Only the output: the embedding is read by row, from the map. */
+    visit(&g->output, ctx);
+}
+
 const model_arch model_arch_gemma3 = {
     .name = ARCH,
     .load = gemma3_load,
@@ -329,4 +342,5 @@ const model_arch model_arch_gemma3 = {
     .state_free = gemma3_state_free,
     .forward = gemma3_forward,
     .n_ctx_train = gemma3_n_ctx_train,
+    .for_each_matrix = gemma3_for_each_matrix,
 };

@@ -1,22 +1,37 @@
+#define _DEFAULT_SOURCE /* madvise */
 #include "model/arch.h"
 
+#include "base/clock.h"
 #include "base/error.h"
 #include "ops/dot.h"
+#include "ops/packed.h"
 #include "quant/quant.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static const model_arch *const architectures[] = {
     &model_arch_gemma3,
 };
+
+/* One repacked matrix: several ops_matrix may share it (a tied output). */
+typedef struct packed_matrix {
+    const void *data;
+    void *packed;
+} packed_matrix;
 
 struct model {
     gguf_file *file;
     vocab *vocab;
     const model_arch *arch;
     void *weights;
+    packed_matrix *packed;
+    int n_packed, cap_packed;
+    model_repack_stats repack;
+    hearth_status repack_status;
 };
 
 struct model_state {
@@ -25,6 +40,69 @@ struct model_state {
     int32_t n_ctx, n_batch;
     size_t bytes;
 };
+
+/* Gives the map's pages under [p, p + n) back: they were read once to pack,
+ * and the packed copy replaces them. A later read (an embedding row of a
+ * tied output) faults them in again from the page cache. */
+static void release_pages(const void *p, size_t n)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0)
+        return;
+    uintptr_t start = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t end = ((uintptr_t)p + n) & ~((uintptr_t)page - 1);
+    if (end > start)
+        madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
+static void repack_one(ops_matrix *w, void *ctx)
+{
+    model *m = ctx;
+    if (m->repack_status != HEARTH_OK || !ops_packed_supported(w->type))
+        return;
+    for (int i = 0; i < m->n_packed; i++)
+        if (m->packed[i].data == w->data) {
+            w->packed = m->packed[i].packed;
+            return;
+        }
+    if (m->n_packed == m->cap_packed) {
+        int cap = m->cap_packed ? 2 * m->cap_packed : 64;
+        packed_matrix *grown = realloc(m->packed, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            m->repack_status = HEARTH_ERR_NOMEM;
+            return;
+        }
+        m->packed = grown;
+        m->cap_packed = cap;
+    }
+    size_t bytes = ops_packed_bytes(w->type, w->rows, w->cols);
+    void *packed = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!packed) {
+        m->repack_status = HEARTH_ERR_NOMEM;
+        return;
+    }
+    int64_t n_panels = (w->rows + OPS_PANEL_ROWS - 1) / OPS_PANEL_ROWS;
+    ops_pack_panels(w->type, w->data, w->row_bytes, w->rows, w->cols, 0, n_panels, packed);
+    release_pages(w->data, (size_t)w->rows * w->row_bytes);
+    m->packed[m->n_packed++] = (packed_matrix){.data = w->data, .packed = packed};
+    w->packed = packed;
+    m->repack.n_matrices++;
+    m->repack.bytes += bytes;
+}
+
+static hearth_status repack_weights(model *m, hearth_error *err)
+{
+    double start = clock_seconds();
+    m->repack_status = HEARTH_OK;
+    m->arch->for_each_matrix(m->weights, repack_one, m);
+    m->repack.seconds = clock_seconds() - start;
+    if (m->repack_status != HEARTH_OK)
+        return error_set(err, m->repack_status, "out of memory repacking the weights (%.1f MiB so far)",
+                         (double)m->repack.bytes / 1048576.0);
+    return HEARTH_OK;
+}
+
+model_repack_stats model_repack(const model *m) { return m->repack; }
 
 hearth_status model_load(const char *path, model **out, hearth_error *err)
 {
@@ -48,6 +126,8 @@ hearth_status model_load(const char *path, model **out, hearth_error *err)
     }
     if (st == HEARTH_OK)
         st = m->arch->load(m->file, m->vocab, &m->weights, err);
+    if (st == HEARTH_OK)
+        st = repack_weights(m, err);
     if (st != HEARTH_OK) {
         if (!strstr(err->message, path))
             error_prefix(err, "%s", path);
@@ -64,6 +144,9 @@ void model_free(model *m)
         return;
     if (m->weights)
         m->arch->free_weights(m->weights);
+    for (int i = 0; i < m->n_packed; i++)
+        free(m->packed[i].packed);
+    free(m->packed);
     vocab_free(m->vocab);
     gguf_close(m->file);
     free(m);

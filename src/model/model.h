@@ -25,6 +25,16 @@ const gguf_file *model_gguf(const model *m);
 int32_t model_n_vocab(const model *m);
 int32_t model_n_ctx_train(const model *m);
 
+/* Weights repacked at load for the matrix kernels (ops/packed.h): how many
+ * bytes the packed copies hold and how long packing took. The map's pages
+ * of the packed tensors are released, so the packed bytes replace them. */
+typedef struct model_repack_stats {
+    int n_matrices;
+    size_t bytes;
+    double seconds;
+} model_repack_stats;
+model_repack_stats model_repack(const model *m);
+
 /* State for one sequence of up to n_ctx tokens, fed at most n_batch at a
  * time. All memory the forward pass uses is allocated here. */
 hearth_status model_state_create(const model *m, int32_t n_ctx, int32_t n_batch, model_state **out,

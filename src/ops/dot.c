@@ -74,19 +74,6 @@ static void dot_q5_0_q8_0_ref(int64_t n, const void *w, const void *x, float *ou
 
 /* ---- K-quants against Q8_K ------------------------------------------------- */
 
-/* Scale and min of sub-block j (0..7) from the 12 packed bytes of Q4_K/Q5_K
- * (layout in quant/quant_k.c). */
-static void k4_scale_min(const uint8_t packed[K_SCALE_BYTES], int j, int *scale, int *min)
-{
-    if (j < 4) {
-        *scale = packed[j] & 63;
-        *min = packed[j + 4] & 63;
-    } else {
-        *scale = (packed[j + 4] & 0x0F) | (packed[j - 4] >> 6) << 4;
-        *min = (packed[j + 4] >> 4) | (packed[j] >> 6) << 4;
-    }
-}
-
 /* Q4_K and Q5_K: x = d*sc*q - dmin*m per sub-block of 32. The min term needs
  * only the activation sums, which Q8_K carries per 16 (bsums). qh is NULL for
  * Q4_K; for Q5_K bit j of qh[l] is the fifth bit of element 32j + l. */
@@ -96,7 +83,7 @@ static float dot_k4_block(uint16_t d16, uint16_t dmin16, const uint8_t scales[K_
     int32_t scaled = 0, mins = 0;
     for (int j = 0; j < QK_K / 32; j++) {
         int sc, m;
-        k4_scale_min(scales, j, &sc, &m);
+        quant_k4_scale_min(scales, j, &sc, &m);
         /* Sub-block j is nibble j%2 of qs[32*(j/2) .. +32]. */
         const uint8_t *q = qs + 32 * (j / 2);
         int shift = 4 * (j % 2);

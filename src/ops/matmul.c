@@ -1,13 +1,23 @@
 #include "ops/matmul.h"
 
 #include "ops/dot.h"
+#include "ops/packed.h"
 #include "quant/quant.h"
 
 #include <assert.h>
+#include <string.h>
+
+static size_t activation_row_bytes(const ops_matrix *w)
+{
+    return w->packed ? ops_packed_act_row_bytes(w->type, w->cols) : ops_activation_row_bytes(w->type, w->cols);
+}
 
 size_t ops_matmul_scratch_bytes(const ops_matrix *w, int64_t n_tokens)
 {
-    return ops_activation_row_bytes(w->type, w->cols) * (size_t)n_tokens;
+    size_t row = ops_activation_row_bytes(w->type, w->cols);
+    if (ops_packed_supported(w->type) && ops_packed_act_row_bytes(w->type, w->cols) > row)
+        row = ops_packed_act_row_bytes(w->type, w->cols);
+    return row * (size_t)n_tokens;
 }
 
 typedef struct matmul_job {
@@ -21,6 +31,7 @@ typedef struct matmul_job {
     ops_dot_fn dot;
     ops_dot4_fn dot4;     /* NULL: one token at a time */
     ops_dot4x2_fn dot4x2; /* NULL: one weight row at a time */
+    ops_panel_fn panel;   /* set when w is packed */
 } matmul_job;
 
 static void quantize_rows(void *p, int thread, int n_threads)
@@ -28,9 +39,51 @@ static void quantize_rows(void *p, int thread, int n_threads)
     matmul_job *job = p;
     long first, last;
     threadpool_split(job->n_tokens, 1, thread, n_threads, &first, &last);
-    for (long t = first; t < last; t++)
-        ops_quantize_activation(job->w->type, job->x + t * job->x_stride, job->act + t * job->act_row_bytes,
-                                job->w->cols);
+    for (long t = first; t < last; t++) {
+        const float *x = job->x + t * job->x_stride;
+        unsigned char *act = job->act + t * job->act_row_bytes;
+        if (job->w->packed)
+            ops_packed_quantize_act(job->w->type, x, act, job->w->cols);
+        else
+            ops_quantize_activation(job->w->type, x, act, job->w->cols);
+    }
+}
+
+/* Tokens are taken in chunks so that a chunk's activations stay in L2 while
+ * every panel of the thread's share passes over them; a panel (16 rows) is
+ * small enough to stay in L1 across the tiles of a chunk. */
+enum { TOKEN_CHUNK = 64 };
+
+static void multiply_panels(void *p, int thread, int n_threads)
+{
+    matmul_job *job = p;
+    const ops_matrix *w = job->w;
+    int64_t n_panels = (w->rows + OPS_PANEL_ROWS - 1) / OPS_PANEL_ROWS;
+    size_t panel_bytes = ops_panel_bytes(w->type, w->cols);
+    long first, last;
+    threadpool_split(n_panels, 1, thread, n_threads, &first, &last);
+    for (int64_t chunk = 0; chunk < job->n_tokens; chunk += TOKEN_CHUNK) {
+        int64_t chunk_end = chunk + TOKEN_CHUNK < job->n_tokens ? chunk + TOKEN_CHUNK : job->n_tokens;
+        for (int64_t panel = first; panel < last; panel++) {
+            const unsigned char *weights = (const unsigned char *)w->packed + (size_t)panel * panel_bytes;
+            int64_t row0 = panel * OPS_PANEL_ROWS;
+            int64_t n_rows = w->rows - row0 < OPS_PANEL_ROWS ? w->rows - row0 : OPS_PANEL_ROWS;
+            for (int64_t t = chunk; t < chunk_end; t += OPS_PANEL_TOKENS) {
+                int n = chunk_end - t < OPS_PANEL_TOKENS ? (int)(chunk_end - t) : OPS_PANEL_TOKENS;
+                const unsigned char *act = job->act + t * job->act_row_bytes;
+                if (n_rows == OPS_PANEL_ROWS) {
+                    job->panel(w->cols, weights, act, job->act_row_bytes, n, job->y + t * job->y_stride + row0,
+                               (size_t)job->y_stride);
+                } else { /* the padded last panel: only its real rows go out */
+                    float tile[OPS_PANEL_TOKENS * OPS_PANEL_ROWS];
+                    job->panel(w->cols, weights, act, job->act_row_bytes, n, tile, OPS_PANEL_ROWS);
+                    for (int k = 0; k < n; k++)
+                        memcpy(job->y + (t + k) * job->y_stride + row0, tile + k * OPS_PANEL_ROWS,
+                               (size_t)n_rows * sizeof(float));
+                }
+            }
+        }
+    }
 }
 
 /* Rows are handed out in groups, so the few tokens of a decode step still
@@ -91,19 +144,23 @@ void ops_matmul_shared_input(threadpool *pool, int n_matrices, const ops_matrix 
         const ops_matrix *w = ws[m];
         matmul_job job = {
             .w = w, .x = x, .x_stride = x_stride, .n_tokens = n_tokens, .y = ys[m], .y_stride = y_strides[m],
-            .act = scratch, .act_row_bytes = ops_activation_row_bytes(w->type, w->cols),
+            .act = scratch, .act_row_bytes = activation_row_bytes(w),
             .dot = ops_dot_best(w->type),
             .dot4 = ops_dot4_best(w->type),
             .dot4x2 = ops_dot4x2_best(w->type),
+            .panel = w->packed ? ops_panel_best(w->type) : NULL,
         };
         assert(job.dot != NULL); /* model loading rejects types without a kernel */
+        assert(!w->packed || job.panel != NULL);
         assert(m == 0 || w->cols == ws[0]->cols);
-        uint32_t activation = ops_activation_type(w->type);
+        /* Packed formats get their own ids, above every quant type. */
+        uint32_t activation = w->packed ? 0x10000u + (uint32_t)ops_packed_act_format(w->type)
+                                        : ops_activation_type(w->type);
         if (activation != converted_for) {
             threadpool_run(pool, quantize_rows, &job);
             converted_for = activation;
         }
-        threadpool_run(pool, multiply_rows, &job);
+        threadpool_run(pool, w->packed ? multiply_panels : multiply_rows, &job);
     }
 }
 

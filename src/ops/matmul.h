@@ -8,16 +8,20 @@
 #include <stdint.h>
 
 /* A 2-D weight: `rows` rows of `cols` elements of `type`, row-major, as GGUF
- * stores them (ne[0] = cols). data points into the model's map. */
+ * stores them (ne[0] = cols). data points into the model's map. When the
+ * model repacked it at load (ops/packed.h), packed holds the panels the
+ * products use; data still serves row lookups. */
 typedef struct ops_matrix {
     const void *data;
+    const void *packed;
     uint32_t type;
     int64_t cols;
     int64_t rows;
     size_t row_bytes;
 } ops_matrix;
 
-/* Bytes of scratch ops_matmul needs for n_tokens activation rows of length cols. */
+/* Bytes of scratch ops_matmul needs for n_tokens activation rows of length cols
+ * (the same whether or not w is packed yet). */
 size_t ops_matmul_scratch_bytes(const ops_matrix *w, int64_t n_tokens);
 
 /* y[t][r] = sum_c w[r][c] * x[t][c] for n_tokens rows of x (each w->cols long,

@@ -78,7 +78,7 @@ void dequantize_q3_K_ref(const void *blocks, float *out, int64_t n)
  * sub-blocks 0..3 keep 6 bits in bytes 0..3 (scale) and 4..7 (min); 4..7 keep
  * their low 4 bits in bytes 8..11 and their top 2 bits in the spare top bits
  * of bytes 0..7. */
-static void k4_scale_min(const uint8_t packed[K_SCALE_BYTES], int j, int *scale, int *min)
+void quant_k4_scale_min(const uint8_t packed[K_SCALE_BYTES], int j, int *scale, int *min)
 {
     if (j < 4) {
         *scale = packed[j] & 63;
@@ -103,7 +103,7 @@ static void dequantize_k4_block(uint16_t d16, uint16_t dmin16, const uint8_t sca
     float d = fp16_to_fp32(d16), dmin = fp16_to_fp32(dmin16);
     for (int j = 0; j < QK_K / 32; j++) {
         int sc, m;
-        k4_scale_min(scales, j, &sc, &m);
+        quant_k4_scale_min(scales, j, &sc, &m);
         float dl = d * (float)sc, ml = dmin * (float)m;
         for (int e = 32 * j; e < 32 * j + 32; e++) {
             int q = k4_nibble(qs, e) | (qh ? (qh[e % 32] >> j & 1) << 4 : 0);
@@ -128,7 +128,7 @@ void dequantize_q5_K_ref(const void *blocks, float *out, int64_t n)
 
 /* Element e = 128h + r of Q6_K: low 4 bits are nibble r/64 of ql[64h + r%64],
  * high 2 bits are bits 2(r/32).. of qh[32h + r%32]; stored with offset 32. */
-static inline int q6_K_value(const block_q6_K *b, int e)
+int quant_q6_K_value(const block_q6_K *b, int e)
 {
     int h = e / 128, r = e % 128;
     int low = b->ql[64 * h + r % 64] >> (4 * (r / 64)) & 0x0F;
@@ -143,7 +143,7 @@ void dequantize_q6_K_ref(const void *blocks, float *out, int64_t n)
         float d = fp16_to_fp32(b[i].d);
         for (int e = 0; e < QK_K; e++) {
             float dl = d * (float)b[i].scales[e / 16];
-            out[e] = dl * (float)q6_K_value(&b[i], e);
+            out[e] = dl * (float)quant_q6_K_value(&b[i], e);
         }
     }
 }
@@ -297,7 +297,7 @@ static float search_scale_symmetric(int n, int nmax, const float *x, int8_t *lev
 
 /* ---- quantize: Q4_K and Q5_K ----------------------------------------------- */
 
-/* Packs 8 six-bit scales and mins in the layout k4_scale_min reads. */
+/* Packs 8 six-bit scales and mins in the layout quant_k4_scale_min reads. */
 static void k4_pack_scales(const uint8_t ls[8], const uint8_t lm[8], uint8_t packed[K_SCALE_BYTES])
 {
     for (int j = 0; j < 4; j++) {
@@ -350,7 +350,7 @@ static void quantize_k4_block(const float *x, int nmax, float rmin, int nstep, u
     /* A sub-block whose rounded scale is zero keeps the levels of its search. */
     for (int j = 0; j < QK_K / 32; j++) {
         int sc, m;
-        k4_scale_min(packed, j, &sc, &m);
+        quant_k4_scale_min(packed, j, &sc, &m);
         float d = fp16_to_fp32(*d_out) * (float)sc;
         if (!d)
             continue;
@@ -427,7 +427,7 @@ void quantize_q6_K_ref(const float *in, void *blocks, int64_t n)
             for (int l = 0; l < 16; l++)
                 L[16 * j + l] = (int8_t)(clamp_int(quant_nearest_int(in[16 * j + l] / d), -32, 31) + 32);
         }
-        for (int e = 0; e < QK_K; e++) { /* inverse of q6_K_value */
+        for (int e = 0; e < QK_K; e++) { /* inverse of quant_q6_K_value */
             int h = e / 128, r = e % 128;
             b[i].ql[64 * h + r % 64] |= (uint8_t)((L[e] & 0x0F) << (4 * (r / 64)));
             b[i].qh[32 * h + r % 32] |= (uint8_t)((L[e] >> 4 & 3) << (2 * (r / 32)));

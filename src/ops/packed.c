@@ -1,0 +1,385 @@
+/* Packing, packed activations, the scalar panel references and dispatch.
+ * Layouts: ops/packed_kernels.h. */
+#include "ops/packed_kernels.h"
+
+#include "base/fp16.h"
+#include "ops/dot.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
+#include "quant/quant_ref.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- packing ---------------------------------------------------------------- */
+
+/* A block's elements as the unsigned values the panels store. */
+static void q4_0_values(const block_q4_0 *b, uint8_t u[32])
+{
+    for (int k = 0; k < 16; k++) {
+        u[k] = b->qs[k] & 0x0F;
+        u[k + 16] = b->qs[k] >> 4;
+    }
+}
+
+static void q5_0_values(const block_q5_0 *b, uint8_t u[32])
+{
+    uint32_t qh;
+    memcpy(&qh, b->qh, sizeof qh);
+    for (int k = 0; k < 16; k++) {
+        u[k] = (uint8_t)((b->qs[k] & 0x0F) | (qh >> k & 1) << 4);
+        u[k + 16] = (uint8_t)((b->qs[k] >> 4) | (qh >> (k + 16) & 1) << 4);
+    }
+}
+
+static void q8_0_values(const block_q8_0 *b, uint8_t u[32])
+{
+    for (int k = 0; k < 32; k++)
+        u[k] = (uint8_t)(b->qs[k] + 128);
+}
+
+/* 32 values of row r into a group-interleaved pair of nibble planes: groups
+ * 0..3 in the low nibbles, 4..7 in the high. */
+static void put_nibbles(uint8_t nibbles[4][64], int r, const uint8_t u[32])
+{
+    for (int g = 0; g < 4; g++)
+        for (int i = 0; i < 4; i++)
+            nibbles[g][4 * r + i] = (uint8_t)((u[4 * g + i] & 0x0F) | (u[16 + 4 * g + i] & 0x0F) << 4);
+}
+
+static void pack_q4_0(const uint8_t *row, int r, int64_t nb, void *dst)
+{
+    panel_q4_0 *p = dst;
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q4_0 *src = (const block_q4_0 *)row + b;
+        uint8_t u[32];
+        q4_0_values(src, u);
+        p[b].d[r] = src->d;
+        put_nibbles(p[b].nibbles, r, u);
+    }
+}
+
+static void pack_q5_0(const uint8_t *row, int r, int64_t nb, void *dst)
+{
+    panel_q5_0 *p = dst;
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q5_0 *src = (const block_q5_0 *)row + b;
+        uint8_t u[32];
+        q5_0_values(src, u);
+        p[b].d[r] = src->d;
+        put_nibbles(p[b].nibbles, r, u);
+        for (int g = 0; g < 8; g++)
+            for (int i = 0; i < 4; i++)
+                p[b].high[g] |= (uint64_t)(u[4 * g + i] >> 4 & 1) << (4 * r + i);
+    }
+}
+
+static void pack_q8_0(const uint8_t *row, int r, int64_t nb, void *dst)
+{
+    panel_q8_0 *p = dst;
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q8_0 *src = (const block_q8_0 *)row + b;
+        uint8_t u[32];
+        q8_0_values(src, u);
+        p[b].d[r] = src->d;
+        for (int g = 0; g < 8; g++)
+            memcpy(&p[b].u[g][4 * r], &u[4 * g], 4);
+    }
+}
+
+static void pack_q4_K(const uint8_t *row, int r, int64_t nb, void *dst)
+{
+    panel_q4_K *p = dst;
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q4_K *src = (const block_q4_K *)row + b;
+        p[b].d[r] = src->d;
+        p[b].dmin[r] = src->dmin;
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            quant_k4_scale_min(src->scales, j, &sc, &m);
+            p[b].scales[j][r] = (uint8_t)sc;
+            p[b].min_pairs[j / 2][r][j % 2] = (uint8_t)m;
+            /* Element 32j + l is nibble j%2 of qs[32(j/2) + l]. */
+            uint8_t u[32];
+            for (int l = 0; l < 32; l++)
+                u[l] = src->qs[32 * (j / 2) + l] >> (4 * (j % 2)) & 0x0F;
+            put_nibbles(p[b].nibbles[j], r, u);
+        }
+    }
+}
+
+static void pack_q6_K(const uint8_t *row, int r, int64_t nb, void *dst)
+{
+    panel_q6_K *p = dst;
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q6_K *src = (const block_q6_K *)row + b;
+        p[b].d[r] = src->d;
+        for (int c = 0; c < 8; c++) {
+            p[b].scale_pairs[c][r][0] = src->scales[2 * c];
+            p[b].scale_pairs[c][r][1] = src->scales[2 * c + 1];
+            uint8_t u[32];
+            for (int l = 0; l < 32; l++)
+                u[l] = (uint8_t)(quant_q6_K_value(src, 32 * c + l) + 32);
+            put_nibbles(p[b].nibbles[c], r, u);
+            for (int h = 0; h < 2; h++)
+                for (int i = 0; i < 4; i++) {
+                    uint8_t bits = 0;
+                    for (int k = 0; k < 4; k++)
+                        bits |= (uint8_t)((u[4 * (4 * h + k) + i] >> 4 & 3) << (2 * k));
+                    p[b].high[c][h][4 * r + i] = bits;
+                }
+        }
+    }
+}
+
+typedef struct packed_format {
+    int block_size;      /* elements per panel block */
+    size_t block_bytes;  /* bytes of one panel block (16 rows) */
+    int act_format;      /* 1: act_q8_32, 2: act_q8_256 */
+    void (*pack_row)(const uint8_t *row, int r, int64_t n_blocks, void *panel);
+    ops_panel_fn ref;
+} packed_format;
+
+static void panel_q4_0_ref(int64_t, const void *, const void *, size_t, int, float *, size_t);
+static void panel_q5_0_ref(int64_t, const void *, const void *, size_t, int, float *, size_t);
+static void panel_q8_0_ref(int64_t, const void *, const void *, size_t, int, float *, size_t);
+static void panel_q4_K_ref(int64_t, const void *, const void *, size_t, int, float *, size_t);
+static void panel_q6_K_ref(int64_t, const void *, const void *, size_t, int, float *, size_t);
+
+static const packed_format packed_formats[QUANT_TYPE_COUNT] = {
+    [QUANT_Q4_0] = {32, sizeof(panel_q4_0), 1, pack_q4_0, panel_q4_0_ref},
+    [QUANT_Q5_0] = {32, sizeof(panel_q5_0), 1, pack_q5_0, panel_q5_0_ref},
+    [QUANT_Q8_0] = {32, sizeof(panel_q8_0), 1, pack_q8_0, panel_q8_0_ref},
+    [QUANT_Q4_K] = {256, sizeof(panel_q4_K), 2, pack_q4_K, panel_q4_K_ref},
+    [QUANT_Q6_K] = {256, sizeof(panel_q6_K), 2, pack_q6_K, panel_q6_K_ref},
+};
+
+static const packed_format *format_of(uint32_t type)
+{
+    return type < QUANT_TYPE_COUNT && packed_formats[type].pack_row ? &packed_formats[type] : NULL;
+}
+
+size_t ops_panel_bytes(uint32_t type, int64_t cols)
+{
+    const packed_format *f = format_of(type);
+    return f ? (size_t)(cols / f->block_size) * f->block_bytes : 0;
+}
+
+size_t ops_packed_bytes(uint32_t type, int64_t rows, int64_t cols)
+{
+    return (size_t)((rows + OPS_PANEL_ROWS - 1) / OPS_PANEL_ROWS) * ops_panel_bytes(type, cols);
+}
+
+void ops_pack_panels(uint32_t type, const void *data, size_t row_bytes, int64_t rows, int64_t cols,
+                     int64_t first_panel, int64_t end_panel, void *packed)
+{
+    const packed_format *f = format_of(type);
+    size_t panel_bytes = ops_panel_bytes(type, cols);
+    for (int64_t p = first_panel; p < end_panel; p++) {
+        unsigned char *panel = (unsigned char *)packed + (size_t)p * panel_bytes;
+        /* Zero first: padding rows then multiply as zero (their scales are 0),
+         * and the bit planes are filled by OR. */
+        memset(panel, 0, panel_bytes);
+        for (int r = 0; r < OPS_PANEL_ROWS && p * OPS_PANEL_ROWS + r < rows; r++)
+            f->pack_row((const uint8_t *)data + (size_t)(p * OPS_PANEL_ROWS + r) * row_bytes, r,
+                        cols / f->block_size, panel);
+    }
+}
+
+/* ---- activations ------------------------------------------------------------ */
+
+int ops_packed_act_format(uint32_t type)
+{
+    const packed_format *f = format_of(type);
+    return f ? f->act_format : 0;
+}
+
+size_t ops_packed_act_row_bytes(uint32_t type, int64_t cols)
+{
+    return ops_packed_act_format(type) == 1 ? (size_t)(cols / 32) * sizeof(act_q8_32)
+                                            : (size_t)(cols / QK_K) * sizeof(act_q8_256);
+}
+
+void ops_packed_quantize_act_at_level(uint32_t type, const float *x, void *dst, int64_t cols, cpu_level level)
+{
+#if defined(__x86_64__)
+    if (level >= CPU_LEVEL_AVX512) {
+        if (ops_packed_act_format(type) == 1)
+            ops_packed_quantize_q8_32_avx512(x, dst, cols / 32);
+        else
+            ops_packed_quantize_q8_256_avx512(x, dst, cols / QK_K);
+        return;
+    }
+#else
+    (void)level;
+#endif
+    if (ops_packed_act_format(type) == 1) {
+        act_q8_32 *a = dst;
+        for (int64_t b = 0; b < cols / 32; b++) {
+            block_q8_0 q;
+            ops_quantize_activation(QUANT_Q8_0, x + 32 * b, &q, 32);
+            a[b].d = fp16_to_fp32(q.d);
+            a[b].sum = 0;
+            for (int k = 0; k < 32; k++)
+                a[b].sum += q.qs[k];
+            memcpy(a[b].qs, q.qs, 32);
+        }
+    } else {
+        act_q8_256 *a = dst;
+        for (int64_t b = 0; b < cols / QK_K; b++) {
+            block_q8_K q;
+            quantize_q8_K_ref(x + QK_K * b, &q, QK_K);
+            a[b].d = q.d;
+            memcpy(a[b].qs, q.qs, QK_K);
+            memcpy(a[b].sums16, q.bsums, sizeof a[b].sums16);
+            for (int j = 0; j < 8; j++)
+                a[b].sums32[j] = (int16_t)(q.bsums[2 * j] + q.bsums[2 * j + 1]);
+        }
+    }
+}
+
+void ops_packed_quantize_act(uint32_t type, const float *x, void *dst, int64_t cols)
+{
+    ops_packed_quantize_act_at_level(type, x, dst, cols, cpu_best_level());
+}
+
+/* ---- scalar references -------------------------------------------------------- */
+
+/* The 32-element formats: per block, the exact integer sum of u * a minus
+ * offset * sum(a), then acc = fma(isum, d_w * d_a, acc). */
+#define PANEL_32_REF(name, panel_t, OFFSET, VALUE)                                                           \
+    static void name(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens,    \
+                     float *y, size_t y_stride)                                                             \
+    {                                                                                                       \
+        const panel_t *p = panel;                                                                           \
+        for (int t = 0; t < n_tokens; t++) {                                                                \
+            const act_q8_32 *a = (const act_q8_32 *)((const char *)act + (size_t)t * act_stride);           \
+            for (int r = 0; r < OPS_PANEL_ROWS; r++) {                                                      \
+                float acc = 0.0f;                                                                           \
+                for (int64_t b = 0; b < cols / 32; b++) {                                                   \
+                    int32_t isum = -(OFFSET) * a[b].sum;                                                    \
+                    for (int g = 0; g < 8; g++)                                                             \
+                        for (int i = 0; i < 4; i++)                                                         \
+                            isum += (int32_t)(VALUE) * a[b].qs[4 * g + i];                                  \
+                    acc = fmaf((float)isum, fp16_to_fp32(p[b].d[r]) * a[b].d, acc);                         \
+                }                                                                                           \
+                y[(size_t)t * y_stride + r] = acc;                                                          \
+            }                                                                                               \
+        }                                                                                                   \
+    }
+
+#define NIBBLE(planes) ((planes)[g % 4][4 * r + i] >> (4 * (g / 4)) & 0x0F)
+PANEL_32_REF(panel_q4_0_ref, panel_q4_0, 8, NIBBLE(p[b].nibbles))
+PANEL_32_REF(panel_q5_0_ref, panel_q5_0, 16, NIBBLE(p[b].nibbles) | (p[b].high[g] >> (4 * r + i) & 1) << 4)
+PANEL_32_REF(panel_q8_0_ref, panel_q8_0, 128, p[b].u[g][4 * r + i])
+
+/* Q4_K per super-block: acc = fma(-mins, dmin_w * d_a, acc), then
+ * acc = fma(scaled, d_w * d_a, acc), with mins = sum_j m_j * sum32_j and
+ * scaled = sum_j sc_j * sum(u * a) over sub-block j, both exact. */
+static void panel_q4_K_ref(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens,
+                           float *y, size_t y_stride)
+{
+    const panel_q4_K *p = panel;
+    for (int t = 0; t < n_tokens; t++) {
+        const act_q8_256 *a = (const act_q8_256 *)((const char *)act + (size_t)t * act_stride);
+        for (int r = 0; r < OPS_PANEL_ROWS; r++) {
+            float acc = 0.0f;
+            for (int64_t b = 0; b < cols / QK_K; b++) {
+                int32_t mins = 0, scaled = 0;
+                for (int j = 0; j < 8; j++) {
+                    mins += p[b].min_pairs[j / 2][r][j % 2] * a[b].sums32[j];
+                    int32_t sub = 0;
+                    for (int g = 0; g < 8; g++)
+                        for (int i = 0; i < 4; i++)
+                            sub += NIBBLE(p[b].nibbles[j]) * a[b].qs[32 * j + 4 * g + i];
+                    scaled += p[b].scales[j][r] * sub;
+                }
+                acc = fmaf(-(float)mins, fp16_to_fp32(p[b].dmin[r]) * a[b].d, acc);
+                acc = fmaf((float)scaled, fp16_to_fp32(p[b].d[r]) * a[b].d, acc);
+            }
+            y[(size_t)t * y_stride + r] = acc;
+        }
+    }
+}
+
+/* Q6_K per super-block: scaled = sum over sub-blocks s of 16 of
+ * sc_s * (sum(u * a) - 32 * sum16_s), exact; acc = fma(scaled, d_w * d_a, acc). */
+static void panel_q6_K_ref(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens,
+                           float *y, size_t y_stride)
+{
+    const panel_q6_K *p = panel;
+    for (int t = 0; t < n_tokens; t++) {
+        const act_q8_256 *a = (const act_q8_256 *)((const char *)act + (size_t)t * act_stride);
+        for (int r = 0; r < OPS_PANEL_ROWS; r++) {
+            float acc = 0.0f;
+            for (int64_t b = 0; b < cols / QK_K; b++) {
+                int32_t scaled = 0;
+                for (int c = 0; c < 8; c++) {
+                    for (int half = 0; half < 2; half++) {
+                        int32_t sub = -32 * a[b].sums16[2 * c + half];
+                        for (int g = 4 * half; g < 4 * half + 4; g++)
+                            for (int i = 0; i < 4; i++) {
+                                int high = p[b].high[c][g / 4][4 * r + i] >> (2 * (g % 4)) & 3;
+                                sub += (NIBBLE(p[b].nibbles[c]) | high << 4) * a[b].qs[32 * c + 4 * g + i];
+                            }
+                        scaled += p[b].scale_pairs[c][r][half] * sub;
+                    }
+                }
+                acc = fmaf((float)scaled, fp16_to_fp32(p[b].d[r]) * a[b].d, acc);
+            }
+            y[(size_t)t * y_stride + r] = acc;
+        }
+    }
+}
+#undef NIBBLE
+
+/* ---- dispatch ------------------------------------------------------------------ */
+
+#if defined(__x86_64__)
+#define PANEL_VARIANTS(isa)                      \
+    {                                            \
+        [QUANT_Q4_0] = ops_panel_q4_0_##isa,     \
+        [QUANT_Q5_0] = ops_panel_q5_0_##isa,     \
+        [QUANT_Q8_0] = ops_panel_q8_0_##isa,     \
+        [QUANT_Q4_K] = ops_panel_q4_K_##isa,     \
+        [QUANT_Q6_K] = ops_panel_q6_K_##isa,     \
+    }
+static const ops_panel_fn panel_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT] = {
+    [CPU_LEVEL_AVX512] = PANEL_VARIANTS(avx512),
+};
+#else
+static const ops_panel_fn panel_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT];
+#endif
+
+ops_panel_fn ops_panel_ref(uint32_t type)
+{
+    const packed_format *f = format_of(type);
+    return f ? f->ref : NULL;
+}
+
+ops_panel_fn ops_panel_at_level(uint32_t type, cpu_level level)
+{
+    if (!format_of(type))
+        return NULL;
+    for (int l = level; l > CPU_LEVEL_SCALAR; l--)
+        if (panel_variants[l][type])
+            return panel_variants[l][type];
+    return ops_panel_ref(type);
+}
+
+/* Packing pays only with a SIMD panel kernel; below that level the weights
+ * stay as stored and the row kernels of dot.c multiply them. */
+bool ops_packed_supported(uint32_t type)
+{
+    if (!format_of(type))
+        return false;
+    for (int l = cpu_best_level(); l > CPU_LEVEL_SCALAR; l--)
+        if (panel_variants[l][type])
+            return true;
+    return false;
+}
+
+ops_panel_fn ops_panel_best(uint32_t type)
+{
+    return ops_packed_supported(type) ? ops_panel_at_level(type, cpu_best_level()) : NULL;
+}

@@ -1,0 +1,116 @@
+/* Inside ops/: the packed layouts, shared by packed.c and the per-ISA panel
+ * kernels, and the choice among the kernels (tests use the levels).
+ *
+ * Notation: a panel holds rows r = 0..15. A "group" is four consecutive
+ * elements; byte 4r + i of a group vector is element i of the group in row r.
+ * Weights are stored unsigned (u = value + offset) because vpdpbusd
+ * multiplies unsigned by signed bytes; the offset comes back out through the
+ * activation block sums, exactly. */
+#ifndef HEARTH_OPS_PACKED_KERNELS_H
+#define HEARTH_OPS_PACKED_KERNELS_H
+
+#include "base/cpu.h"
+#include "ops/packed.h"
+
+#include <stdint.h>
+
+/* ---- activations ---- */
+
+/* For the 32-element formats: the Q8_0 activation block, its scale widened
+ * to f32 (the f16 value, unchanged) and the sum of its values. */
+typedef struct act_q8_32 {
+    float d;
+    int32_t sum;
+    int8_t qs[32];
+} act_q8_32;
+
+/* For the K-quants: the Q8_K block with the sums of each 16 and each 32
+ * values, the latter for the 32-element sub-blocks of Q4_K. */
+typedef struct act_q8_256 {
+    float d;
+    int16_t sums32[8];
+    int16_t sums16[16];
+    int8_t qs[256];
+} act_q8_256;
+
+/* ---- weight panels, one struct per block (32 or 256 elements) ---- */
+
+/* Q4_0 (offset 8). nibbles[g]: low nibble group g, high nibble group g + 4. */
+typedef struct panel_q4_0 {
+    uint16_t d[16];
+    uint8_t nibbles[4][64];
+} panel_q4_0;
+
+/* Q5_0 (offset 16): Q4_0's nibbles, and bit 4r + i of high[g] is the fifth
+ * bit of element i of group g in row r. */
+typedef struct panel_q5_0 {
+    uint16_t d[16];
+    uint8_t nibbles[4][64];
+    uint64_t high[8];
+} panel_q5_0;
+
+/* Q8_0 (offset 128): u = q + 128. */
+typedef struct panel_q8_0 {
+    uint16_t d[16];
+    uint8_t u[8][64];
+} panel_q8_0;
+
+/* Q4_K: sub-block j of 32 is nibbles[j] (groups as in Q4_0), with its
+ * 6-bit scale scales[j][r] and min; the mins in pairs (min_pairs[p][r] =
+ * mins 2p and 2p + 1) so one vpdpwssd applies two. */
+typedef struct panel_q4_K {
+    uint16_t d[16], dmin[16];
+    uint8_t scales[8][16];
+    uint8_t min_pairs[4][16][2];
+    uint8_t nibbles[8][4][64];
+} panel_q4_K;
+
+/* Q6_K (offset 32): elements 32c .. 32c + 31 are chunk c: their low 4 bits
+ * in nibbles[c] (as in Q4_0), their top 2 bits in high[c][h] at bits 2k of
+ * group 4h + k. Chunk c holds sub-blocks 2c and 2c + 1 (16 each), whose int8
+ * scales are scale_pairs[c][r]. */
+typedef struct panel_q6_K {
+    uint16_t d[16];
+    int8_t scale_pairs[8][16][2];
+    uint8_t nibbles[8][4][64];
+    uint8_t high[8][2][64];
+} panel_q6_K;
+
+_Static_assert(sizeof(act_q8_32) == 40, "act_q8_32 layout");
+_Static_assert(sizeof(act_q8_256) == 308, "act_q8_256 layout");
+_Static_assert(sizeof(panel_q4_0) == 16 * 18, "panel_q4_0 layout");
+_Static_assert(sizeof(panel_q5_0) == 16 * 22, "panel_q5_0 layout");
+_Static_assert(sizeof(panel_q8_0) == 16 * 34, "panel_q8_0 layout");
+_Static_assert(sizeof(panel_q4_K) == 16 * 148, "panel_q4_K layout");
+_Static_assert(sizeof(panel_q6_K) == 16 * 210, "panel_q6_K layout");
+
+/* ---- kernels ---- */
+
+/* The reference (NULL for types that are not packed). */
+ops_panel_fn ops_panel_ref(uint32_t type);
+/* The highest variant at or below the level, else the reference. */
+ops_panel_fn ops_panel_at_level(uint32_t type, cpu_level level);
+
+#define OPS_PANEL_DECLARE(isa)                                                                                  \
+    void ops_panel_q4_0_##isa(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens, \
+                              float *y, size_t y_stride);                                                       \
+    void ops_panel_q5_0_##isa(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens, \
+                              float *y, size_t y_stride);                                                       \
+    void ops_panel_q8_0_##isa(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens, \
+                              float *y, size_t y_stride);                                                       \
+    void ops_panel_q4_K_##isa(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens, \
+                              float *y, size_t y_stride);                                                       \
+    void ops_panel_q6_K_##isa(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens, \
+                              float *y, size_t y_stride);
+
+#if defined(__x86_64__)
+OPS_PANEL_DECLARE(avx512)
+void ops_packed_quantize_q8_32_avx512(const float *x, act_q8_32 *out, int64_t n_blocks);
+void ops_packed_quantize_q8_256_avx512(const float *x, act_q8_256 *out, int64_t n_blocks);
+#endif
+
+/* The activation quantizers at a level (the reference below AVX-512): the
+ * same bytes at every level. */
+void ops_packed_quantize_act_at_level(uint32_t type, const float *x, void *dst, int64_t cols, cpu_level level);
+
+#endif
