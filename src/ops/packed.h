@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { OPS_PANEL_ROWS = 16, OPS_PANEL_TOKENS = 8 };
+enum { OPS_PANEL_ROWS = 16, OPS_PANEL_TOKENS = 16 };
 
 /* Whether weights of this type are packed on this CPU: there is a panel
  * kernel for it at the chosen level. */

@@ -1,4 +1,4 @@
-/* AVX-512 VNNI panel kernels: 16 rows (one zmm lane each) by up to 8 tokens.
+/* AVX-512 VNNI panel kernels: 16 rows (one zmm lane each) by up to 16 tokens.
  *
  * Per block, the weights are unpacked once into eight zmm of unsigned bytes,
  * one per group of four elements; each token then needs one vpdpbusd per
@@ -39,6 +39,7 @@ ALWAYS_INLINE __m512 scales_f16(const uint16_t d[16])
 ALWAYS_INLINE void unpack_nibbles(const uint8_t planes[4][64], __m512i w[8])
 {
     const __m512i low4 = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 16
     for (int g = 0; g < 4; g++) {
         __m512i n = _mm512_loadu_si512(planes[g]);
         w[g] = _mm512_and_si512(n, low4);
@@ -51,11 +52,13 @@ ALWAYS_INLINE __m512i dot_groups(__m512i init, const __m512i w[8], const int8_t 
 {
     if (!split) {
         __m512i s = init;
+#pragma GCC unroll 16
         for (int g = 0; g < 8; g++)
             s = _mm512_dpbusd_epi32(s, w[g], broadcast4(qs + 4 * g));
         return s;
     }
     __m512i even = init, odd = _mm512_setzero_si512();
+#pragma GCC unroll 16
     for (int g = 0; g < 8; g += 2) {
         even = _mm512_dpbusd_epi32(even, w[g], broadcast4(qs + 4 * g));
         odd = _mm512_dpbusd_epi32(odd, w[g + 1], broadcast4(qs + 4 * g + 4));
@@ -70,6 +73,7 @@ ALWAYS_INLINE const void *token_row(const void *act, size_t act_stride, int t)
 
 ALWAYS_INLINE void store_tokens(float *y, size_t y_stride, const __m512 *acc, int n_tokens)
 {
+#pragma GCC unroll 16
     for (int t = 0; t < n_tokens; t++)
         _mm512_storeu_ps(y + (size_t)t * y_stride, acc[t]);
 }
@@ -82,6 +86,7 @@ ALWAYS_INLINE void tile_32(int64_t cols, const void *panel, size_t block_bytes, 
                             const void *act, size_t act_stride, const int n_tokens, float *y, size_t y_stride)
 {
     __m512 acc[OPS_PANEL_TOKENS];
+#pragma GCC unroll 16
     for (int t = 0; t < n_tokens; t++)
         acc[t] = _mm512_setzero_ps();
     const int split = n_tokens < 4;
@@ -90,12 +95,14 @@ ALWAYS_INLINE void tile_32(int64_t cols, const void *panel, size_t block_bytes, 
         __m512i w[8];
         if (kind == UNPACK_Q8_0) {
             const panel_q8_0 *p = (const panel_q8_0 *)block;
+#pragma GCC unroll 16
             for (int g = 0; g < 8; g++)
                 w[g] = _mm512_loadu_si512(p->u[g]);
         } else if (kind == UNPACK_Q5_0) {
             const panel_q5_0 *p = (const panel_q5_0 *)block;
             unpack_nibbles(p->nibbles, w);
             const __m512i fifth_bit = _mm512_set1_epi8(0x10);
+#pragma GCC unroll 16
             for (int g = 0; g < 8; g++)
                 w[g] = _mm512_mask_add_epi8(w[g], _cvtu64_mask64(p->high[g]), w[g], fifth_bit);
         } else {
@@ -114,29 +121,46 @@ ALWAYS_INLINE void tile_32(int64_t cols, const void *panel, size_t block_bytes, 
 }
 
 /* Each exported kernel dispatches on the token count so that the tile loops
- * above are unrolled with their accumulators in registers. */
-#define PANEL_BY_TOKENS(name, CALL)                                                                       \
+ * above are unrolled with their accumulators in registers. The K-quant tiles
+ * keep two accumulators per token and so take at most 8 tokens at a time;
+ * the 32-element formats take all 16. */
+#define TILE_CASES_8(CALL) \
+    case 1: CALL(1); break; \
+    case 2: CALL(2); break; \
+    case 3: CALL(3); break; \
+    case 4: CALL(4); break; \
+    case 5: CALL(5); break; \
+    case 6: CALL(6); break; \
+    case 7: CALL(7); break; \
+    case 8: CALL(8); break;
+#define TILE_CASES_16(CALL) \
+    TILE_CASES_8(CALL) \
+    case 9: CALL(9); break; \
+    case 10: CALL(10); break; \
+    case 11: CALL(11); break; \
+    case 12: CALL(12); break; \
+    case 13: CALL(13); break; \
+    case 14: CALL(14); break; \
+    case 15: CALL(15); break; \
+    case 16: CALL(16); break;
+
+#define PANEL_BY_TOKENS(name, CALL, CASES, MAX_TILE)                                                      \
     void name(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens, float *y, \
               size_t y_stride)                                                                            \
     {                                                                                                     \
-        switch (n_tokens) {                                                                               \
-        case 1: CALL(1); break;                                                                           \
-        case 2: CALL(2); break;                                                                           \
-        case 3: CALL(3); break;                                                                           \
-        case 4: CALL(4); break;                                                                           \
-        case 5: CALL(5); break;                                                                           \
-        case 6: CALL(6); break;                                                                           \
-        case 7: CALL(7); break;                                                                           \
-        default: CALL(8); break;                                                                          \
+        for (int done = 0; done < n_tokens; done += MAX_TILE) {                                           \
+            const void *tile_act = (const char *)act + (size_t)done * act_stride;                         \
+            float *tile_y = y + (size_t)done * y_stride;                                                  \
+            switch (n_tokens - done < MAX_TILE ? n_tokens - done : MAX_TILE) { CASES(CALL) }              \
         }                                                                                                 \
     }
 
-#define CALL_Q4_0(T) tile_32(cols, panel, sizeof(panel_q4_0), UNPACK_Q4_0, 8, act, act_stride, T, y, y_stride)
-#define CALL_Q5_0(T) tile_32(cols, panel, sizeof(panel_q5_0), UNPACK_Q5_0, 16, act, act_stride, T, y, y_stride)
-#define CALL_Q8_0(T) tile_32(cols, panel, sizeof(panel_q8_0), UNPACK_Q8_0, 128, act, act_stride, T, y, y_stride)
-PANEL_BY_TOKENS(ops_panel_q4_0_avx512, CALL_Q4_0)
-PANEL_BY_TOKENS(ops_panel_q5_0_avx512, CALL_Q5_0)
-PANEL_BY_TOKENS(ops_panel_q8_0_avx512, CALL_Q8_0)
+#define CALL_Q4_0(T) tile_32(cols, panel, sizeof(panel_q4_0), UNPACK_Q4_0, 8, tile_act, act_stride, T, tile_y, y_stride)
+#define CALL_Q5_0(T) tile_32(cols, panel, sizeof(panel_q5_0), UNPACK_Q5_0, 16, tile_act, act_stride, T, tile_y, y_stride)
+#define CALL_Q8_0(T) tile_32(cols, panel, sizeof(panel_q8_0), UNPACK_Q8_0, 128, tile_act, act_stride, T, tile_y, y_stride)
+PANEL_BY_TOKENS(ops_panel_q4_0_avx512, CALL_Q4_0, TILE_CASES_16, 16)
+PANEL_BY_TOKENS(ops_panel_q5_0_avx512, CALL_Q5_0, TILE_CASES_16, 16)
+PANEL_BY_TOKENS(ops_panel_q8_0_avx512, CALL_Q8_0, TILE_CASES_16, 16)
 
 /* ---- Q4_K ---- */
 
@@ -146,11 +170,13 @@ ALWAYS_INLINE void tile_q4_K(int64_t cols, const void *panel, const void *act, s
     const panel_q4_K *p = panel;
     __m512 acc[OPS_PANEL_TOKENS];
     __m512i scaled[OPS_PANEL_TOKENS];
+#pragma GCC unroll 16
     for (int t = 0; t < n_tokens; t++)
         acc[t] = _mm512_setzero_ps();
     const int split = n_tokens < 4;
     for (int64_t b = 0; b < cols / 256; b++, p++) {
         __m512i min_pairs[4];
+#pragma GCC unroll 16
         for (int q = 0; q < 4; q++)
             min_pairs[q] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)p->min_pairs[q]));
         __m512 dmin = scales_f16(p->dmin);
@@ -158,11 +184,13 @@ ALWAYS_INLINE void tile_q4_K(int64_t cols, const void *panel, const void *act, s
         for (int t = 0; t < n_tokens; t++) {
             const act_q8_256 *a = (const act_q8_256 *)token_row(act, act_stride, t) + b;
             __m512i mins = _mm512_setzero_si512();
+#pragma GCC unroll 16
             for (int q = 0; q < 4; q++)
                 mins = _mm512_dpwssd_epi32(mins, min_pairs[q], broadcast_pair(a->sums32 + 2 * q));
             acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_mul_ps(dmin, _mm512_set1_ps(a->d)), acc[t]);
             scaled[t] = _mm512_setzero_si512();
         }
+#pragma GCC unroll 16
         for (int j = 0; j < 8; j++) {
             __m512i w[8];
             unpack_nibbles(p->nibbles[j], w);
@@ -184,8 +212,8 @@ ALWAYS_INLINE void tile_q4_K(int64_t cols, const void *panel, const void *act, s
     store_tokens(y, y_stride, acc, n_tokens);
 }
 
-#define CALL_Q4_K(T) tile_q4_K(cols, panel, act, act_stride, T, y, y_stride)
-PANEL_BY_TOKENS(ops_panel_q4_K_avx512, CALL_Q4_K)
+#define CALL_Q4_K(T) tile_q4_K(cols, panel, tile_act, act_stride, T, tile_y, y_stride)
+PANEL_BY_TOKENS(ops_panel_q4_K_avx512, CALL_Q4_K, TILE_CASES_8, 8)
 
 /* ---- Q6_K ---- */
 
@@ -208,11 +236,14 @@ ALWAYS_INLINE void tile_q6_K(int64_t cols, const void *panel, const void *act, s
     const __m512i bits45 = _mm512_set1_epi8(0x30);
     __m512 acc[OPS_PANEL_TOKENS];
     __m512i scaled[OPS_PANEL_TOKENS];
+#pragma GCC unroll 16
     for (int t = 0; t < n_tokens; t++)
         acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < cols / 256; b++, p++) {
+#pragma GCC unroll 16
         for (int t = 0; t < n_tokens; t++)
             scaled[t] = _mm512_setzero_si512();
+#pragma GCC unroll 16
         for (int c = 0; c < 8; c++) {
             /* Lane r: the int16 scales of sub-blocks 2c and 2c + 1. */
             __m512i pair = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)p->scale_pairs[c]));
@@ -222,6 +253,7 @@ ALWAYS_INLINE void tile_q6_K(int64_t cols, const void *panel, const void *act, s
             __m512i w[8];
             unpack_nibbles(p->nibbles[c], w);
             __m512i high0 = _mm512_loadu_si512(p->high[c][0]), high1 = _mm512_loadu_si512(p->high[c][1]);
+#pragma GCC unroll 16
             for (int k = 0; k < 4; k++) {
                 /* w | (shifted & 0x30) */
                 w[k] = _mm512_ternarylogic_epi32(w[k], high_pair_to_bit4(high0, k), bits45, 0xF8);
@@ -234,6 +266,7 @@ ALWAYS_INLINE void tile_q6_K(int64_t cols, const void *panel, const void *act, s
                 /* -32 * (sc_even * sum16_even + sc_odd * sum16_odd): the offset, exactly. */
                 __m512i total = _mm512_dpwssd_epi32(scaled[t], offset_pair, broadcast_pair(a->sums16 + 2 * c));
                 __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
+#pragma GCC unroll 16
                 for (int g = 0; g < 4; g++) {
                     even = _mm512_dpbusd_epi32(even, w[g], broadcast4(qs + 4 * g));
                     odd = _mm512_dpbusd_epi32(odd, w[g + 4], broadcast4(qs + 16 + 4 * g));
@@ -252,8 +285,8 @@ ALWAYS_INLINE void tile_q6_K(int64_t cols, const void *panel, const void *act, s
     store_tokens(y, y_stride, acc, n_tokens);
 }
 
-#define CALL_Q6_K(T) tile_q6_K(cols, panel, act, act_stride, T, y, y_stride)
-PANEL_BY_TOKENS(ops_panel_q6_K_avx512, CALL_Q6_K)
+#define CALL_Q6_K(T) tile_q6_K(cols, panel, tile_act, act_stride, T, tile_y, y_stride)
+PANEL_BY_TOKENS(ops_panel_q6_K_avx512, CALL_Q6_K, TILE_CASES_8, 8)
 
 /* ---- activations ---- */
 
@@ -281,6 +314,7 @@ void ops_packed_quantize_q8_256_avx512(const float *x, act_q8_256 *out, int64_t 
 {
     for (int64_t b = 0; b < n_blocks; b++, x += 256) {
         __m512 v[16], amax_v = _mm512_setzero_ps();
+#pragma GCC unroll 16
         for (int i = 0; i < 16; i++) {
             v[i] = _mm512_loadu_ps(x + 16 * i);
             amax_v = _mm512_max_ps(amax_v, _mm512_abs_ps(v[i]));
@@ -292,6 +326,7 @@ void ops_packed_quantize_q8_256_avx512(const float *x, act_q8_256 *out, int64_t 
             continue;
         }
         float max = 0.0f;
+#pragma GCC unroll 16
         for (int i = 0; i < 16; i++) {
             __mmask16 at = _mm512_cmp_ps_mask(_mm512_abs_ps(v[i]), _mm512_set1_ps(amax), _CMP_EQ_OQ);
             if (at) {
@@ -303,6 +338,7 @@ void ops_packed_quantize_q8_256_avx512(const float *x, act_q8_256 *out, int64_t 
         __m512 scale = _mm512_set1_ps(iscale);
         const __m512i limit = _mm512_set1_epi32(127);
         __m512i sums16 = _mm512_setzero_si512();
+#pragma GCC unroll 16
         for (int i = 0; i < 16; i++) {
             __m512i q = _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v[i], scale)), limit);
             _mm_storeu_si128((__m128i *)(a->qs + 16 * i), _mm512_cvtepi32_epi8(q));
