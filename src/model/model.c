@@ -32,6 +32,7 @@ struct model {
     int n_packed, cap_packed;
     model_repack_stats repack;
     hearth_status repack_status;
+    threadpool *repack_pool; /* only while loading */
 };
 
 struct model_state {
@@ -53,6 +54,20 @@ static void release_pages(const void *p, size_t n)
     uintptr_t end = ((uintptr_t)p + n) & ~((uintptr_t)page - 1);
     if (end > start)
         madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
+typedef struct pack_job {
+    const ops_matrix *w;
+    void *packed;
+} pack_job;
+
+static void pack_share(void *p, int thread, int n_threads)
+{
+    const pack_job *job = p;
+    const ops_matrix *w = job->w;
+    long first, last;
+    threadpool_split((w->rows + OPS_PANEL_ROWS - 1) / OPS_PANEL_ROWS, 1, thread, n_threads, &first, &last);
+    ops_pack_panels(w->type, w->data, w->row_bytes, w->rows, w->cols, first, last, job->packed);
 }
 
 static void repack_one(ops_matrix *w, void *ctx)
@@ -81,8 +96,7 @@ static void repack_one(ops_matrix *w, void *ctx)
         m->repack_status = HEARTH_ERR_NOMEM;
         return;
     }
-    int64_t n_panels = (w->rows + OPS_PANEL_ROWS - 1) / OPS_PANEL_ROWS;
-    ops_pack_panels(w->type, w->data, w->row_bytes, w->rows, w->cols, 0, n_panels, packed);
+    threadpool_run(m->repack_pool, pack_share, &(pack_job){.w = w, .packed = packed});
     release_pages(w->data, (size_t)w->rows * w->row_bytes);
     m->packed[m->n_packed++] = (packed_matrix){.data = w->data, .packed = packed};
     w->packed = packed;
@@ -93,8 +107,13 @@ static void repack_one(ops_matrix *w, void *ctx)
 static hearth_status repack_weights(model *m, hearth_error *err)
 {
     double start = clock_seconds();
+    hearth_status st = threadpool_create(threadpool_default_threads(), &m->repack_pool, err);
+    if (st != HEARTH_OK)
+        return st;
     m->repack_status = HEARTH_OK;
     m->arch->for_each_matrix(m->weights, repack_one, m);
+    threadpool_free(m->repack_pool);
+    m->repack_pool = NULL;
     m->repack.seconds = clock_seconds() - start;
     if (m->repack_status != HEARTH_OK)
         return error_set(err, m->repack_status, "out of memory repacking the weights (%.1f MiB so far)",

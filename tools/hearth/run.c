@@ -221,7 +221,9 @@ int cli_run(int argc, char **argv)
     printf("\n");
     fflush(stdout);
     fprintf(stderr, "\n");
-    fprintf(stderr, "hearth: load time     = %10.2f ms\n", t_load * 1e3);
+    model_repack_stats repack = model_repack(m);
+    fprintf(stderr, "hearth: load time     = %10.2f ms (of which repacking %d matrices, %.1f MiB: %.2f ms)\n",
+            t_load * 1e3, repack.n_matrices, (double)repack.bytes / 1048576.0, repack.seconds * 1e3);
     fprintf(stderr, "hearth: prompt eval   = %10.2f ms / %5d tokens (%8.2f tokens per second)\n",
             stats.prompt_seconds * 1e3, stats.n_prompt,
             stats.prompt_seconds > 0 ? stats.n_prompt / stats.prompt_seconds : 0.0);
