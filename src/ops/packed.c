@@ -120,13 +120,13 @@ static void pack_q6_K(const uint8_t *row, int r, int64_t nb, void *dst)
             uint8_t u[32];
             for (int l = 0; l < 32; l++)
                 u[l] = (uint8_t)(quant_q6_K_value(src, 32 * c + l) + 32);
-            put_nibbles(p[b].nibbles[c], r, u);
+            put_nibbles(p[b].chunk[c].nibbles, r, u);
             for (int h = 0; h < 2; h++)
                 for (int i = 0; i < 4; i++) {
                     uint8_t bits = 0;
                     for (int k = 0; k < 4; k++)
                         bits |= (uint8_t)((u[4 * (4 * h + k) + i] >> 4 & 3) << (2 * k));
-                    p[b].high[c][h][4 * r + i] = bits;
+                    p[b].chunk[c].high[h][4 * r + i] = bits;
                 }
         }
     }
@@ -319,8 +319,8 @@ static void panel_q6_K_ref(int64_t cols, const void *panel, const void *act, siz
                         int32_t sub = -32 * a[b].sums16[2 * c + half];
                         for (int g = 4 * half; g < 4 * half + 4; g++)
                             for (int i = 0; i < 4; i++) {
-                                int high = p[b].high[c][g / 4][4 * r + i] >> (2 * (g % 4)) & 3;
-                                sub += (NIBBLE(p[b].nibbles[c]) | high << 4) * a[b].qs[32 * c + 4 * g + i];
+                                int high = p[b].chunk[c].high[g / 4][4 * r + i] >> (2 * (g % 4)) & 3;
+                                sub += (NIBBLE(p[b].chunk[c].nibbles) | high << 4) * a[b].qs[32 * c + 4 * g + i];
                             }
                         scaled += p[b].scale_pairs[c][r][half] * sub;
                     }

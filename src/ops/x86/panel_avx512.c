@@ -251,8 +251,8 @@ ALWAYS_INLINE void tile_q6_K(int64_t cols, const void *panel, const void *act, s
             __m512i scale_even = _mm512_srai_epi32(_mm512_slli_epi32(pair, 16), 16);
             __m512i scale_odd = _mm512_srai_epi32(pair, 16);
             __m512i w[8];
-            unpack_nibbles(p->nibbles[c], w);
-            __m512i high0 = _mm512_loadu_si512(p->high[c][0]), high1 = _mm512_loadu_si512(p->high[c][1]);
+            unpack_nibbles(p->chunk[c].nibbles, w);
+            __m512i high0 = _mm512_loadu_si512(p->chunk[c].high[0]), high1 = _mm512_loadu_si512(p->chunk[c].high[1]);
 #pragma GCC unroll 16
             for (int k = 0; k < 4; k++) {
                 /* w | (shifted & 0x30) */
