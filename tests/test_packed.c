@@ -39,7 +39,7 @@ static float rng_uniform(void) /* [-1, 1) */
     return (float)((double)(rng_next() >> 11) * 0x1.0p-52 - 1.0);
 }
 
-static const uint32_t packed_types[] = {QUANT_Q4_0, QUANT_Q5_0, QUANT_Q8_0, QUANT_Q4_K, QUANT_Q6_K};
+static const uint32_t packed_types[] = {QUANT_Q4_0, QUANT_Q5_0, QUANT_Q8_0, QUANT_Q4_K, QUANT_Q5_K, QUANT_Q6_K};
 
 /* Random bits, then every f16 scale set to something finite and moderate:
  * NaN or huge scales would only test float overflow. */
@@ -56,7 +56,7 @@ static void random_rows(uint32_t type, unsigned char *rows, int64_t n_rows, int6
             memcpy(block + offsetof(block_q6_K, d), &d, 2);
         } else {
             memcpy(block, &d, 2); /* d leads every other format */
-            if (type == QUANT_Q4_K)
+            if (type == QUANT_Q4_K || type == QUANT_Q5_K)
                 memcpy(block + 2, &dmin, 2);
         }
     }

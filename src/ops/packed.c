@@ -108,6 +108,30 @@ static void pack_q4_K(const uint8_t *row, int r, int64_t nb, void *dst)
     }
 }
 
+static void pack_q5_K(const uint8_t *row, int r, int64_t nb, void *dst)
+{
+    panel_q5_K *p = dst;
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q5_K *src = (const block_q5_K *)row + b;
+        p[b].d[r] = src->d;
+        p[b].dmin[r] = src->dmin;
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            quant_k4_scale_min(src->scales, j, &sc, &m);
+            p[b].scales[j][r] = (uint8_t)sc;
+            p[b].min_pairs[j / 2][r][j % 2] = (uint8_t)m;
+            /* Element 32j + l: nibble j%2 of qs[32(j/2) + l], fifth bit j of qh[l]. */
+            uint8_t u[32];
+            for (int l = 0; l < 32; l++)
+                u[l] = (uint8_t)((src->qs[32 * (j / 2) + l] >> (4 * (j % 2)) & 0x0F) | (src->qh[l] >> j & 1) << 4);
+            put_nibbles(p[b].sub[j].nibbles, r, u);
+            for (int g = 0; g < 8; g++)
+                for (int i = 0; i < 4; i++)
+                    p[b].sub[j].high[g] |= (uint64_t)(u[4 * g + i] >> 4) << (4 * r + i);
+        }
+    }
+}
+
 static void pack_q6_K(const uint8_t *row, int r, int64_t nb, void *dst)
 {
     panel_q6_K *p = dst;
@@ -144,6 +168,7 @@ static void panel_q4_0_ref(int64_t, const void *, const void *, size_t, int, flo
 static void panel_q5_0_ref(int64_t, const void *, const void *, size_t, int, float *, size_t);
 static void panel_q8_0_ref(int64_t, const void *, const void *, size_t, int, float *, size_t);
 static void panel_q4_K_ref(int64_t, const void *, const void *, size_t, int, float *, size_t);
+static void panel_q5_K_ref(int64_t, const void *, const void *, size_t, int, float *, size_t);
 static void panel_q6_K_ref(int64_t, const void *, const void *, size_t, int, float *, size_t);
 
 static const packed_format packed_formats[QUANT_TYPE_COUNT] = {
@@ -151,6 +176,7 @@ static const packed_format packed_formats[QUANT_TYPE_COUNT] = {
     [QUANT_Q5_0] = {32, sizeof(panel_q5_0), 1, pack_q5_0, panel_q5_0_ref},
     [QUANT_Q8_0] = {32, sizeof(panel_q8_0), 1, pack_q8_0, panel_q8_0_ref},
     [QUANT_Q4_K] = {256, sizeof(panel_q4_K), 2, pack_q4_K, panel_q4_K_ref},
+    [QUANT_Q5_K] = {256, sizeof(panel_q5_K), 2, pack_q5_K, panel_q5_K_ref},
     [QUANT_Q6_K] = {256, sizeof(panel_q6_K), 2, pack_q6_K, panel_q6_K_ref},
 };
 
@@ -273,34 +299,39 @@ PANEL_32_REF(panel_q4_0_ref, panel_q4_0, 8, NIBBLE(p[b].nibbles))
 PANEL_32_REF(panel_q5_0_ref, panel_q5_0, 16, NIBBLE(p[b].nibbles) | (p[b].high[g] >> (4 * r + i) & 1) << 4)
 PANEL_32_REF(panel_q8_0_ref, panel_q8_0, 128, p[b].u[g][4 * r + i])
 
-/* Q4_K per super-block: acc = fma(-mins, dmin_w * d_a, acc), then
+/* Q4_K and Q5_K per super-block: acc = fma(-mins, dmin_w * d_a, acc), then
  * acc = fma(scaled, d_w * d_a, acc), with mins = sum_j m_j * sum32_j and
  * scaled = sum_j sc_j * sum(u * a) over sub-block j, both exact. */
-static void panel_q4_K_ref(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens,
-                           float *y, size_t y_stride)
-{
-    const panel_q4_K *p = panel;
-    for (int t = 0; t < n_tokens; t++) {
-        const act_q8_256 *a = (const act_q8_256 *)((const char *)act + (size_t)t * act_stride);
-        for (int r = 0; r < OPS_PANEL_ROWS; r++) {
-            float acc = 0.0f;
-            for (int64_t b = 0; b < cols / QK_K; b++) {
-                int32_t mins = 0, scaled = 0;
-                for (int j = 0; j < 8; j++) {
-                    mins += p[b].min_pairs[j / 2][r][j % 2] * a[b].sums32[j];
-                    int32_t sub = 0;
-                    for (int g = 0; g < 8; g++)
-                        for (int i = 0; i < 4; i++)
-                            sub += NIBBLE(p[b].nibbles[j]) * a[b].qs[32 * j + 4 * g + i];
-                    scaled += p[b].scales[j][r] * sub;
-                }
-                acc = fmaf(-(float)mins, fp16_to_fp32(p[b].dmin[r]) * a[b].d, acc);
-                acc = fmaf((float)scaled, fp16_to_fp32(p[b].d[r]) * a[b].d, acc);
-            }
-            y[(size_t)t * y_stride + r] = acc;
-        }
+#define PANEL_K4_REF(name, panel_t, VALUE)                                                                  \
+    static void name(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens,   \
+                     float *y, size_t y_stride)                                                            \
+    {                                                                                                      \
+        const panel_t *p = panel;                                                                          \
+        for (int t = 0; t < n_tokens; t++) {                                                               \
+            const act_q8_256 *a = (const act_q8_256 *)((const char *)act + (size_t)t * act_stride);        \
+            for (int r = 0; r < OPS_PANEL_ROWS; r++) {                                                     \
+                float acc = 0.0f;                                                                          \
+                for (int64_t b = 0; b < cols / QK_K; b++) {                                                \
+                    int32_t mins = 0, scaled = 0;                                                          \
+                    for (int j = 0; j < 8; j++) {                                                          \
+                        mins += p[b].min_pairs[j / 2][r][j % 2] * a[b].sums32[j];                          \
+                        int32_t sub = 0;                                                                   \
+                        for (int g = 0; g < 8; g++)                                                        \
+                            for (int i = 0; i < 4; i++)                                                    \
+                                sub += (int32_t)(VALUE) * a[b].qs[32 * j + 4 * g + i];                     \
+                        scaled += p[b].scales[j][r] * sub;                                                 \
+                    }                                                                                      \
+                    acc = fmaf(-(float)mins, fp16_to_fp32(p[b].dmin[r]) * a[b].d, acc);                    \
+                    acc = fmaf((float)scaled, fp16_to_fp32(p[b].d[r]) * a[b].d, acc);                      \
+                }                                                                                          \
+                y[(size_t)t * y_stride + r] = acc;                                                         \
+            }                                                                                              \
+        }                                                                                                  \
     }
-}
+
+PANEL_K4_REF(panel_q4_K_ref, panel_q4_K, NIBBLE(p[b].nibbles[j]))
+PANEL_K4_REF(panel_q5_K_ref, panel_q5_K,
+             NIBBLE(p[b].sub[j].nibbles) | (p[b].sub[j].high[g] >> (4 * r + i) & 1) << 4)
 
 /* Q6_K per super-block: scaled = sum over sub-blocks s of 16 of
  * sc_s * (sum(u * a) - 32 * sum16_s), exact; acc = fma(scaled, d_w * d_a, acc). */
@@ -342,6 +373,7 @@ static void panel_q6_K_ref(int64_t cols, const void *panel, const void *act, siz
         [QUANT_Q5_0] = ops_panel_q5_0_##isa,     \
         [QUANT_Q8_0] = ops_panel_q8_0_##isa,     \
         [QUANT_Q4_K] = ops_panel_q4_K_##isa,     \
+        [QUANT_Q5_K] = ops_panel_q5_K_##isa,     \
         [QUANT_Q6_K] = ops_panel_q6_K_##isa,     \
     }
 static const ops_panel_fn panel_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT] = {

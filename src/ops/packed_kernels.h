@@ -65,6 +65,19 @@ typedef struct panel_q4_K {
     uint8_t nibbles[8][4][64];
 } panel_q4_K;
 
+/* Q5_K: Q4_K with a fifth bit per element, bit 4r + i of high[j][g] for
+ * element i of group g of sub-block j in row r (as in Q5_0). Sub-block j's
+ * bytes are contiguous, for the prefetcher. */
+typedef struct panel_q5_K {
+    uint16_t d[16], dmin[16];
+    uint8_t scales[8][16];
+    uint8_t min_pairs[4][16][2];
+    struct {
+        uint8_t nibbles[4][64];
+        uint64_t high[8];
+    } sub[8];
+} panel_q5_K;
+
 /* Q6_K (offset 32): elements 32c .. 32c + 31 are chunk c: their low 4 bits
  * in chunk[c].nibbles (as in Q4_0), their top 2 bits in chunk[c].high[h] at
  * bits 2k of group 4h + k. Chunk c holds sub-blocks 2c and 2c + 1 (16 each),
@@ -87,6 +100,7 @@ _Static_assert(sizeof(panel_q4_0) == 16 * 18, "panel_q4_0 layout");
 _Static_assert(sizeof(panel_q5_0) == 16 * 22, "panel_q5_0 layout");
 _Static_assert(sizeof(panel_q8_0) == 16 * 34, "panel_q8_0 layout");
 _Static_assert(sizeof(panel_q4_K) == 16 * 148, "panel_q4_K layout");
+_Static_assert(sizeof(panel_q5_K) == 16 * 180, "panel_q5_K layout");
 _Static_assert(sizeof(panel_q6_K) == 16 * 210, "panel_q6_K layout");
 
 /* ---- kernels ---- */
@@ -104,6 +118,8 @@ ops_panel_fn ops_panel_at_level(uint32_t type, cpu_level level);
     void ops_panel_q8_0_##isa(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens, \
                               float *y, size_t y_stride);                                                       \
     void ops_panel_q4_K_##isa(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens, \
+                              float *y, size_t y_stride);                                                       \
+    void ops_panel_q5_K_##isa(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens, \
                               float *y, size_t y_stride);                                                       \
     void ops_panel_q6_K_##isa(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens, \
                               float *y, size_t y_stride);

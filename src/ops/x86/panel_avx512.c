@@ -162,11 +162,14 @@ PANEL_BY_TOKENS(ops_panel_q4_0_avx512, CALL_Q4_0, TILE_CASES_16, 16)
 PANEL_BY_TOKENS(ops_panel_q5_0_avx512, CALL_Q5_0, TILE_CASES_16, 16)
 PANEL_BY_TOKENS(ops_panel_q8_0_avx512, CALL_Q8_0, TILE_CASES_16, 16)
 
-/* ---- Q4_K ---- */
+/* ---- Q4_K and Q5_K ---- */
 
-ALWAYS_INLINE void tile_q4_K(int64_t cols, const void *panel, const void *act, size_t act_stride,
-                              const int n_tokens, float *y, size_t y_stride)
+/* Q4_K and Q5_K share the tile; `fifth_bit` selects Q5_K's layout. */
+ALWAYS_INLINE void tile_k4(int64_t cols, const void *panel, const int fifth_bit, const void *act, size_t act_stride,
+                           const int n_tokens, float *y, size_t y_stride)
 {
+    /* The two layouts agree up to the nibbles; the block sizes differ. */
+    const size_t block_bytes = fifth_bit ? sizeof(panel_q5_K) : sizeof(panel_q4_K);
     const panel_q4_K *p = panel;
     __m512 acc[OPS_PANEL_TOKENS];
     __m512i scaled[OPS_PANEL_TOKENS];
@@ -174,7 +177,7 @@ ALWAYS_INLINE void tile_q4_K(int64_t cols, const void *panel, const void *act, s
     for (int t = 0; t < n_tokens; t++)
         acc[t] = _mm512_setzero_ps();
     const int split = n_tokens < 4;
-    for (int64_t b = 0; b < cols / 256; b++, p++) {
+    for (int64_t b = 0; b < cols / 256; b++, p = (const panel_q4_K *)((const char *)p + block_bytes)) {
         __m512i min_pairs[4];
 #pragma GCC unroll 16
         for (int q = 0; q < 4; q++)
@@ -193,7 +196,16 @@ ALWAYS_INLINE void tile_q4_K(int64_t cols, const void *panel, const void *act, s
 #pragma GCC unroll 16
         for (int j = 0; j < 8; j++) {
             __m512i w[8];
-            unpack_nibbles(p->nibbles[j], w);
+            if (fifth_bit) {
+                const panel_q5_K *p5 = (const panel_q5_K *)p;
+                unpack_nibbles(p5->sub[j].nibbles, w);
+                const __m512i sixteen = _mm512_set1_epi8(0x10);
+#pragma GCC unroll 16
+                for (int g = 0; g < 8; g++)
+                    w[g] = _mm512_mask_add_epi8(w[g], _cvtu64_mask64(p5->sub[j].high[g]), w[g], sixteen);
+            } else {
+                unpack_nibbles(p->nibbles[j], w);
+            }
             __m512i scale = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p->scales[j]));
 #pragma GCC unroll 8
             for (int t = 0; t < n_tokens; t++) {
@@ -212,8 +224,10 @@ ALWAYS_INLINE void tile_q4_K(int64_t cols, const void *panel, const void *act, s
     store_tokens(y, y_stride, acc, n_tokens);
 }
 
-#define CALL_Q4_K(T) tile_q4_K(cols, panel, tile_act, act_stride, T, tile_y, y_stride)
+#define CALL_Q4_K(T) tile_k4(cols, panel, 0, tile_act, act_stride, T, tile_y, y_stride)
+#define CALL_Q5_K(T) tile_k4(cols, panel, 1, tile_act, act_stride, T, tile_y, y_stride)
 PANEL_BY_TOKENS(ops_panel_q4_K_avx512, CALL_Q4_K, TILE_CASES_8, 8)
+PANEL_BY_TOKENS(ops_panel_q5_K_avx512, CALL_Q5_K, TILE_CASES_8, 8)
 
 /* ---- Q6_K ---- */
 
