@@ -7,6 +7,7 @@
 #include "ops/attention.h"
 #include "ops/attention_kernels.h"
 #include "ops/ops.h"
+#include "ops/ops_kernels.h"
 
 #include <math.h>
 #include <string.h>
@@ -80,6 +81,74 @@ static void check_geglu(void)
         worst = fmax(worst, fabs(gate - exact) / (fabs(x * up) + 1e-3));
     }
     CHECK_MSG(worst < 2e-3, "geglu: relative error %g", worst);
+}
+
+/* Values that exercise every branch of an f32 -> f16 conversion: zeros,
+ * f16 subnormals, ties, the +-10 edges of the GeGLU table, overflow. */
+static float awkward_float(int i)
+{
+    static const float special[] = {0.0f, -0.0f, 1e-8f, -3e-6f, 6.1035156e-5f, 1.00048828125f, 9.9990234f, 9.99999f,
+                                    10.0f, -10.0f, -9.9999f, 65504.0f, 65520.0f, -1e6f, INFINITY, -INFINITY};
+    enum { N_SPECIAL = sizeof special / sizeof *special };
+    if (i < N_SPECIAL)
+        return special[i];
+    float scale = (i % 3 == 0) ? 24.0f : (i % 3 == 1) ? 1e-3f : 1e5f;
+    return scale * random_float();
+}
+
+/* The vector GeGLU and f16 store against the scalar ones: bit-identical,
+ * on lengths that leave every kind of tail. */
+static void check_elementwise_levels(void)
+{
+    enum { MAX_N = 1000 };
+    static float gate[MAX_N], up[MAX_N], expected[MAX_N], got[MAX_N];
+    static uint16_t half_expected[MAX_N], half_got[MAX_N];
+    const int lengths[] = {1, 7, 8, 15, 16, 17, 100, 1000};
+    for (int level = CPU_LEVEL_AVX2; level <= (int)cpu_hardware_level(); level++) {
+        for (size_t li = 0; li < sizeof lengths / sizeof *lengths; li++) {
+            int n = lengths[li];
+            for (int i = 0; i < n; i++)
+                gate[i] = awkward_float(i), up[i] = 2.0f * random_float();
+            memcpy(expected, gate, (size_t)n * sizeof *gate);
+            memcpy(got, gate, (size_t)n * sizeof *gate);
+            ops_geglu_at_level(expected, up, n, CPU_LEVEL_SCALAR);
+            ops_geglu_at_level(got, up, n, (cpu_level)level);
+            CHECK_MSG(memcmp(expected, got, (size_t)n * sizeof *got) == 0, "%s geglu n=%d differs from scalar",
+                      cpu_level_name((cpu_level)level), n);
+            ops_store_f16_at_level(half_expected, gate, n, CPU_LEVEL_SCALAR);
+            ops_store_f16_at_level(half_got, gate, n, (cpu_level)level);
+            CHECK_MSG(memcmp(half_expected, half_got, (size_t)n * sizeof *half_got) == 0,
+                      "%s store_f16 n=%d differs from scalar", cpu_level_name((cpu_level)level), n);
+        }
+    }
+}
+
+static void count_rows(void *ctx, int64_t first, int64_t last)
+{
+    int *visits = ctx;
+    for (int64_t r = first; r < last; r++)
+        visits[r]++;
+}
+
+/* Every row once, whatever the split, with and without a pool. */
+static void check_parallel_rows(void)
+{
+    threadpool *pool = NULL;
+    hearth_error err;
+    CHECK_MSG(threadpool_create(3, &pool, &err) == HEARTH_OK, "threadpool_create");
+    const int counts[] = {0, 1, 2, 3, 17, 100};
+    for (int with_pool = 0; with_pool < 2; with_pool++) {
+        for (size_t ci = 0; ci < sizeof counts / sizeof *counts; ci++) {
+            int visits[100] = {0};
+            ops_parallel_rows(with_pool ? pool : NULL, counts[ci], count_rows, visits);
+            int wrong = 0;
+            for (int r = 0; r < 100; r++)
+                wrong += visits[r] != (r < counts[ci]);
+            CHECK_MSG(wrong == 0, "parallel rows: %d rows of %d visited wrongly (pool %d)", wrong, counts[ci],
+                      with_pool);
+        }
+    }
+    threadpool_free(pool);
 }
 
 /* Attention against a two-pass softmax in double, with the kernels of one
@@ -187,6 +256,8 @@ int main(void)
     check_rmsnorm();
     check_rope();
     check_geglu();
+    check_elementwise_levels();
+    check_parallel_rows();
     check_row_kernels();
     check_attention(1, 4, 1, 64, 0);
     check_attention(1, 4, 4, 32, 3);
