@@ -40,6 +40,36 @@ static void check_rmsnorm(void)
     }
 }
 
+/* Several rows at once, in place or not: bit-identical to one row at a time. */
+static void check_rmsnorm_rows(void)
+{
+    enum { MAX_ROWS = 9, N = 100, STRIDE = 103 };
+    static float x[MAX_ROWS * STRIDE], w[N], expected[MAX_ROWS * STRIDE], got[MAX_ROWS * STRIDE];
+    for (int i = 0; i < N; i++)
+        w[i] = random_float();
+    for (int rows = 1; rows <= MAX_ROWS; rows++) {
+        for (int i = 0; i < MAX_ROWS * STRIDE; i++)
+            x[i] = 100.0f * random_float() * random_float() * random_float();
+        memset(expected, 0, sizeof expected);
+        memset(got, 0, sizeof got);
+        for (int r = 0; r < rows; r++)
+            ops_rmsnorm(x + r * STRIDE, w, N, 1e-6f, expected + r * N);
+        ops_rmsnorm_rows(x, STRIDE, w, N, 1e-6f, got, N, rows);
+        CHECK_MSG(memcmp(expected, got, sizeof got) == 0, "rmsnorm_rows: %d rows differ from rmsnorm", rows);
+        for (int r = 0; r < rows; r++)
+            ops_rmsnorm(x + r * STRIDE, NULL, N, 1e-6f, expected + r * N);
+        ops_rmsnorm_rows(x, STRIDE, NULL, N, 1e-6f, got, N, rows);
+        CHECK_MSG(memcmp(expected, got, sizeof got) == 0, "rmsnorm_rows without weight: %d rows differ", rows);
+        for (int r = 0; r < rows; r++)
+            ops_rmsnorm(x + r * STRIDE, w, N, 1e-6f, expected + r * N);
+        ops_rmsnorm_rows(x, STRIDE, w, N, 1e-6f, x, STRIDE, rows);
+        int differing = 0;
+        for (int r = 0; r < rows; r++)
+            differing += memcmp(x + r * STRIDE, expected + r * N, N * sizeof *x) != 0;
+        CHECK_MSG(differing == 0, "rmsnorm_rows in place: %d of %d rows differ from rmsnorm", differing, rows);
+    }
+}
+
 static void check_rope(void)
 {
     enum { HEADS = 3, DIM = 256 };
@@ -502,6 +532,7 @@ static void check_tiled_attention(void)
 int main(void)
 {
     check_rmsnorm();
+    check_rmsnorm_rows();
     check_rope();
     check_geglu();
     check_elementwise_levels();

@@ -272,8 +272,7 @@ static void attention_norm_rows(void *p, int64_t first, int64_t last)
 {
     const gemma3_step *st = p;
     const int64_t d = st->g->n_embd;
-    for (int64_t t = first; t < last; t++)
-        ops_rmsnorm(st->s->x + t * d, st->l->attn_norm, d, st->g->eps, st->s->xn + t * d);
+    ops_rmsnorm_rows(st->s->x + first * d, d, st->l->attn_norm, d, st->g->eps, st->s->xn + first * d, d, last - first);
 }
 
 /* Q and K: norm per head, rotate; then K and V go into the f16 cache. */
@@ -284,12 +283,13 @@ static void qk_rope_store_rows(void *p, int64_t first, int64_t last)
     const gemma3_state *s = st->s;
     const int64_t q_dim = (int64_t)g->n_heads * g->head_dim_k;
     const int64_t kv_k = (int64_t)g->n_kv_heads * g->head_dim_k, kv_v = (int64_t)g->n_kv_heads * g->head_dim_v;
+    const int64_t dk = g->head_dim_k;
+    ops_rmsnorm_rows(s->q + first * q_dim, dk, st->l->q_norm, dk, g->eps, s->q + first * q_dim, dk,
+                     (last - first) * g->n_heads);
+    ops_rmsnorm_rows(s->k + first * kv_k, dk, st->l->k_norm, dk, g->eps, s->k + first * kv_k, dk,
+                     (last - first) * g->n_kv_heads);
     for (int64_t t = first; t < last; t++) {
         float *q = s->q + t * q_dim, *k = s->k + t * kv_k;
-        for (uint32_t h = 0; h < g->n_heads; h++)
-            ops_rmsnorm(q + h * g->head_dim_k, st->l->q_norm, g->head_dim_k, g->eps, q + h * g->head_dim_k);
-        for (uint32_t h = 0; h < g->n_kv_heads; h++)
-            ops_rmsnorm(k + h * g->head_dim_k, st->l->k_norm, g->head_dim_k, g->eps, k + h * g->head_dim_k);
         ops_rope_neox(q, g->n_heads, g->head_dim_k, g->head_dim_k, s->positions[t], st->rope_base, st->rope_scale);
         ops_rope_neox(k, g->n_kv_heads, g->head_dim_k, g->head_dim_k, s->positions[t], st->rope_base,
                       st->rope_scale);
@@ -304,11 +304,10 @@ static void attention_residual_rows(void *p, int64_t first, int64_t last)
     const gemma3_step *st = p;
     const int64_t d = st->g->n_embd;
     gemma3_state *s = st->s;
-    for (int64_t t = first; t < last; t++) {
-        ops_rmsnorm(s->proj + t * d, st->l->post_attn_norm, d, st->g->eps, s->proj + t * d);
-        ops_add(s->x + t * d, s->proj + t * d, d);
-        ops_rmsnorm(s->x + t * d, st->l->ffn_norm, d, st->g->eps, s->xn + t * d);
-    }
+    ops_rmsnorm_rows(s->proj + first * d, d, st->l->post_attn_norm, d, st->g->eps, s->proj + first * d, d,
+                     last - first);
+    ops_add(s->x + first * d, s->proj + first * d, (last - first) * d);
+    ops_rmsnorm_rows(s->x + first * d, d, st->l->ffn_norm, d, st->g->eps, s->xn + first * d, d, last - first);
 }
 
 static void geglu_rows(void *p, int64_t first, int64_t last)
@@ -323,10 +322,9 @@ static void ffn_residual_rows(void *p, int64_t first, int64_t last)
     const gemma3_step *st = p;
     const int64_t d = st->g->n_embd;
     gemma3_state *s = st->s;
-    for (int64_t t = first; t < last; t++) {
-        ops_rmsnorm(s->proj + t * d, st->l->post_ffn_norm, d, st->g->eps, s->proj + t * d);
-        ops_add(s->x + t * d, s->proj + t * d, d);
-    }
+    ops_rmsnorm_rows(s->proj + first * d, d, st->l->post_ffn_norm, d, st->g->eps, s->proj + first * d, d,
+                     last - first);
+    ops_add(s->x + first * d, s->proj + first * d, (last - first) * d);
 }
 
 /* Rows counted from first_output: only those rows need logits. */
@@ -334,8 +332,8 @@ static void output_norm_rows(void *p, int64_t first, int64_t last)
 {
     const gemma3_step *st = p;
     const int64_t d = st->g->n_embd;
-    for (int64_t t = st->first_output + first; t < st->first_output + last; t++)
-        ops_rmsnorm(st->s->x + t * d, st->g->output_norm, d, st->g->eps, st->s->xn + t * d);
+    const int64_t t = st->first_output + first;
+    ops_rmsnorm_rows(st->s->x + t * d, d, st->g->output_norm, d, st->g->eps, st->s->xn + t * d, d, last - first);
 }
 
 static void gemma3_forward(const void *p, void *state, threadpool *pool, const int32_t *tokens, int32_t n,

@@ -165,3 +165,38 @@ void ops_store_f16(uint16_t *dst, const float *src, int64_t n)
 {
     ops_store_f16_at_level(dst, src, n, cpu_best_level());
 }
+
+/* The last steps of ops_rmsnorm, from a row's sum of squares. */
+static void rmsnorm_scale_row(const float *x, double sum, const float *weight, int64_t n, float eps, float *out)
+{
+    float scale = 1.0f / sqrtf((float)(sum / (double)n) + eps);
+    if (weight) {
+        for (int64_t i = 0; i < n; i++)
+            out[i] = (x[i] * scale) * weight[i];
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            out[i] = x[i] * scale;
+    }
+}
+
+void ops_rmsnorm_rows(const float *x, int64_t x_stride, const float *weight, int64_t n, float eps, float *out,
+                      int64_t out_stride, int64_t n_rows)
+{
+    int64_t r = 0;
+    for (; r + 4 <= n_rows; r += 4) {
+        const float *x0 = x + r * x_stride, *x1 = x0 + x_stride, *x2 = x1 + x_stride, *x3 = x2 + x_stride;
+        double sum0 = 0.0, sum1 = 0.0, sum2 = 0.0, sum3 = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            sum0 += (double)(x0[i] * x0[i]);
+            sum1 += (double)(x1[i] * x1[i]);
+            sum2 += (double)(x2[i] * x2[i]);
+            sum3 += (double)(x3[i] * x3[i]);
+        }
+        rmsnorm_scale_row(x0, sum0, weight, n, eps, out + r * out_stride);
+        rmsnorm_scale_row(x1, sum1, weight, n, eps, out + (r + 1) * out_stride);
+        rmsnorm_scale_row(x2, sum2, weight, n, eps, out + (r + 2) * out_stride);
+        rmsnorm_scale_row(x3, sum3, weight, n, eps, out + (r + 3) * out_stride);
+    }
+    for (; r < n_rows; r++)
+        ops_rmsnorm(x + r * x_stride, weight, n, eps, out + r * out_stride);
+}

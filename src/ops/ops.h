@@ -44,4 +44,13 @@ void ops_parallel_rows(threadpool *pool, int64_t n_rows, ops_rows_fn fn, void *c
  * NaN quiet. */
 void ops_store_f16(uint16_t *dst, const float *src, int64_t n);
 
+/* ops_rmsnorm on n_rows rows of n floats (x row r at x + r * x_stride, out
+ * row r at out + r * out_stride), bit-identical to a loop of ops_rmsnorm: each
+ * row's sum keeps its order, but four rows' sums advance together, so the
+ * adds of one wait on the previous add of the same row only (a norm of one
+ * row is bound by that chain of dependent double adds). out may be x, with
+ * the same stride. */
+void ops_rmsnorm_rows(const float *x, int64_t x_stride, const float *weight, int64_t n, float eps, float *out,
+                      int64_t out_stride, int64_t n_rows);
+
 #endif
