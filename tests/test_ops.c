@@ -403,7 +403,8 @@ static void check_tile_kernels(void)
     for (int level = CPU_LEVEL_AVX2; level <= (int)cpu_hardware_level(); level++) {
         const attention_tile_kernels *simd = ops_attention_tile_kernels_at_level((cpu_level)level);
         const char *name = cpu_level_name((cpu_level)level);
-        const int dims[] = {16, 64, 80, 256, 512}, key_counts[] = {1, 5, 16, 17, 32}, row_counts[] = {1, 3, 4, 5, 8, 13, 64};
+        const int dims[] = {16, 64, 80, 256, 512}, key_counts[] = {1, 5, 16, 17, 32};
+        const int row_counts[] = {1, 3, 4, 5, 8, 13, 64};
         for (int block = 16; block <= 32; block += 16) {
             for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
                 int dim = dims[di];
