@@ -378,8 +378,9 @@ static double ulps(float got, double exact)
  * and the row maximum is exact, so those must be bit-identical; scores and
  * accumulate sum in another order (to 1e-6 of the sum of magnitudes);
  * exp_sum's exp must be within 2 ulp of the exact value wherever that is at
- * least 1.7e-38 (AVX2 returns 0 below; the softmax adds these to a term of
- * 1), and exactly 0 for -inf. */
+ * least 1.7e-38 (the SIMD levels return 0 below; the softmax adds these to a
+ * term of 1), and exactly 0 for -inf. The SIMD levels must agree with each
+ * other to the bit (prefill must not depend on the instruction level). */
 static void check_tile_kernels(void)
 {
     enum { MAX_DIM = 512, MAX_ROWS = 64, MAX_BLOCK = 32 };
@@ -400,9 +401,11 @@ static void check_tile_kernels(void)
         correction[r] = r % 3 == 0 ? 1.0f : 0.5f + 0.4f * random_float();
     }
 
+    const attention_tile_kernels *avx2 = ops_attention_tile_kernels_at_level(CPU_LEVEL_AVX2);
     for (int level = CPU_LEVEL_AVX2; level <= (int)cpu_hardware_level(); level++) {
         const attention_tile_kernels *simd = ops_attention_tile_kernels_at_level((cpu_level)level);
         const char *name = cpu_level_name((cpu_level)level);
+        bool compare_to_avx2 = level > CPU_LEVEL_AVX2;
         const int dims[] = {16, 64, 80, 256, 512}, key_counts[] = {1, 5, 16, 17, 32};
         const int row_counts[] = {1, 3, 4, 5, 8, 13, 64};
         for (int block = 16; block <= 32; block += 16) {
@@ -433,6 +436,11 @@ static void check_tile_kernels(void)
                     double score_error = max_difference(scores_ref, scores_simd, (size_t)rows * block);
                     CHECK_MSG(score_error <= 1e-6 * 4.0 * dim * scale, "%s scores block %d dim %d rows %d: %g",
                               name, block, dim, rows, score_error);
+                    if (compare_to_avx2) {
+                        avx2->scores(scores_ref, q, rows, keys_ref, block, dim, scale);
+                        CHECK_MSG(memcmp(scores_ref, scores_simd, (size_t)rows * block * sizeof *scores_ref) == 0,
+                                  "%s scores block %d dim %d rows %d differ from avx2", name, block, dim, rows);
+                    }
 
                     /* Weights as the softmax leaves them, in [0, 1]; values
                      * in [-2, 2]; accumulators start in [-1, 1]. */
@@ -448,10 +456,20 @@ static void check_tile_kernels(void)
                         acc_error = fmax(acc_error, max_difference(acc_ref[r], acc_simd[r], (size_t)dim));
                     CHECK_MSG(acc_error <= 1e-6 * (1.0 + 2.0 * block), "%s accumulate block %d dim %d rows %d: %g",
                               name, block, dim, rows, acc_error);
+                    if (compare_to_avx2) {
+                        for (int r = 0; r < rows; r++)
+                            for (int d = 0; d < dim; d++)
+                                acc_ref[r][d] = 0.25f * (float)(r - d);
+                        memcpy(acc_simd, acc_ref, sizeof acc_ref);
+                        avx2->accumulate(acc_ref_rows, correction, scores_ref, rows, keys_ref, block, dim);
+                        simd->accumulate(acc_simd_rows, correction, scores_ref, rows, keys_ref, block, dim);
+                        CHECK_MSG(memcmp(acc_ref, acc_simd, sizeof acc_ref) == 0,
+                                  "%s accumulate block %d dim %d rows %d differs from avx2", name, block, dim, rows);
+                    }
                 }
             }
 
-            float s[MAX_BLOCK], p[MAX_BLOCK], p_ref[MAX_BLOCK];
+            float s[MAX_BLOCK], p[MAX_BLOCK], p_ref[MAX_BLOCK], p_avx2[MAX_BLOCK];
             double worst_ulps = 0.0;
             for (int round = 0; round < 2000; round++) {
                 for (int j = 0; j < block; j++)
@@ -463,7 +481,10 @@ static void check_tile_kernels(void)
                 CHECK(simd->max(s, block) == ref->max(s, block));
                 memcpy(p, s, sizeof s);
                 memcpy(p_ref, s, sizeof s);
+                memcpy(p_avx2, s, sizeof s);
                 float sum = simd->exp_sum(p, block, max), sum_ref = ref->exp_sum(p_ref, block, max);
+                float sum_avx2 = avx2->exp_sum(p_avx2, block, max);
+                CHECK_MSG(sum == sum_avx2 && memcmp(p, p_avx2, sizeof p) == 0, "%s exp_sum differs from avx2", name);
                 double sum_exact = 0.0;
                 for (int j = 0; j < block; j++) {
                     double exact = exp((double)s[j] - max); /* s[j] - max is exact here */
@@ -484,8 +505,8 @@ static void check_tile_kernels(void)
 /* The tiled path at every level against the exact softmax (to 1e-5, as the
  * f32 path has always been held), and each SIMD level against the scalar
  * tiled kernel (to 2e-6: outputs are at most 1, and the two differ only in
- * summation order and exp's last bits); the result must not depend on how
- * many threads share the tiles. Small batches too, though ops_attention
+ * summation order and exp's last bits) and the other SIMD levels (to the
+ * bit); the result must not depend on how many threads share the tiles. Small batches too, though ops_attention
  * sends those to the f16 path: the tiles' edges are the risk. */
 static void check_tiled_attention(void)
 {
@@ -502,7 +523,7 @@ static void check_tiled_attention(void)
         attention_case c = attention_case_make(shapes[i].n_tokens, shapes[i].n_heads, shapes[i].n_kv_heads,
                                                shapes[i].dim, shapes[i].window, shapes[i].pos0);
         size_t n_out = (size_t)c.args.n_tokens * c.args.out_stride;
-        float *scalar_out = malloc(n_out * sizeof *scalar_out);
+        float *scalar_out = malloc(n_out * sizeof *scalar_out), *avx2_out = malloc(n_out * sizeof *avx2_out);
         for (int level = CPU_LEVEL_SCALAR; level <= (int)cpu_hardware_level(); level++) {
             ops_attention_tiled_at_level(NULL, &c.args, (cpu_level)level);
             double error = attention_error(&c.args);
@@ -516,6 +537,13 @@ static void check_tiled_attention(void)
                 CHECK_MSG(difference <= 2e-6, "tiled attention (%s) vs scalar, tokens %d heads %d/%d dim %d: %g",
                           cpu_level_name((cpu_level)level), shapes[i].n_tokens, shapes[i].n_heads,
                           shapes[i].n_kv_heads, shapes[i].dim, difference);
+                if (level == CPU_LEVEL_AVX2)
+                    memcpy(avx2_out, c.out, n_out * sizeof *c.out);
+                else
+                    CHECK_MSG(memcmp(avx2_out, c.out, n_out * sizeof *c.out) == 0,
+                              "tiled attention (%s) differs from avx2, tokens %d heads %d/%d dim %d",
+                              cpu_level_name((cpu_level)level), shapes[i].n_tokens, shapes[i].n_heads,
+                              shapes[i].n_kv_heads, shapes[i].dim);
             }
             float *one_thread = malloc(n_out * sizeof *one_thread);
             memcpy(one_thread, c.out, n_out * sizeof *c.out);
@@ -525,6 +553,7 @@ static void check_tiled_attention(void)
             free(one_thread);
         }
         free(scalar_out);
+        free(avx2_out);
         attention_case_free(&c);
     }
     threadpool_free(pool);

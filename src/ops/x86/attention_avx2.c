@@ -4,7 +4,8 @@
  * bit-identical; dot sums in another order and differs in the last bits.
  * The tile kernels widen exactly; scores and accumulate use fused
  * multiply-adds and exp_sum a polynomial exp (within 2 ulp of expf), so those
- * differ from the scalar ones in the last bits. */
+ * differ from the scalar ones in the last bits, but not from the AVX-512 ones:
+ * both sum every output in the same order. */
 #if defined(__x86_64__)
 
 #include "ops/attention_kernels.h"
@@ -222,16 +223,21 @@ static inline __m256 exp8(__m256 x)
     return _mm256_andnot_ps(underflow, result);
 }
 
+/* Even and odd 8-float chunks summed apart, then together: the order in
+ * which 16-lane AVX-512 adds them, so the two levels agree to the bit. */
 static float exp_sum_avx2(float *s, int32_t block, float max)
 {
     const __m256 vmax = _mm256_set1_ps(max);
-    __m256 sum = _mm256_setzero_ps();
-    for (int32_t j = 0; j < block; j += 8) {
-        __m256 p = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), vmax));
-        _mm256_storeu_ps(s + j, p);
-        sum = _mm256_add_ps(sum, p);
+    __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
+    for (int32_t j = 0; j < block; j += 16) {
+        __m256 p0 = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), vmax));
+        __m256 p1 = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j + 8), vmax));
+        _mm256_storeu_ps(s + j, p0);
+        _mm256_storeu_ps(s + j + 8, p1);
+        even = _mm256_add_ps(even, p0);
+        odd = _mm256_add_ps(odd, p1);
     }
-    return horizontal_sum8(sum);
+    return horizontal_sum8(_mm256_add_ps(even, odd));
 }
 
 /* rows x 16 output dims in accumulators, read once and written once per

@@ -3,7 +3,8 @@
  * does (four 16-lane accumulators over steps of 64, folded pairwise, then the
  * lanes), so that decoding, where llama.cpp runs that kernel, matches it bit
  * for bit in this step; the rest is the AVX2 code. The tile kernels are the
- * AVX2 ones twice as wide, with register tiles sized for 32 registers. */
+ * AVX2 ones twice as wide, with register tiles sized for 32 registers, and
+ * give bit-identical results: every output is summed in the same order. */
 #if defined(__x86_64__)
 
 #include "ops/attention_kernels.h"
@@ -158,12 +159,14 @@ static float max_avx512(const float *s, int32_t block)
     return _mm512_reduce_max_ps(m);
 }
 
-/* The AVX2 file's exp (Cephes' reduction and polynomial), with scalef doing
- * the 2^n: it rounds subnormal results correctly, so only x below -104,
- * where expf is 0 too, needs the clamp (which also turns -inf into 0). */
+/* The AVX2 file's exp (Cephes' reduction and polynomial, 0 below -87),
+ * operation for operation, and its sum in the same order: prefill must not
+ * change with the instruction level (the matrix products do not). */
 static inline __m512 exp16(__m512 x)
 {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-110.0f));
+    const __m512 lowest = _mm512_set1_ps(-87.0f);
+    __mmask16 in_range = _mm512_cmp_ps_mask(x, lowest, _CMP_GE_OQ);
+    x = _mm512_max_ps(x, lowest);
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -176,9 +179,12 @@ static inline __m512 exp16(__m512 x)
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
     p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
     p = _mm512_add_ps(p, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
+    /* n >= -126, so 2^n is a normal float and p * 2^n rounds as scalef does. */
+    return _mm512_maskz_scalef_ps(in_range, p, n);
 }
 
+/* The lanes of 8-float chunks c0, c1, c2, c3 of the block as AVX2 sums them:
+ * (c0 + c2) + (c1 + c3), then 8 lanes to one in the same tree. */
 static float exp_sum_avx512(float *s, int32_t block, float max)
 {
     const __m512 vmax = _mm512_set1_ps(max);
@@ -188,7 +194,12 @@ static float exp_sum_avx512(float *s, int32_t block, float max)
         _mm512_storeu_ps(s + j, p);
         sum = _mm512_add_ps(sum, p);
     }
-    return _mm512_reduce_add_ps(sum);
+    __m256 high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sum), 1));
+    __m256 half = _mm256_add_ps(_mm512_castps512_ps256(sum), high);
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_movehdup_ps(x));
+    return _mm_cvtss_f32(x);
 }
 
 /* rows x (16 * dim_vectors) output dims in accumulators, read once and
