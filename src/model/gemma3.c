@@ -15,7 +15,6 @@
 
 #include "base/checked.h"
 #include "base/error.h"
-#include "base/fp16.h"
 #include "ops/attention.h"
 #include "ops/ops.h"
 
@@ -245,10 +244,96 @@ static hearth_status gemma3_state_create(const void *p, int32_t n_ctx, int32_t n
     return HEARTH_OK;
 }
 
-static void store_f16(uint16_t *dst, const float *src, size_t n)
+/* One layer's per-token work between its matrix products, in steps that
+ * ops_parallel_rows runs over token ranges. */
+typedef struct gemma3_step {
+    const gemma3 *g;
+    gemma3_state *s;
+    const gemma3_layer *l;
+    const int32_t *tokens;
+    int32_t pos0, first_output;
+    uint16_t *k_cache, *v_cache;
+    float rope_base, rope_scale;
+} gemma3_step;
+
+static void embed_rows(void *p, int64_t first, int64_t last)
 {
-    for (size_t i = 0; i < n; i++)
-        dst[i] = fp32_to_fp16(src[i]);
+    const gemma3_step *st = p;
+    const int64_t d = st->g->n_embd;
+    const float embed_scale = sqrtf((float)d);
+    for (int64_t t = first; t < last; t++) {
+        ops_matrix_row_f32(&st->g->embed, st->tokens[t], st->s->x + t * d);
+        ops_scale(st->s->x + t * d, d, embed_scale);
+        st->s->positions[t] = st->pos0 + (int32_t)t;
+    }
+}
+
+static void attention_norm_rows(void *p, int64_t first, int64_t last)
+{
+    const gemma3_step *st = p;
+    const int64_t d = st->g->n_embd;
+    ops_rmsnorm_rows(st->s->x + first * d, d, st->l->attn_norm, d, st->g->eps, st->s->xn + first * d, d, last - first);
+}
+
+/* Q and K: norm per head, rotate; then K and V go into the f16 cache. */
+static void qk_rope_store_rows(void *p, int64_t first, int64_t last)
+{
+    const gemma3_step *st = p;
+    const gemma3 *g = st->g;
+    const gemma3_state *s = st->s;
+    const int64_t q_dim = (int64_t)g->n_heads * g->head_dim_k;
+    const int64_t kv_k = (int64_t)g->n_kv_heads * g->head_dim_k, kv_v = (int64_t)g->n_kv_heads * g->head_dim_v;
+    const int64_t dk = g->head_dim_k;
+    ops_rmsnorm_rows(s->q + first * q_dim, dk, st->l->q_norm, dk, g->eps, s->q + first * q_dim, dk,
+                     (last - first) * g->n_heads);
+    ops_rmsnorm_rows(s->k + first * kv_k, dk, st->l->k_norm, dk, g->eps, s->k + first * kv_k, dk,
+                     (last - first) * g->n_kv_heads);
+    for (int64_t t = first; t < last; t++) {
+        float *q = s->q + t * q_dim, *k = s->k + t * kv_k;
+        ops_rope_neox(q, g->n_heads, g->head_dim_k, g->head_dim_k, s->positions[t], st->rope_base, st->rope_scale);
+        ops_rope_neox(k, g->n_kv_heads, g->head_dim_k, g->head_dim_k, s->positions[t], st->rope_base,
+                      st->rope_scale);
+        ops_store_f16(st->k_cache + (size_t)s->positions[t] * kv_k, k, kv_k);
+        ops_store_f16(st->v_cache + (size_t)s->positions[t] * kv_v, s->v + t * kv_v, kv_v);
+    }
+}
+
+/* x += norm(attention output); xn = norm(x) for the feed-forward. */
+static void attention_residual_rows(void *p, int64_t first, int64_t last)
+{
+    const gemma3_step *st = p;
+    const int64_t d = st->g->n_embd;
+    gemma3_state *s = st->s;
+    ops_rmsnorm_rows(s->proj + first * d, d, st->l->post_attn_norm, d, st->g->eps, s->proj + first * d, d,
+                     last - first);
+    ops_add(s->x + first * d, s->proj + first * d, (last - first) * d);
+    ops_rmsnorm_rows(s->x + first * d, d, st->l->ffn_norm, d, st->g->eps, s->xn + first * d, d, last - first);
+}
+
+static void geglu_rows(void *p, int64_t first, int64_t last)
+{
+    const gemma3_step *st = p;
+    const int64_t ff = st->g->n_ff;
+    ops_geglu(st->s->gate + first * ff, st->s->up + first * ff, (last - first) * ff);
+}
+
+static void ffn_residual_rows(void *p, int64_t first, int64_t last)
+{
+    const gemma3_step *st = p;
+    const int64_t d = st->g->n_embd;
+    gemma3_state *s = st->s;
+    ops_rmsnorm_rows(s->proj + first * d, d, st->l->post_ffn_norm, d, st->g->eps, s->proj + first * d, d,
+                     last - first);
+    ops_add(s->x + first * d, s->proj + first * d, (last - first) * d);
+}
+
+/* Rows counted from first_output: only those rows need logits. */
+static void output_norm_rows(void *p, int64_t first, int64_t last)
+{
+    const gemma3_step *st = p;
+    const int64_t d = st->g->n_embd;
+    const int64_t t = st->first_output + first;
+    ops_rmsnorm_rows(st->s->x + t * d, d, st->g->output_norm, d, st->g->eps, st->s->xn + t * d, d, last - first);
 }
 
 static void gemma3_forward(const void *p, void *state, threadpool *pool, const int32_t *tokens, int32_t n,
@@ -260,37 +345,24 @@ static void gemma3_forward(const void *p, void *state, threadpool *pool, const i
     const int64_t q_dim = (int64_t)g->n_heads * g->head_dim_k;
     const int64_t kv_k = (int64_t)g->n_kv_heads * g->head_dim_k, kv_v = (int64_t)g->n_kv_heads * g->head_dim_v;
     const int64_t o_dim = (int64_t)g->n_heads * g->head_dim_v;
-    const float embed_scale = sqrtf((float)d);
+    gemma3_step step = {.g = g, .s = s, .tokens = tokens, .pos0 = pos0, .first_output = first_output};
 
-    for (int32_t t = 0; t < n; t++) {
-        ops_matrix_row_f32(&g->embed, tokens[t], s->x + t * d);
-        ops_scale(s->x + t * d, d, embed_scale);
-        s->positions[t] = pos0 + t;
-    }
+    ops_parallel_rows(pool, n, embed_rows, &step);
 
     for (uint32_t il = 0; il < g->n_layers; il++) {
         const gemma3_layer *l = &g->layers[il];
-        uint16_t *k_cache = s->k_cache + il * s->k_layer, *v_cache = s->v_cache + il * s->v_layer;
-        float rope_base = l->sliding ? g->rope_base_local : g->rope_base_global;
-        float rope_scale = l->sliding ? 1.0f : g->rope_scale_global;
+        step.l = l;
+        step.k_cache = s->k_cache + il * s->k_layer;
+        step.v_cache = s->v_cache + il * s->v_layer;
+        step.rope_base = l->sliding ? g->rope_base_local : g->rope_base_global;
+        step.rope_scale = l->sliding ? 1.0f : g->rope_scale_global;
 
-        for (int32_t t = 0; t < n; t++)
-            ops_rmsnorm(s->x + t * d, l->attn_norm, d, g->eps, s->xn + t * d);
+        ops_parallel_rows(pool, n, attention_norm_rows, &step);
         ops_matmul_shared_input(pool, 3, (const ops_matrix *[]){&l->wq, &l->wk, &l->wv}, s->xn, d, n,
                                 (float *[]){s->q, s->k, s->v}, (int64_t[]){q_dim, kv_k, kv_v}, s->act_scratch);
-        for (int32_t t = 0; t < n; t++) {
-            float *q = s->q + t * q_dim, *k = s->k + t * kv_k;
-            for (uint32_t h = 0; h < g->n_heads; h++)
-                ops_rmsnorm(q + h * g->head_dim_k, l->q_norm, g->head_dim_k, g->eps, q + h * g->head_dim_k);
-            for (uint32_t h = 0; h < g->n_kv_heads; h++)
-                ops_rmsnorm(k + h * g->head_dim_k, l->k_norm, g->head_dim_k, g->eps, k + h * g->head_dim_k);
-            ops_rope_neox(q, g->n_heads, g->head_dim_k, g->head_dim_k, s->positions[t], rope_base, rope_scale);
-            ops_rope_neox(k, g->n_kv_heads, g->head_dim_k, g->head_dim_k, s->positions[t], rope_base, rope_scale);
-            store_f16(k_cache + (size_t)s->positions[t] * kv_k, k, kv_k);
-            store_f16(v_cache + (size_t)s->positions[t] * kv_v, s->v + t * kv_v, kv_v);
-        }
+        ops_parallel_rows(pool, n, qk_rope_store_rows, &step);
         ops_attention_args attn = {
-            .q = s->q, .q_stride = q_dim, .k = k_cache, .v = v_cache, .k_stride = kv_k, .v_stride = kv_v,
+            .q = s->q, .q_stride = q_dim, .k = step.k_cache, .v = step.v_cache, .k_stride = kv_k, .v_stride = kv_v,
             .positions = s->positions, .n_tokens = n, .n_heads = g->n_heads, .n_kv_heads = g->n_kv_heads,
             .head_dim_k = g->head_dim_k, .head_dim_v = g->head_dim_v,
             .window = l->sliding ? (int32_t)g->window : 0, .scale = g->attn_scale,
@@ -298,25 +370,17 @@ static void gemma3_forward(const void *p, void *state, threadpool *pool, const i
         };
         ops_attention(pool, &attn);
         ops_matmul(pool, &l->wo, s->attn, o_dim, n, s->proj, d, s->act_scratch);
-        for (int32_t t = 0; t < n; t++) {
-            ops_rmsnorm(s->proj + t * d, l->post_attn_norm, d, g->eps, s->proj + t * d);
-            ops_add(s->x + t * d, s->proj + t * d, d);
-            ops_rmsnorm(s->x + t * d, l->ffn_norm, d, g->eps, s->xn + t * d);
-        }
+        ops_parallel_rows(pool, n, attention_residual_rows, &step);
         ops_matmul_shared_input(pool, 2, (const ops_matrix *[]){&l->gate, &l->up}, s->xn, d, n,
                                 (float *[]){s->gate, s->up}, (int64_t[]){ff, ff}, s->act_scratch);
-        ops_geglu(s->gate, s->up, (int64_t)n * ff);
+        ops_parallel_rows(pool, n, geglu_rows, &step);
         ops_matmul(pool, &l->down, s->gate, ff, n, s->proj, d, s->act_scratch);
-        for (int32_t t = 0; t < n; t++) {
-            ops_rmsnorm(s->proj + t * d, l->post_ffn_norm, d, g->eps, s->proj + t * d);
-            ops_add(s->x + t * d, s->proj + t * d, d);
-        }
+        ops_parallel_rows(pool, n, ffn_residual_rows, &step);
     }
 
     if (first_output >= n)
         return;
-    for (int32_t t = first_output; t < n; t++)
-        ops_rmsnorm(s->x + t * d, g->output_norm, d, g->eps, s->xn + t * d);
+    ops_parallel_rows(pool, n - first_output, output_norm_rows, &step);
     ops_matmul(pool, &g->output, s->xn + first_output * d, d, n - first_output, logits, g->n_vocab,
                s->act_scratch);
 }

@@ -6,6 +6,8 @@
 #include <assert.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 
 /* f16 -> f32 for every half: the scalar path reads K and V through it. */
 static float half_to_float[1 << 16];
@@ -18,6 +20,13 @@ static void fill_half_table(void)
 }
 
 enum { MAX_HEAD_DIM = 1024, HALF_PRECISION_BELOW = 64 };
+
+/* The tiled path's sizes. TILE_ROWS query rows share each widened block of
+ * keys and values, which is what makes the tile pay: 64 rows read each f16
+ * key once instead of 64 times. BLOCK_FLOATS bounds each widened block (32
+ * keys of 256 dims, 16 of 512: 32 KiB, about L1) and with it the stack the
+ * tile uses (~72 KiB). Wider heads keep the row-at-a-time path. */
+enum { TILE_ROWS = 64, BLOCK_FLOATS = 8192, MAX_BLOCK = 32, TILED_MAX_HEAD_DIM = 512 };
 
 static inline float round_to_half(float x)
 {
@@ -59,6 +68,88 @@ static const attention_row_kernels kernels_ref = {
     .accumulate_half = accumulate_half_ref,
     .rescale_half = rescale_half_ref,
 };
+
+static void widen_keys_ref(float *keys_t, const uint16_t *k, int64_t k_stride, int32_t n_keys, int32_t block,
+                           int32_t dim)
+{
+    for (int32_t d = 0; d < dim; d++)
+        for (int32_t j = 0; j < block; j++)
+            keys_t[d * block + j] = j < n_keys ? half_to_float[k[j * k_stride + d]] : 0.0f;
+}
+
+static void widen_values_ref(float *values, const uint16_t *v, int64_t v_stride, int32_t n_keys, int32_t block,
+                             int32_t dim)
+{
+    for (int32_t j = 0; j < block; j++)
+        for (int32_t d = 0; d < dim; d++)
+            values[j * dim + d] = j < n_keys ? half_to_float[v[j * v_stride + d]] : 0.0f;
+}
+
+static void scores_ref(float *scores, const float *const *q, int32_t n_rows, const float *keys_t, int32_t block,
+                       int32_t dim, float scale)
+{
+    for (int32_t r = 0; r < n_rows; r++) {
+        float *s = scores + r * block;
+        for (int32_t j = 0; j < block; j++)
+            s[j] = 0.0f;
+        for (int32_t d = 0; d < dim; d++)
+            for (int32_t j = 0; j < block; j++)
+                s[j] += q[r][d] * keys_t[d * block + j];
+        for (int32_t j = 0; j < block; j++)
+            s[j] *= scale;
+    }
+}
+
+static float max_ref(const float *s, int32_t block)
+{
+    float m = -INFINITY;
+    for (int32_t j = 0; j < block; j++)
+        m = s[j] > m ? s[j] : m;
+    return m;
+}
+
+static float exp_sum_ref(float *s, int32_t block, float max)
+{
+    float sum = 0.0f;
+    for (int32_t j = 0; j < block; j++)
+        sum += s[j] = expf(s[j] - max);
+    return sum;
+}
+
+static void accumulate_block_ref(float *const *acc, const float *correction, const float *p, int32_t n_rows,
+                                 const float *values, int32_t block, int32_t dim)
+{
+    for (int32_t r = 0; r < n_rows; r++) {
+        for (int32_t d = 0; d < dim; d++)
+            acc[r][d] *= correction[r];
+        for (int32_t j = 0; j < block; j++)
+            for (int32_t d = 0; d < dim; d++)
+                acc[r][d] += p[r * block + j] * values[j * dim + d];
+    }
+}
+
+static const attention_tile_kernels tile_kernels_ref = {
+    .widen_keys = widen_keys_ref,
+    .widen_values = widen_values_ref,
+    .scores = scores_ref,
+    .max = max_ref,
+    .exp_sum = exp_sum_ref,
+    .accumulate = accumulate_block_ref,
+};
+
+const attention_tile_kernels *ops_attention_tile_kernels_at_level(cpu_level level)
+{
+    pthread_once(&half_table_once, fill_half_table);
+#if defined(__x86_64__)
+    if (level >= CPU_LEVEL_AVX512)
+        return &ops_attention_tile_kernels_avx512;
+    if (level >= CPU_LEVEL_AVX2)
+        return &ops_attention_tile_kernels_avx2;
+#else
+    (void)level;
+#endif
+    return &tile_kernels_ref;
+}
 
 const attention_row_kernels *ops_attention_kernels_at_level(cpu_level level)
 {
@@ -146,10 +237,166 @@ static void attention_worker(void *p, int thread, int n_threads)
         attend_one(a, job->kernels, (int32_t)(i / a->n_heads), (int32_t)(i % a->n_heads));
 }
 
+/* ---- the tiled path ---- */
+
+/* A tile: heads [head0, head0 + n_heads) of one KV head's group, for the
+ * batch's tokens [token0, token0 + n_tokens). */
+typedef struct attention_tile {
+    int32_t kv_head, head0, n_heads, token0, n_tokens;
+} attention_tile;
+
+static int32_t block_keys(const ops_attention_args *a)
+{
+    int32_t widest = a->head_dim_k > a->head_dim_v ? a->head_dim_k : a->head_dim_v;
+    int32_t block = BLOCK_FLOATS / widest / 16 * 16; /* the kernels take keys 16 at a time */
+    return block > MAX_BLOCK ? MAX_BLOCK : block;
+}
+
+static bool tile_kernels_fit(const ops_attention_args *a)
+{
+    return a->head_dim_k % 16 == 0 && a->head_dim_v % 16 == 0 && a->head_dim_k <= TILED_MAX_HEAD_DIM &&
+           a->head_dim_v <= TILED_MAX_HEAD_DIM;
+}
+
+bool ops_attention_tiled_fits(const ops_attention_args *args)
+{
+    return args->n_tokens >= HALF_PRECISION_BELOW && tile_kernels_fit(args);
+}
+
+/* One tile, flash-attention style: the output rows in `out` serve as the
+ * accumulators, and each row keeps its running maximum and sum. A block
+ * updates only the rows that see at least one of its keys; keys a row must
+ * not see (later than its position, or out of its window) score -inf and
+ * weigh 0. */
+static void attend_tile(const ops_attention_args *a, const attention_tile_kernels *kern, attention_tile tile)
+{
+    _Alignas(64) float keys_t[BLOCK_FLOATS], values[BLOCK_FLOATS], scores[TILE_ROWS * MAX_BLOCK];
+    const float *q[TILE_ROWS], *active_q[TILE_ROWS];
+    float *out[TILE_ROWS], *active_out[TILE_ROWS];
+    float row_max[TILE_ROWS], row_sum[TILE_ROWS], correction[TILE_ROWS];
+    int32_t first_key[TILE_ROWS], last_key[TILE_ROWS], active_row[TILE_ROWS];
+    const int32_t block = block_keys(a);
+    int32_t n_rows = 0, lowest = INT32_MAX, highest = -1;
+
+    for (int32_t t = tile.token0; t < tile.token0 + tile.n_tokens; t++) {
+        int32_t pos = a->positions[t];
+        int32_t first = a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0;
+        lowest = first < lowest ? first : lowest;
+        highest = pos > highest ? pos : highest;
+        for (int32_t h = tile.head0; h < tile.head0 + tile.n_heads; h++, n_rows++) {
+            q[n_rows] = a->q + t * a->q_stride + (int64_t)h * a->head_dim_k;
+            out[n_rows] = a->out + t * a->out_stride + (int64_t)h * a->head_dim_v;
+            first_key[n_rows] = first;
+            last_key[n_rows] = pos;
+            row_max[n_rows] = -INFINITY;
+            row_sum[n_rows] = 0.0f;
+            for (int32_t d = 0; d < a->head_dim_v; d++)
+                out[n_rows][d] = 0.0f;
+        }
+    }
+
+    const uint16_t *k_head = a->k + (int64_t)tile.kv_head * a->head_dim_k;
+    const uint16_t *v_head = a->v + (int64_t)tile.kv_head * a->head_dim_v;
+    for (int32_t j0 = lowest; j0 <= highest; j0 += block) {
+        int32_t n_keys = highest - j0 + 1 < block ? highest - j0 + 1 : block;
+        int32_t n_active = 0;
+        for (int32_t r = 0; r < n_rows; r++) {
+            if (first_key[r] < j0 + n_keys && last_key[r] >= j0) {
+                active_row[n_active] = r;
+                active_q[n_active++] = q[r];
+            }
+        }
+        if (n_active == 0)
+            continue;
+        kern->widen_keys(keys_t, k_head + j0 * a->k_stride, a->k_stride, n_keys, block, a->head_dim_k);
+        kern->widen_values(values, v_head + j0 * a->v_stride, a->v_stride, n_keys, block, a->head_dim_v);
+        kern->scores(scores, active_q, n_active, keys_t, block, a->head_dim_k, a->scale);
+        for (int32_t i = 0; i < n_active; i++) {
+            int32_t r = active_row[i];
+            float *s = scores + i * block;
+            for (int32_t j = 0; j < first_key[r] - j0; j++)
+                s[j] = -INFINITY;
+            for (int32_t j = last_key[r] - j0 + 1 > 0 ? last_key[r] - j0 + 1 : 0; j < block; j++)
+                s[j] = -INFINITY;
+            float new_max = kern->max(s, block);
+            correction[i] = 1.0f;
+            if (new_max > row_max[r]) {
+                /* The first block a row sees has nothing to rescale (and
+                 * -inf - -inf would be NaN). */
+                correction[i] = row_max[r] == -INFINITY ? 0.0f : expf(row_max[r] - new_max);
+                row_max[r] = new_max;
+            }
+            row_sum[r] = row_sum[r] * correction[i] + kern->exp_sum(s, block, row_max[r]);
+            active_out[i] = out[r];
+        }
+        kern->accumulate(active_out, correction, scores, n_active, values, block, a->head_dim_v);
+    }
+
+    for (int32_t r = 0; r < n_rows; r++) {
+        float inv = row_sum[r] > 0.0f ? 1.0f / row_sum[r] : 0.0f;
+        for (int32_t d = 0; d < a->head_dim_v; d++)
+            out[r][d] *= inv;
+    }
+}
+
+typedef struct tiled_job {
+    const ops_attention_args *args;
+    const attention_tile_kernels *kernels;
+    int32_t heads_per_tile, tokens_per_tile, head_tiles, token_tiles;
+    atomic_long next_tile;
+} tiled_job;
+
+/* Threads take tiles as they finish their last, latest tokens first: under a
+ * causal mask those see the most keys, and starting with the longest work
+ * leaves short tiles to even out the end. */
+static void tiled_worker(void *p, int thread, int n_threads)
+{
+    (void)thread, (void)n_threads;
+    tiled_job *job = p;
+    const ops_attention_args *a = job->args;
+    long per_token_tile = (long)a->n_kv_heads * job->head_tiles;
+    long n_tiles = per_token_tile * job->token_tiles;
+    for (long i; (i = atomic_fetch_add(&job->next_tile, 1)) < n_tiles;) {
+        int32_t token_tile = job->token_tiles - 1 - (int32_t)(i / per_token_tile);
+        int32_t kv_head = (int32_t)(i % per_token_tile) / job->head_tiles;
+        int32_t head_tile = (int32_t)(i % per_token_tile) % job->head_tiles;
+        int32_t group = a->n_heads / a->n_kv_heads;
+        attention_tile tile = {
+            .kv_head = kv_head,
+            .head0 = kv_head * group + head_tile * job->heads_per_tile,
+            .token0 = token_tile * job->tokens_per_tile,
+        };
+        tile.n_heads = (head_tile + 1) * job->heads_per_tile <= group ? job->heads_per_tile
+                                                                       : group - head_tile * job->heads_per_tile;
+        tile.n_tokens = tile.token0 + job->tokens_per_tile <= a->n_tokens ? job->tokens_per_tile
+                                                                          : a->n_tokens - tile.token0;
+        attend_tile(a, job->kernels, tile);
+    }
+}
+
+void ops_attention_tiled_at_level(threadpool *pool, const ops_attention_args *args, cpu_level level)
+{
+    assert(tile_kernels_fit(args) && args->n_heads % args->n_kv_heads == 0);
+    int32_t group = args->n_heads / args->n_kv_heads;
+    tiled_job job = {.args = args, .kernels = ops_attention_tile_kernels_at_level(level)};
+    job.heads_per_tile = group < TILE_ROWS ? group : TILE_ROWS;
+    job.tokens_per_tile = TILE_ROWS / job.heads_per_tile;
+    job.head_tiles = (group + job.heads_per_tile - 1) / job.heads_per_tile;
+    job.token_tiles = (args->n_tokens + job.tokens_per_tile - 1) / job.tokens_per_tile;
+    atomic_init(&job.next_tile, 0);
+    threadpool_run(pool, tiled_worker, &job);
+}
+
+/* ---- dispatch ---- */
+
 void ops_attention_at_level(threadpool *pool, const ops_attention_args *args, cpu_level level)
 {
     assert(args->head_dim_k <= MAX_HEAD_DIM && args->head_dim_v <= MAX_HEAD_DIM &&
            args->n_heads % args->n_kv_heads == 0);
+    if (ops_attention_tiled_fits(args)) {
+        ops_attention_tiled_at_level(pool, args, level);
+        return;
+    }
     attention_job job = {args, ops_attention_kernels_at_level(level)};
     threadpool_run(pool, attention_worker, &job);
 }

@@ -25,7 +25,11 @@ typedef struct ops_attention_args {
  * maximum), so no score matrix is materialised. Precision follows
  * llama.cpp's CPU attention, which hearth is compared with: batches of 64
  * tokens or more in f32; smaller ones (decode) with the query rounded to f16
- * and the value accumulator kept in f16. */
+ * and the value accumulator kept in f16. The f32 batches run as flash
+ * attention: tiles of query rows (a KV head's query heads x a run of tokens)
+ * over blocks of keys, each f16 key and value widened once per tile rather
+ * than once per query; tiles are shared out over the pool. out must not
+ * overlap q: its rows are the tiles' accumulators. */
 void ops_attention(threadpool *pool, const ops_attention_args *args);
 
 #endif

@@ -1,6 +1,7 @@
 #include "ops/ops.h"
 
 #include "base/fp16.h"
+#include "ops/ops_kernels.h"
 
 #include <assert.h>
 #include <math.h>
@@ -62,9 +63,14 @@ static void fill_gelu_table(void)
         gelu_of_half[h] = fp16_to_fp32(fp32_to_fp16(ops_gelu_tanh(fp16_to_fp32((uint16_t)h))));
 }
 
-void ops_geglu(float *gate, const float *up, int64_t n)
+static const float *gelu_table(void)
 {
     pthread_once(&gelu_table_once, fill_gelu_table);
+    return gelu_of_half;
+}
+
+static void geglu_ref(float *gate, const float *up, int64_t n, const float *gelu)
+{
     for (int64_t i = 0; i < n; i++) {
         float x = gate[i];
         if (x <= -10.0f)
@@ -72,8 +78,13 @@ void ops_geglu(float *gate, const float *up, int64_t n)
         else if (x >= 10.0f)
             gate[i] = x * up[i];
         else
-            gate[i] = gelu_of_half[fp32_to_fp16(x)] * up[i];
+            gate[i] = gelu[fp32_to_fp16(x)] * up[i];
     }
+}
+
+void ops_geglu(float *gate, const float *up, int64_t n)
+{
+    ops_geglu_at_level(gate, up, n, cpu_best_level());
 }
 
 void ops_scale(float *x, int64_t n, float factor)
@@ -86,4 +97,106 @@ void ops_add(float *y, const float *x, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         y[i] += x[i];
+}
+
+typedef struct parallel_rows_job {
+    ops_rows_fn fn;
+    void *ctx;
+    int64_t n_rows;
+} parallel_rows_job;
+
+static void parallel_rows_worker(void *p, int thread, int n_threads)
+{
+    const parallel_rows_job *job = p;
+    long first, last;
+    threadpool_split((long)job->n_rows, 1, thread, n_threads, &first, &last);
+    if (first < last)
+        job->fn(job->ctx, first, last);
+}
+
+void ops_parallel_rows(threadpool *pool, int64_t n_rows, ops_rows_fn fn, void *ctx)
+{
+    if (n_rows <= 1) {
+        if (n_rows == 1)
+            fn(ctx, 0, 1);
+        return;
+    }
+    parallel_rows_job job = {fn, ctx, n_rows};
+    threadpool_run(pool, parallel_rows_worker, &job);
+}
+
+void ops_geglu_at_level(float *gate, const float *up, int64_t n, cpu_level level)
+{
+    const float *gelu = gelu_table();
+#if defined(__x86_64__)
+    if (level >= CPU_LEVEL_AVX512) {
+        ops_geglu_avx512(gate, up, n, gelu);
+        return;
+    }
+    if (level >= CPU_LEVEL_AVX2) {
+        ops_geglu_avx2(gate, up, n, gelu);
+        return;
+    }
+#else
+    (void)level;
+#endif
+    geglu_ref(gate, up, n, gelu);
+}
+
+void ops_store_f16_at_level(uint16_t *dst, const float *src, int64_t n, cpu_level level)
+{
+#if defined(__x86_64__)
+    if (level >= CPU_LEVEL_AVX512) {
+        ops_store_f16_avx512(dst, src, n);
+        return;
+    }
+    if (level >= CPU_LEVEL_AVX2) {
+        ops_store_f16_avx2(dst, src, n);
+        return;
+    }
+#else
+    (void)level;
+#endif
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = fp32_to_fp16(src[i]);
+}
+
+void ops_store_f16(uint16_t *dst, const float *src, int64_t n)
+{
+    ops_store_f16_at_level(dst, src, n, cpu_best_level());
+}
+
+/* The last steps of ops_rmsnorm, from a row's sum of squares. */
+static void rmsnorm_scale_row(const float *x, double sum, const float *weight, int64_t n, float eps, float *out)
+{
+    float scale = 1.0f / sqrtf((float)(sum / (double)n) + eps);
+    if (weight) {
+        for (int64_t i = 0; i < n; i++)
+            out[i] = (x[i] * scale) * weight[i];
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            out[i] = x[i] * scale;
+    }
+}
+
+void ops_rmsnorm_rows(const float *x, int64_t x_stride, const float *weight, int64_t n, float eps, float *out,
+                      int64_t out_stride, int64_t n_rows)
+{
+    int64_t r = 0;
+    for (; r + 4 <= n_rows; r += 4) {
+        const float *x0 = x + r * x_stride, *x1 = x0 + x_stride, *x2 = x1 + x_stride, *x3 = x2 + x_stride;
+        double sum0 = 0.0, sum1 = 0.0, sum2 = 0.0, sum3 = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            sum0 += (double)(x0[i] * x0[i]);
+            sum1 += (double)(x1[i] * x1[i]);
+            sum2 += (double)(x2[i] * x2[i]);
+            sum3 += (double)(x3[i] * x3[i]);
+        }
+        rmsnorm_scale_row(x0, sum0, weight, n, eps, out + r * out_stride);
+        rmsnorm_scale_row(x1, sum1, weight, n, eps, out + (r + 1) * out_stride);
+        rmsnorm_scale_row(x2, sum2, weight, n, eps, out + (r + 2) * out_stride);
+        rmsnorm_scale_row(x3, sum3, weight, n, eps, out + (r + 3) * out_stride);
+    }
+    for (; r < n_rows; r++)
+        ops_rmsnorm(x + r * x_stride, weight, n, eps, out + r * out_stride);
 }

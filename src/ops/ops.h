@@ -4,6 +4,8 @@
 #ifndef HEARTH_OPS_OPS_H
 #define HEARTH_OPS_OPS_H
 
+#include "base/threadpool.h"
+
 #include <stdint.h>
 
 /* out = x / sqrt(mean(x^2) + eps) * weight (weight may be NULL: no scaling).
@@ -27,5 +29,28 @@ void ops_geglu(float *gate, const float *up, int64_t n);
 void ops_scale(float *x, int64_t n, float factor);
 /* y[i] += x[i] */
 void ops_add(float *y, const float *x, int64_t n);
+
+/* The per-token work between two matrix products of a batch (norms, RoPE,
+ * residual adds), run over rows [0, n_rows) split into contiguous ranges
+ * across the pool: fn(ctx, first, last) once per thread with rows. A single
+ * row (decoding) runs on the caller without waking the pool. Each row is
+ * computed as a serial loop would compute it, so results do not depend on
+ * the thread count. */
+typedef void (*ops_rows_fn)(void *ctx, int64_t first, int64_t last);
+void ops_parallel_rows(threadpool *pool, int64_t n_rows, ops_rows_fn fn, void *ctx);
+
+/* dst[i] = f16(src[i]), rounded to nearest even as fp32_to_fp16 does (a
+ * KV-cache store); the vector versions differ only in making a signalling
+ * NaN quiet. */
+void ops_store_f16(uint16_t *dst, const float *src, int64_t n);
+
+/* ops_rmsnorm on n_rows rows of n floats (x row r at x + r * x_stride, out
+ * row r at out + r * out_stride), bit-identical to a loop of ops_rmsnorm: each
+ * row's sum keeps its order, but four rows' sums advance together, so the
+ * adds of one wait on the previous add of the same row only (a norm of one
+ * row is bound by that chain of dependent double adds). out may be x, with
+ * the same stride. */
+void ops_rmsnorm_rows(const float *x, int64_t x_stride, const float *weight, int64_t n, float eps, float *out,
+                      int64_t out_stride, int64_t n_rows);
 
 #endif

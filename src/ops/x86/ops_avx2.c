@@ -1,0 +1,49 @@
+/* Element-wise kernels with AVX2 and F16C. F16C's f32 -> f16 conversion
+ * rounds to nearest even like fp32_to_fp16, so the table lookups and stores
+ * below are bit-identical to the scalar code (a signalling NaN aside). */
+#if defined(__x86_64__)
+
+#include "ops/ops_kernels.h"
+
+#include <immintrin.h>
+
+enum { ROUND_NEAREST = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC };
+
+static inline float geglu_one(float x, float up, const float *gelu_of_half)
+{
+    if (x <= -10.0f)
+        return 0.0f;
+    if (x >= 10.0f)
+        return x * up;
+    return gelu_of_half[_cvtss_sh(x, ROUND_NEAREST)] * up;
+}
+
+/* The scalar path's branches become masks: GELU is read from the table for
+ * every lane (the index is always in range), then lanes at or past +-10 take
+ * x * up or 0 instead. */
+void ops_geglu_avx2(float *gate, const float *up, int64_t n, const float *gelu_of_half)
+{
+    const __m256 low = _mm256_set1_ps(-10.0f), high = _mm256_set1_ps(10.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(gate + i);
+        __m256i index = _mm256_cvtepu16_epi32(_mm256_cvtps_ph(x, ROUND_NEAREST));
+        __m256 gelu = _mm256_i32gather_ps(gelu_of_half, index, 4);
+        gelu = _mm256_blendv_ps(gelu, x, _mm256_cmp_ps(x, high, _CMP_GE_OQ));
+        __m256 product = _mm256_mul_ps(gelu, _mm256_loadu_ps(up + i));
+        _mm256_storeu_ps(gate + i, _mm256_andnot_ps(_mm256_cmp_ps(x, low, _CMP_LE_OQ), product));
+    }
+    for (; i < n; i++)
+        gate[i] = geglu_one(gate[i], up[i], gelu_of_half);
+}
+
+void ops_store_f16_avx2(uint16_t *dst, const float *src, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), ROUND_NEAREST));
+    for (; i < n; i++)
+        dst[i] = _cvtss_sh(src[i], ROUND_NEAREST);
+}
+
+#endif
