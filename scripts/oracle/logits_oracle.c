@@ -1,14 +1,20 @@
-/* Golden logits for Gemma 3 from llama.cpp itself, through llama.h's public API.
- * Built by make_gemma3_fixtures.sh against the oracle build; never part of
+/* Golden logits from llama.cpp itself, through llama.h's public API. Built by
+ * the make_*_fixtures.sh scripts against the oracle build; never part of
  * hearth.
  *
- *   gemma3_oracle MODEL.gguf TEXT.txt OUTDIR
+ *   logits_oracle greedy MODEL.gguf OUT.txt
+ *       the 3 prompts below (the third in Gemma 3's turn format), 64 argmax
+ *       tokens after each, one token per decode;
+ *   logits_oracle topk MODEL.gguf TEXT.txt OUT.txt
+ *       BOS + the first tokens of TEXT, 512 in all;
+ *   logits_oracle topk-ids MODEL.gguf IDS.txt OUT.txt
+ *       the token ids in IDS.txt (whitespace-separated, up to 512), as they
+ *       are: for models whose tokenizer hearth does not have yet.
  *
- * writes OUTDIR/greedy.txt (3 prompts, 64 argmax tokens each, one token per
- * decode) and OUTDIR/topk.txt (BOS + the first tokens of TEXT, 512 in all,
- * evaluated in one batch with logits at every position, top 10 per position).
- * CPU backend, 2 threads, n_batch = n_ubatch = 512, everything else as
- * llama.cpp's defaults. The format of each file is described in its header. */
+ * The topk modes evaluate the sequence in one batch with logits at every
+ * position and write the top 10 per position. CPU backend, 2 threads,
+ * n_batch = n_ubatch = 512, everything else as llama.cpp's defaults. The
+ * format of each file is described in its header. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +40,7 @@ static void quiet_log(enum ggml_log_level level, const char *text, void *user)
 
 static void die(const char *what)
 {
-    fprintf(stderr, "gemma3_oracle: %s\n", what);
+    fprintf(stderr, "logits_oracle: %s\n", what);
     exit(1);
 }
 
@@ -110,8 +116,8 @@ static void write_greedy(struct llama_model *model, const char *path)
     int n_vocab = llama_vocab_n_tokens(vocab);
     FILE *f = fopen(path, "w");
     if (!f)
-        die("cannot write greedy.txt");
-    fprintf(f, "# Gemma 3 greedy continuations from llama.cpp (scripts/oracle/gemma3_oracle.c).\n"
+        die("cannot write the greedy file");
+    fprintf(f, "# Greedy continuations from llama.cpp (scripts/oracle/logits_oracle.c).\n"
                "# For each prompt: the prompt text (C-escaped), its token ids (BOS added,\n"
                "# special tokens such as <start_of_turn> parsed), then the %d argmax tokens\n"
                "# after it, decoding one token at a time; EOS does not stop it. Ties go to\n"
@@ -147,7 +153,7 @@ static void write_greedy(struct llama_model *model, const char *path)
         llama_free(ctx);
     }
     if (fclose(f) != 0)
-        die("error writing greedy.txt");
+        die("error writing the greedy file");
 }
 
 struct scored {
@@ -172,25 +178,58 @@ static void top_k(const float *logits, int n_vocab, struct scored *best)
     }
 }
 
-static void write_topk(struct llama_model *model, const char *text_path, const char *path)
+static char *read_file(const char *path, size_t *len)
 {
-    const struct llama_vocab *vocab = llama_model_get_vocab(model);
-    int n_vocab = llama_vocab_n_tokens(vocab);
-    FILE *t = fopen(text_path, "rb");
+    FILE *t = fopen(path, "rb");
     if (!t)
-        die("cannot open the text");
+        die("cannot open an input file");
     static char text[1 << 20];
-    size_t len = fread(text, 1, sizeof text, t);
-    if (len == sizeof text || ferror(t))
-        die("the text is unreadable or over 1 MiB");
+    *len = fread(text, 1, sizeof text - 1, t);
+    if (*len == sizeof text - 1 || ferror(t))
+        die("an input file is unreadable or over 1 MiB");
     fclose(t);
+    text[*len] = '\0';
+    return text;
+}
 
-    int n;
-    llama_token *ids = tokenize(vocab, text, len, &n);
-    if (n < N_TOPK_TOKENS)
+/* BOS + the first N_TOPK_TOKENS - 1 tokens of the text (tokenized whole, then cut). */
+static llama_token *text_ids(const struct llama_model *model, const char *text_path, int *n)
+{
+    size_t len;
+    char *text = read_file(text_path, &len);
+    llama_token *ids = tokenize(llama_model_get_vocab(model), text, len, n);
+    if (*n < N_TOPK_TOKENS)
         die("the text is too short");
-    n = N_TOPK_TOKENS;
+    *n = N_TOPK_TOKENS;
+    return ids;
+}
 
+static llama_token *file_ids(const struct llama_model *model, const char *ids_path, int *n)
+{
+    size_t len;
+    char *text = read_file(ids_path, &len);
+    int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
+    llama_token *ids = malloc(N_TOPK_TOKENS * sizeof *ids);
+    if (!ids)
+        die("out of memory");
+    *n = 0;
+    for (char *p = text, *end;; p = end) {
+        long id = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        if (id < 0 || id >= n_vocab || *n == N_TOPK_TOKENS)
+            die("the ids file has an id outside the vocabulary, or too many ids");
+        ids[(*n)++] = (llama_token)id;
+    }
+    if (*n == 0)
+        die("the ids file holds no ids");
+    return ids;
+}
+
+static void write_topk(struct llama_model *model, const llama_token *ids, int n, const char *source,
+                       const char *path)
+{
+    int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
     struct llama_context *ctx = new_context(model);
     struct llama_batch batch = llama_batch_init(n, 0, 1);
     for (int i = 0; i < n; i++) {
@@ -202,20 +241,20 @@ static void write_topk(struct llama_model *model, const char *text_path, const c
     }
     batch.n_tokens = n;
     if (llama_decode(ctx, batch) != 0)
-        die("llama_decode failed on the text");
+        die("llama_decode failed on the sequence");
 
     FILE *f = fopen(path, "w");
     if (!f)
-        die("cannot write topk.txt");
-    fprintf(f, "# Gemma 3 top-%d logits from llama.cpp (scripts/oracle/gemma3_oracle.c).\n"
-               "# The sequence is BOS + the first %d tokens of %s\n"
-               "# (the whole text tokenized, then cut), decoded in one batch of %d with\n"
-               "# logits at every position; CPU, %d threads, n_ubatch %d. Line 'tokens' holds\n"
-               "# the ids; then one line per position: the position, then the %d highest\n"
-               "# (id:logit) pairs for the token after it, highest first, ties by lower id.\n"
+        die("cannot write the top-k file");
+    fprintf(f, "# Top-%d logits from llama.cpp (scripts/oracle/logits_oracle.c).\n"
+               "# The sequence is %s,\n"
+               "# decoded in one batch of %d with logits at every position; CPU, %d threads,\n"
+               "# n_ubatch %d. Line 'tokens' holds the ids; then one line per position: the\n"
+               "# position, then the %d highest (id:logit) pairs for the token after it,\n"
+               "# highest first, ties by lower id.\n"
                "#   tokens <n> <ids...>\n"
                "#   <pos> <id>:<logit> ...\n",
-            TOP_K, N_TOPK_TOKENS - 1, text_path, N_TOPK_TOKENS, N_THREADS, N_BATCH, TOP_K);
+            TOP_K, source, n, N_THREADS, N_BATCH, TOP_K);
     fprintf(f, "tokens %d", n);
     for (int i = 0; i < n; i++)
         fprintf(f, " %d", ids[i]);
@@ -232,16 +271,20 @@ static void write_topk(struct llama_model *model, const char *text_path, const c
         fputc('\n', f);
     }
     if (fclose(f) != 0)
-        die("error writing topk.txt");
+        die("error writing the top-k file");
     llama_batch_free(batch);
     llama_free(ctx);
-    free(ids);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: gemma3_oracle MODEL.gguf TEXT.txt OUTDIR\n");
+    const char *mode = argc > 1 ? argv[1] : "";
+    bool greedy = strcmp(mode, "greedy") == 0 && argc == 4;
+    bool topk = (strcmp(mode, "topk") == 0 || strcmp(mode, "topk-ids") == 0) && argc == 5;
+    if (!greedy && !topk) {
+        fprintf(stderr, "usage: logits_oracle greedy MODEL.gguf OUT.txt\n"
+                        "       logits_oracle topk MODEL.gguf TEXT.txt OUT.txt\n"
+                        "       logits_oracle topk-ids MODEL.gguf IDS.txt OUT.txt\n");
         return 2;
     }
     llama_log_set(quiet_log, NULL);
@@ -249,15 +292,27 @@ int main(int argc, char **argv)
 
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = 0;
-    struct llama_model *model = llama_model_load_from_file(argv[1], mp);
+    struct llama_model *model = llama_model_load_from_file(argv[2], mp);
     if (!model)
         die("cannot load the model");
 
-    char path[4096];
-    snprintf(path, sizeof path, "%s/greedy.txt", argv[3]);
-    write_greedy(model, path);
-    snprintf(path, sizeof path, "%s/topk.txt", argv[3]);
-    write_topk(model, argv[2], path);
+    if (greedy) {
+        write_greedy(model, argv[3]);
+    } else {
+        int n;
+        char source[4200];
+        llama_token *ids;
+        if (strcmp(mode, "topk") == 0) {
+            ids = text_ids(model, argv[3], &n);
+            snprintf(source, sizeof source, "BOS + the first %d tokens of %s\n# (the whole text tokenized, then cut)",
+                     n - 1, argv[3]);
+        } else {
+            ids = file_ids(model, argv[3], &n);
+            snprintf(source, sizeof source, "the %d token ids given, as they are", n);
+        }
+        write_topk(model, ids, n, source, argv[4]);
+        free(ids);
+    }
 
     llama_model_free(model);
     llama_backend_free();
