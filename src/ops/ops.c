@@ -87,3 +87,11 @@ void ops_add(float *y, const float *x, int64_t n)
     for (int64_t i = 0; i < n; i++)
         y[i] += x[i];
 }
+
+void ops_swiglu(float *gate, const float *up, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float x = gate[i];
+        gate[i] = x / (1.0f + expf(-x)) * up[i];
+    }
+}

@@ -28,4 +28,8 @@ void ops_scale(float *x, int64_t n, float factor);
 /* y[i] += x[i] */
 void ops_add(float *y, const float *x, int64_t n);
 
+/* gate[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + e^-x): the SwiGLU of
+ * Llama- and Qwen-style feed-forwards, as ggml's scalar path computes it. */
+void ops_swiglu(float *gate, const float *up, int64_t n);
+
 #endif
