@@ -7,12 +7,13 @@
  *       tokens after each, one token per decode;
  *   logits_oracle topk MODEL.gguf TEXT.txt OUT.txt
  *       BOS + the first tokens of TEXT, 512 in all;
- *   logits_oracle topk-ids MODEL.gguf IDS.txt OUT.txt
+ *   logits_oracle topk-ids MODEL.gguf IDS.txt OUT.txt [STEP]
  *       the token ids in IDS.txt (whitespace-separated, up to 512), as they
  *       are: for models whose tokenizer hearth does not have yet.
  *
- * The topk modes evaluate the sequence in one batch with logits at every
- * position and write the top 10 per position. CPU backend, 2 threads,
+ * The topk modes evaluate the sequence with logits at every position, in one
+ * batch (or STEP tokens per call: 1 is decode), and write the top 10 per
+ * position. CPU backend, 2 threads,
  * n_batch = n_ubatch = 512, everything else as llama.cpp's defaults. The
  * format of each file is described in its header. */
 #include <stdbool.h>
@@ -226,49 +227,60 @@ static llama_token *file_ids(const struct llama_model *model, const char *ids_pa
     return ids;
 }
 
-static void write_topk(struct llama_model *model, const llama_token *ids, int n, const char *source,
+/* The sequence goes in `step` tokens per llama_decode call: all of it in one
+ * batch, as prefill runs, or 1, as decode runs (llama.cpp's attention rounds
+ * differently for small batches). */
+static void write_topk(struct llama_model *model, const llama_token *ids, int n, int step, const char *source,
                        const char *path)
 {
     int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
-    struct llama_context *ctx = new_context(model);
-    struct llama_batch batch = llama_batch_init(n, 0, 1);
-    for (int i = 0; i < n; i++) {
-        batch.token[i] = ids[i];
-        batch.pos[i] = i;
-        batch.n_seq_id[i] = 1;
-        batch.seq_id[i][0] = 0;
-        batch.logits[i] = 1;
-    }
-    batch.n_tokens = n;
-    if (llama_decode(ctx, batch) != 0)
-        die("llama_decode failed on the sequence");
-
     FILE *f = fopen(path, "w");
     if (!f)
         die("cannot write the top-k file");
+    char how[128];
+    if (step >= n)
+        snprintf(how, sizeof how, "in one batch of %d", n);
+    else
+        snprintf(how, sizeof how, "%d token%s per llama_decode call", step, step == 1 ? "" : "s");
     fprintf(f, "# Top-%d logits from llama.cpp (scripts/oracle/logits_oracle.c).\n"
                "# The sequence is %s,\n"
-               "# decoded in one batch of %d with logits at every position; CPU, %d threads,\n"
+               "# decoded %s with logits at every position; CPU, %d threads,\n"
                "# n_ubatch %d. Line 'tokens' holds the ids; then one line per position: the\n"
                "# position, then the %d highest (id:logit) pairs for the token after it,\n"
                "# highest first, ties by lower id.\n"
                "#   tokens <n> <ids...>\n"
                "#   <pos> <id>:<logit> ...\n",
-            TOP_K, source, n, N_THREADS, N_BATCH, TOP_K);
+            TOP_K, source, how, N_THREADS, N_BATCH, TOP_K);
     fprintf(f, "tokens %d", n);
     for (int i = 0; i < n; i++)
         fprintf(f, " %d", ids[i]);
     fputc('\n', f);
-    for (int i = 0; i < n; i++) {
-        const float *logits = llama_get_logits_ith(ctx, i);
-        if (!logits)
-            die("no logits for a position");
-        struct scored best[TOP_K];
-        top_k(logits, n_vocab, best);
-        fprintf(f, "%d", i);
-        for (int k = 0; k < TOP_K; k++)
-            fprintf(f, " %d:%.9g", best[k].id, (double)best[k].logit);
-        fputc('\n', f);
+
+    struct llama_context *ctx = new_context(model);
+    struct llama_batch batch = llama_batch_init(step, 0, 1);
+    for (int done = 0; done < n; done += step) {
+        int rows = n - done < step ? n - done : step;
+        for (int i = 0; i < rows; i++) {
+            batch.token[i] = ids[done + i];
+            batch.pos[i] = done + i;
+            batch.n_seq_id[i] = 1;
+            batch.seq_id[i][0] = 0;
+            batch.logits[i] = 1;
+        }
+        batch.n_tokens = rows;
+        if (llama_decode(ctx, batch) != 0)
+            die("llama_decode failed on the sequence");
+        for (int i = 0; i < rows; i++) {
+            const float *logits = llama_get_logits_ith(ctx, i);
+            if (!logits)
+                die("no logits for a position");
+            struct scored best[TOP_K];
+            top_k(logits, n_vocab, best);
+            fprintf(f, "%d", done + i);
+            for (int k = 0; k < TOP_K; k++)
+                fprintf(f, " %d:%.9g", best[k].id, (double)best[k].logit);
+            fputc('\n', f);
+        }
     }
     if (fclose(f) != 0)
         die("error writing the top-k file");
@@ -280,11 +292,12 @@ int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
     bool greedy = strcmp(mode, "greedy") == 0 && argc == 4;
-    bool topk = (strcmp(mode, "topk") == 0 || strcmp(mode, "topk-ids") == 0) && argc == 5;
-    if (!greedy && !topk) {
+    bool topk = (strcmp(mode, "topk") == 0 && argc == 5) || (strcmp(mode, "topk-ids") == 0 && (argc == 5 || argc == 6));
+    int step = argc == 6 ? atoi(argv[5]) : N_BATCH;
+    if ((!greedy && !topk) || step < 1 || step > N_BATCH) {
         fprintf(stderr, "usage: logits_oracle greedy MODEL.gguf OUT.txt\n"
                         "       logits_oracle topk MODEL.gguf TEXT.txt OUT.txt\n"
-                        "       logits_oracle topk-ids MODEL.gguf IDS.txt OUT.txt\n");
+                        "       logits_oracle topk-ids MODEL.gguf IDS.txt OUT.txt [STEP]\n");
         return 2;
     }
     llama_log_set(quiet_log, NULL);
@@ -310,7 +323,7 @@ int main(int argc, char **argv)
             ids = file_ids(model, argv[3], &n);
             snprintf(source, sizeof source, "the %d token ids given, as they are", n);
         }
-        write_topk(model, ids, n, source, argv[4]);
+        write_topk(model, ids, n, step, source, argv[4]);
         free(ids);
     }
 
