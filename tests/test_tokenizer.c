@@ -1,7 +1,9 @@
 /* The SentencePiece tokenizer against llama.cpp's published conformance
  * vectors (../shared/data/tokenizer: texts separated by "\n__ggml_vocab_test__\n",
  * one line of expected ids per text, tokenized without BOS and with special
- * tokens as plain text), and detokenisation round trips. */
+ * tokens as plain text), and detokenisation round trips. For GPT-2's
+ * byte-level BPE, which is not tokenized yet: a clear refusal to tokenize,
+ * and the expected ids detokenized back to each text. */
 #include "test.h"
 
 #include "text/vocab.h"
@@ -57,7 +59,7 @@ static void check_vectors(const char *name)
         *line_end = '\0';
         size_t len = (size_t)(end - text);
         int32_t ids[4096];
-        int64_t n = vocab_tokenize(v, text, len, false, false, ids, 4096);
+        int64_t n = vocab_tokenize(v, text, len, false, false, ids, 4096, &err);
         /* Expected ids: space-separated. */
         int32_t want[4096];
         int64_t n_want = 0;
@@ -90,6 +92,58 @@ static void check_vectors(const char *name)
     gguf_close(f);
 }
 
+static void check_bpe_detokenize(void)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-gpt-2.gguf", HEARTH_SHARED_DATA_DIR);
+    gguf_file *f = NULL;
+    vocab *v = NULL;
+    hearth_error err = {0};
+    if (gguf_open(path, &f, &err) != HEARTH_OK || vocab_load(f, &v, &err) != HEARTH_OK) {
+        CHECK_MSG(false, "gpt-2: %s", err.message);
+        gguf_close(f);
+        return;
+    }
+    CHECK(vocab_get_kind(v) == VOCAB_BPE && vocab_bos(v) == 50256 && !vocab_adds_bos(v));
+    int32_t ids[16];
+    CHECK(vocab_tokenize(v, "Hello", 5, false, false, ids, 16, &err) == -1 && err.status == HEARTH_ERR_UNSUPPORTED &&
+          strstr(err.message, "byte-level BPE tokenizer not implemented yet") != NULL);
+
+    size_t inp_size, out_size;
+    snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-gpt-2.gguf.inp", HEARTH_SHARED_DATA_DIR);
+    char *inp = test_read_file(path, &inp_size);
+    snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-gpt-2.gguf.out", HEARTH_SHARED_DATA_DIR);
+    char *outp = test_read_file(path, &out_size);
+    CHECK(inp && outp);
+    static const char sep[] = "\n__ggml_vocab_test__\n";
+    int cases = 0, passed = 0;
+    char *text = inp, *line = outp;
+    for (char *end, *line_end; inp && outp && (end = strstr(text, sep)) && (line_end = strchr(line, '\n'));
+         text = end + strlen(sep), line = line_end + 1) {
+        size_t len = (size_t)(end - text), cap = len + 64, at = 0;
+        char *back = malloc(cap);
+        for (char *p = line, *next; back && p < line_end; p = next) {
+            long id = strtol(p, &next, 10);
+            if (next == p)
+                break;
+            at += vocab_token_to_piece(v, (int32_t)id, false, back + at, at < cap ? cap - at : 0);
+        }
+        cases++;
+        bool same = back && at == len && memcmp(back, text, len) == 0;
+        passed += same;
+        if (!same)
+            fprintf(stderr, "gpt-2 case %d: '%.*s' detokenized as '%.*s'\n", cases, (int)len, text,
+                    (int)(at < cap ? at : cap), back ? back : "");
+        free(back);
+    }
+    printf("  gpt-2: %d/%d texts detokenized exactly\n", passed, cases);
+    CHECK_MSG(cases == 46 && passed == cases, "gpt-2: %d of %d texts", passed, cases);
+    free(inp);
+    free(outp);
+    vocab_free(v);
+    gguf_close(f);
+}
+
 int main(void)
 {
     char probe[1024];
@@ -98,5 +152,6 @@ int main(void)
         TEST_SKIP("%s is absent: the shared test data is not next to this checkout", probe);
     check_vectors("llama-spm");
     check_vectors("phi-3");
+    check_bpe_detokenize();
     return test_finish("test_tokenizer");
 }

@@ -31,6 +31,7 @@ static int compare_mode(const vocab *v, const char *corpus, size_t corpus_len, c
         return 0;
     static const char sep[] = "\n__ggml_vocab_test__\n";
     int cases = 0, same = 0;
+    hearth_error err = {0};
     const char *text = corpus;
     char *line = expected;
     for (const char *end; (end = find(text, corpus + corpus_len, sep)) != NULL; text = end + strlen(sep)) {
@@ -39,7 +40,7 @@ static int compare_mode(const vocab *v, const char *corpus, size_t corpus_len, c
             break;
         *line_end = '\0';
         int32_t ids[1024], want[1024];
-        int64_t n = vocab_tokenize(v, text, (size_t)(end - text), special, special, ids, 1024), n_want = 0;
+        int64_t n = vocab_tokenize(v, text, (size_t)(end - text), special, special, ids, 1024, &err), n_want = 0;
         for (char *p = line, *next; n_want < 1024; p = next) {
             long id = strtol(p, &next, 10);
             if (next == p)

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Writes the Gemma 3 golden fixtures from llama.cpp (the oracle) into
 # tests/fixtures/gemma3/:
-#   greedy.txt      3 prompts, 64 greedy tokens each            (gemma3_oracle.c)
-#   topk.txt        top-10 logits at each of 512 positions of the text (gemma3_oracle.c)
+#   greedy.txt      3 prompts, 64 greedy tokens each            (logits_oracle.c)
+#   topk.txt        top-10 logits at each of 512 positions of the text (logits_oracle.c)
 #   perplexity.txt  llama-perplexity on the text, -c 512 -b 512 -t 2
 # The text is tests/fixtures/text/genesis-1-28.txt. Idempotent: builds (or
-# reuses) the oracle, compiles gemma3_oracle.c into the oracle's cache, and
+# reuses) the oracle, compiles logits_oracle.c into the oracle's cache, and
 # rewrites the three files.
 #
 #   scripts/oracle/make_gemma3_fixtures.sh              # the default model
@@ -21,13 +21,7 @@ text=tests/fixtures/text/genesis-1-28.txt
 out="$root/tests/fixtures/gemma3"
 
 build=$("$root/scripts/oracle/build-llama-cpp.sh" | tail -n 1)
-src="$(dirname "$build")/src/vendor/llama.cpp"
-bin="$(dirname "$build")/gemma3_oracle"
-
-cc -std=c11 -O2 -Wall -Wextra -Werror \
-    -I"$src/include" -I"$src/ggml/include" \
-    "$root/scripts/oracle/gemma3_oracle.c" -o "$bin" \
-    -L"$build/bin" -Wl,-rpath,"$build/bin" -lllama -lggml -lggml-base -lggml-cpu
+bin=$("$root/scripts/oracle/build-logits-oracle.sh" | tail -n 1)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -35,8 +29,9 @@ mkdir -p "$out"
 cd "$root"   # so the text's path in the fixtures is the repository's
 
 SECONDS=0
-"$bin" "$model" "$text" "$work"
-echo "gemma3_oracle: ${SECONDS}s" >&2
+"$bin" greedy "$model" "$work/greedy.txt"
+"$bin" topk "$model" "$text" "$work/topk.txt"
+echo "logits_oracle: ${SECONDS}s" >&2
 
 n_tokens=$("$build/bin/llama-tokenize" -m "$model" -f "$text" --ids --log-disable 2>/dev/null |
     tr -d '[],' | wc -w)

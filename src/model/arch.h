@@ -24,6 +24,7 @@ typedef struct model_arch {
 } model_arch;
 
 extern const model_arch model_arch_gemma3;
+extern const model_arch model_arch_qwen3;
 
 /* Tensor binding helpers: each checks the tensor exists with exactly the
  * expected shape and a type the engine can multiply / read, and says which

@@ -15,6 +15,7 @@
 
 static const model_arch *const architectures[] = {
     &model_arch_gemma3,
+    &model_arch_qwen3,
 };
 
 /* One repacked matrix: several ops_matrix may share it (a tied output). */
@@ -140,7 +141,8 @@ hearth_status model_load(const char *path, model **out, hearth_error *err)
         if (!name)
             st = error_set(err, HEARTH_ERR_FORMAT, "general.architecture: missing");
         else if (!m->arch)
-            st = error_set(err, HEARTH_ERR_UNSUPPORTED, "general.architecture: '%.*s' is not supported (known: gemma3)",
+            st = error_set(err, HEARTH_ERR_UNSUPPORTED,
+                           "general.architecture: '%.*s' is not supported (known: gemma3, qwen3)",
                            (int)(name->len > 64 ? 64 : name->len), name->data);
     }
     if (st == HEARTH_OK)

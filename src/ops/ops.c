@@ -200,3 +200,11 @@ void ops_rmsnorm_rows(const float *x, int64_t x_stride, const float *weight, int
     for (; r < n_rows; r++)
         ops_rmsnorm(x + r * x_stride, weight, n, eps, out + r * out_stride);
 }
+
+void ops_swiglu(float *gate, const float *up, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float x = gate[i];
+        gate[i] = x / (1.0f + expf(-x)) * up[i];
+    }
+}

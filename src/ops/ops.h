@@ -53,4 +53,8 @@ void ops_store_f16(uint16_t *dst, const float *src, int64_t n);
 void ops_rmsnorm_rows(const float *x, int64_t x_stride, const float *weight, int64_t n, float eps, float *out,
                       int64_t out_stride, int64_t n_rows);
 
+/* gate[i] = silu(gate[i]) * up[i], silu(x) = x / (1 + e^-x): the SwiGLU of
+ * Llama- and Qwen-style feed-forwards, as ggml's scalar path computes it. */
+void ops_swiglu(float *gate, const float *up, int64_t n);
+
 #endif

@@ -7,8 +7,13 @@
  * prefixed after BOS or a special token (if the model asks), the text is cut
  * into characters, and the adjacent pair whose merge is the highest-scoring
  * token is merged, again and again; characters that end up in no token fall
- * back to their bytes' <0xNN> tokens. */
+ * back to their bytes' <0xNN> tokens. Byte-level BPE (tokenizer.ggml.model
+ * "gpt2") only detokenizes so far: its pre-tokenizer regexes and merges come
+ * with the tokenizer. */
 #include "text/vocab_internal.h"
+
+#include "base/error.h"
+#include "base/utf8.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -291,12 +296,19 @@ static bool partition(const vocab *v, const char *text, size_t len, bool parse_s
 }
 
 int64_t vocab_tokenize(const vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
-                       int32_t *out, size_t cap)
+                       int32_t *out, size_t cap, hearth_error *err)
 {
+    if (v->kind != VOCAB_SPM) {
+        error_set(err, HEARTH_ERR_UNSUPPORTED,
+                  "byte-level BPE tokenizer not implemented yet (tokenizer.ggml.model is gpt2): "
+                  "this model cannot read text, only token ids");
+        return -1;
+    }
     token_sink sink = {out, cap, 0};
     fragment_list frags = {0};
     if (len > 0 && !partition(v, text, len, parse_special, &frags)) {
         free(frags.items);
+        error_set(err, HEARTH_ERR_NOMEM, "tokenizer: out of memory for %zu bytes of text", len);
         return -1;
     }
     bool prev_special = true; /* the text start counts as after a special token */
@@ -316,7 +328,11 @@ int64_t vocab_tokenize(const vocab *v, const char *text, size_t len, bool add_sp
     if (add_special && v->add_eos)
         sink_push(&sink, v->eos);
     free(frags.items);
-    return ok ? (int64_t)sink.n : -1;
+    if (!ok) {
+        error_set(err, HEARTH_ERR_NOMEM, "tokenizer: out of memory for %zu bytes of text", len);
+        return -1;
+    }
+    return (int64_t)sink.n;
 }
 
 /* ---- tokens -> text ------------------------------------------------------------ */
@@ -326,6 +342,50 @@ static size_t copy_out(char *out, size_t cap, size_t at, const char *src, size_t
     if (at < cap)
         memcpy(out + at, src, n < cap - at ? n : cap - at);
     return at + n;
+}
+
+/* GPT-2's byte-level alphabet gives every byte a visible character: the
+ * printable Latin-1 bytes stand for themselves, and the other 68 (controls,
+ * space, DEL, no-break space, soft hyphen) were moved, in byte order, to
+ * U+0100 onwards. */
+static bool gpt2_byte_is_printable(uint32_t b)
+{
+    return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+}
+
+/* The byte a character of that alphabet stands for, or -1. */
+static int gpt2_byte_of_char(uint32_t cp)
+{
+    if (cp < 0x100)
+        return gpt2_byte_is_printable(cp) ? (int)cp : -1;
+    uint32_t moved = cp - 0x100; /* the how-manyth non-printable byte */
+    for (uint32_t b = 0; b < 256; b++)
+        if (!gpt2_byte_is_printable(b) && moved-- == 0)
+            return (int)b;
+    return -1;
+}
+
+/* A character outside the alphabet is copied as it is (llama.cpp writes a
+ * marker instead; a best-effort piece is more useful to a reader). */
+static size_t bpe_decode_bytes(gguf_string text, char *out, size_t cap)
+{
+    size_t n = 0;
+    const uint8_t *s = (const uint8_t *)text.data;
+    for (uint64_t i = 0; i < text.len;) {
+        uint32_t cp = 0;
+        size_t len = utf8_decode(s + i, (size_t)(text.len - i), &cp);
+        int byte = len ? gpt2_byte_of_char(cp) : -1;
+        if (len == 0)
+            len = 1;
+        if (byte >= 0) {
+            char c = (char)byte;
+            n = copy_out(out, cap, n, &c, 1);
+        } else {
+            n = copy_out(out, cap, n, text.data + i, len);
+        }
+        i += len;
+    }
+    return n;
 }
 
 size_t vocab_token_to_piece(const vocab *v, int32_t id, bool special, char *out, size_t cap)
@@ -338,6 +398,8 @@ size_t vocab_token_to_piece(const vocab *v, int32_t id, bool special, char *out,
         return special ? copy_out(out, cap, 0, text.data, text.len) : 0;
     if (flags & TOKEN_FLAG_USER_DEFINED)
         return copy_out(out, cap, 0, text.data, text.len);
+    if (v->kind == VOCAB_BPE) /* byte tokens, like unused ones, have no text here (as in llama.cpp) */
+        return flags & TOKEN_FLAG_NORMAL ? bpe_decode_bytes(text, out, cap) : 0;
     if (flags & TOKEN_FLAG_BYTE) {
         unsigned value = 0;
         for (int k = 3; k < 5; k++) { /* validated at load: <0xHH> */

@@ -260,27 +260,53 @@ static uint8_t flags_of_type(uint8_t type)
     }
 }
 
+/* The merge list is for the byte-level BPE tokenizer, which is not written
+ * yet; until then only its type is checked, so that a malformed file is
+ * reported at load rather than when the tokenizer arrives. */
+static hearth_status check_merges(const gguf_file *f, hearth_error *err)
+{
+    const gguf_kv *kv = gguf_find_kv(f, "tokenizer.ggml.merges");
+    const gguf_array *merges = gguf_get_array(f, "tokenizer.ggml.merges");
+    if (kv && (!merges || merges->elem_type != GGUF_TYPE_STRING))
+        return error_set(err, HEARTH_ERR_FORMAT, "key tokenizer.ggml.merges: %s%s (must be an array of strings)",
+                         merges ? "an array of " : "type ",
+                         gguf_value_type_name(merges ? merges->elem_type : kv->value.type));
+    return HEARTH_OK;
+}
+
 hearth_status vocab_load(const gguf_file *f, vocab **out, hearth_error *err)
 {
     *out = NULL;
     const gguf_string *model = gguf_get_string(f, "tokenizer.ggml.model");
     if (!model)
         return error_set(err, HEARTH_ERR_FORMAT, "key tokenizer.ggml.model: missing (the file has no tokenizer)");
-    if (!gguf_string_equals(model, "llama"))
+    bool spm = gguf_string_equals(model, "llama"), bpe = gguf_string_equals(model, "gpt2");
+    if (!spm && !bpe)
         return error_set(err, HEARTH_ERR_UNSUPPORTED, "key tokenizer.ggml.model: tokenizer '%.*s' is not supported yet",
                          (int)(model->len > 64 ? 64 : model->len), model->data);
 
     vocab *v = calloc(1, sizeof *v);
     if (!v)
         return error_set(err, HEARTH_ERR_NOMEM, "vocabulary: out of memory");
-    /* SentencePiece defaults, as llama.cpp sets them; the file may override. */
-    v->kind = VOCAB_SPM;
-    v->bos = 1, v->eos = 2, v->unk = 0, v->eot = VOCAB_NO_TOKEN, v->pad = VOCAB_NO_TOKEN;
-    v->add_bos = true, v->add_eos = false, v->add_space_prefix = true;
+    /* Defaults as llama.cpp sets them for each kind; the file may override. */
+    if (spm) {
+        v->kind = VOCAB_SPM;
+        v->bos = 1, v->eos = 2, v->unk = 0;
+        v->add_bos = true, v->add_space_prefix = true;
+    } else {
+        v->kind = VOCAB_BPE;
+        v->bos = 11, v->eos = 11, v->unk = VOCAB_NO_TOKEN;
+        v->add_bos = false, v->add_space_prefix = false;
+    }
+    v->eot = VOCAB_NO_TOKEN, v->pad = VOCAB_NO_TOKEN, v->add_eos = false;
+    for (int b = 0; b < 256; b++)
+        v->byte_tokens[b] = VOCAB_NO_TOKEN;
 
     hearth_status st = load_arrays(v, f, err);
+    /* <0xNN> byte tokens are SentencePiece's fallback; byte-level BPE spells
+     * every byte as a character of its own alphabet instead. */
     if (st == HEARTH_OK)
-        st = load_byte_tokens(v, err);
+        st = spm ? load_byte_tokens(v, err) : check_merges(f, err);
     static const struct {
         const char *key;
         size_t offset;

@@ -30,6 +30,7 @@ typedef enum token_type {
 
 typedef enum vocab_kind {
     VOCAB_SPM, /* tokenizer.ggml.model = "llama": SentencePiece with byte fallback */
+    VOCAB_BPE, /* "gpt2": byte-level BPE (GPT-2, Qwen, ...); detokenizes, does not tokenize yet */
 } vocab_kind;
 
 typedef struct vocab vocab;
@@ -57,12 +58,15 @@ int32_t vocab_find(const vocab *v, const char *text, size_t len);
  * parse_special lets control tokens written in the text ("<start_of_turn>")
  * become those tokens (user-defined tokens always do, as in llama.cpp).
  * Writes up to cap ids and returns how many the text needs (so a caller may
- * retry with a larger buffer), or -1 on allocation failure. */
+ * retry with a larger buffer), or -1 with *err filled: out of memory, or a
+ * vocabulary whose tokenizer is not implemented (byte-level BPE, for now). */
 int64_t vocab_tokenize(const vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
-                       int32_t *out, size_t cap);
+                       int32_t *out, size_t cap, hearth_error *err);
 
-/* The bytes a token stands for: spaces restored, byte tokens as their byte;
- * control and unknown tokens are empty unless `special`. Writes up to cap bytes
+/* The bytes a token stands for: for SentencePiece, spaces restored and byte
+ * tokens as their byte; for byte-level BPE, each character of GPT-2's byte
+ * alphabet back to its byte. Control and unknown tokens are empty unless
+ * `special`. Writes up to cap bytes
  * (no terminator) and returns the piece's length. */
 size_t vocab_token_to_piece(const vocab *v, int32_t id, bool special, char *out, size_t cap);
 

@@ -107,7 +107,11 @@ int cli_perplexity(int argc, char **argv)
     }
     const vocab *v = model_vocab(m);
     int32_t n_vocab = model_n_vocab(m);
-    int64_t n_tokens = vocab_tokenize(v, text, len, true, false, NULL, 0);
+    int64_t n_tokens = vocab_tokenize(v, text, len, true, false, NULL, 0, &err);
+    if (n_tokens < 0) {
+        fprintf(stderr, "hearth perplexity: %s\n", err.message);
+        goto done;
+    }
     tokens = n_tokens > 0 ? malloc((size_t)n_tokens * sizeof *tokens) : NULL;
     chunk = malloc((size_t)n_ctx * sizeof *chunk);
     logits = malloc((size_t)LOGIT_ROWS * (size_t)n_vocab * sizeof *logits);
@@ -115,7 +119,7 @@ int cli_perplexity(int argc, char **argv)
         fprintf(stderr, "hearth perplexity: out of memory\n");
         goto done;
     }
-    vocab_tokenize(v, text, len, true, false, tokens, (size_t)n_tokens);
+    vocab_tokenize(v, text, len, true, false, tokens, (size_t)n_tokens, &err);
     fprintf(stderr, "perplexity: tokenized the input into %lld tokens\n", (long long)n_tokens);
     if (n_tokens < 2 * n_ctx) {
         fprintf(stderr, "hearth perplexity: the text has %lld tokens; a context of %ld needs at least %ld\n",

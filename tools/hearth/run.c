@@ -190,12 +190,16 @@ int cli_run(int argc, char **argv)
     t_load = clock_seconds() - t_load;
 
     const vocab *v = model_vocab(m);
-    int64_t n_tokens = vocab_tokenize(v, text, len, add_bos, true, NULL, 0);
-    if (n_tokens < 0 || !(tokens = malloc(((size_t)n_tokens + 1) * sizeof *tokens))) {
+    int64_t n_tokens = vocab_tokenize(v, text, len, add_bos, true, NULL, 0, &err);
+    if (n_tokens < 0) {
+        fprintf(stderr, "hearth run: %s\n", err.message);
+        goto done;
+    }
+    if (!(tokens = malloc(((size_t)n_tokens + 1) * sizeof *tokens))) {
         fprintf(stderr, "hearth run: out of memory\n");
         goto done;
     }
-    vocab_tokenize(v, text, len, add_bos, true, tokens, (size_t)n_tokens);
+    vocab_tokenize(v, text, len, add_bos, true, tokens, (size_t)n_tokens, &err);
     if (n_tokens == 0) {
         fprintf(stderr, "hearth run: the prompt is empty (and no BOS token is added)\n");
         goto done;

@@ -102,14 +102,17 @@ int cli_tokenize(int argc, char **argv)
     int64_t n = -1;
     for (int attempt = 0; attempt < 2; attempt++) {
         free(ids);
-        ids = malloc(cap * sizeof *ids);
-        n = ids ? vocab_tokenize(v, text, len, add_special, parse_special, ids, cap) : -1;
+        if (!(ids = malloc(cap * sizeof *ids))) {
+            fprintf(stderr, "hearth tokenize: out of memory\n");
+            goto done;
+        }
+        n = vocab_tokenize(v, text, len, add_special, parse_special, ids, cap, &err);
         if (n < 0 || (size_t)n <= cap)
             break;
         cap = (size_t)n;
     }
     if (n < 0) {
-        fprintf(stderr, "hearth tokenize: out of memory\n");
+        fprintf(stderr, "hearth tokenize: %s\n", err.message);
         goto done;
     }
     for (int64_t i = 0; i < n; i++) {
