@@ -262,10 +262,88 @@ static hearth_status qwen3_state_create(const void *p, int32_t n_ctx, int32_t n_
     return HEARTH_OK;
 }
 
-static void store_f16(uint16_t *dst, const float *src, size_t n)
+/* One layer's per-token work between its matrix products, in steps that
+ * ops_parallel_rows runs over token ranges. */
+typedef struct qwen3_step {
+    const qwen3 *m;
+    qwen3_state *s;
+    const qwen3_layer *l;
+    const int32_t *tokens;
+    int32_t pos0, first_output;
+    uint16_t *k_cache, *v_cache;
+} qwen3_step;
+
+static void embed_rows(void *p, int64_t first, int64_t last)
 {
-    for (size_t i = 0; i < n; i++)
-        dst[i] = fp32_to_fp16(src[i]);
+    const qwen3_step *st = p;
+    const int64_t d = st->m->n_embd;
+    for (int64_t t = first; t < last; t++) {
+        ops_matrix_row_f32(&st->m->embed, st->tokens[t], st->s->x + t * d);
+        st->s->positions[t] = st->pos0 + (int32_t)t;
+    }
+}
+
+static void attention_norm_rows(void *p, int64_t first, int64_t last)
+{
+    const qwen3_step *st = p;
+    const int64_t d = st->m->n_embd;
+    ops_rmsnorm_rows(st->s->x + first * d, d, st->l->attn_norm, d, st->m->eps, st->s->xn + first * d, d,
+                     last - first);
+}
+
+/* Q and K: norm per head, rotate; then K and V go into the f16 cache. */
+static void qk_rope_store_rows(void *p, int64_t first, int64_t last)
+{
+    const qwen3_step *st = p;
+    const qwen3 *m = st->m;
+    const qwen3_state *s = st->s;
+    const int64_t hd = m->head_dim, q_dim = (int64_t)m->n_heads * hd, kv_dim = (int64_t)m->n_kv_heads * hd;
+    ops_rmsnorm_rows(s->q + first * q_dim, hd, st->l->q_norm, hd, m->eps, s->q + first * q_dim, hd,
+                     (last - first) * m->n_heads);
+    ops_rmsnorm_rows(s->k + first * kv_dim, hd, st->l->k_norm, hd, m->eps, s->k + first * kv_dim, hd,
+                     (last - first) * m->n_kv_heads);
+    for (int64_t t = first; t < last; t++) {
+        float *q = s->q + t * q_dim, *k = s->k + t * kv_dim;
+        ops_rope_neox(q, (int32_t)m->n_heads, (int32_t)hd, (int32_t)hd, s->positions[t], m->rope_base,
+                      m->rope_scale);
+        ops_rope_neox(k, (int32_t)m->n_kv_heads, (int32_t)hd, (int32_t)hd, s->positions[t], m->rope_base,
+                      m->rope_scale);
+        ops_store_f16(st->k_cache + (size_t)s->positions[t] * kv_dim, k, kv_dim);
+        ops_store_f16(st->v_cache + (size_t)s->positions[t] * kv_dim, s->v + t * kv_dim, kv_dim);
+    }
+}
+
+/* x += attention output; xn = norm(x) for the feed-forward. */
+static void attention_residual_rows(void *p, int64_t first, int64_t last)
+{
+    const qwen3_step *st = p;
+    const int64_t d = st->m->n_embd;
+    qwen3_state *s = st->s;
+    ops_add(s->x + first * d, s->proj + first * d, (last - first) * d);
+    ops_rmsnorm_rows(s->x + first * d, d, st->l->ffn_norm, d, st->m->eps, s->xn + first * d, d, last - first);
+}
+
+static void swiglu_rows(void *p, int64_t first, int64_t last)
+{
+    const qwen3_step *st = p;
+    const int64_t ff = st->m->n_ff;
+    ops_swiglu(st->s->gate + first * ff, st->s->up + first * ff, (last - first) * ff);
+}
+
+static void ffn_residual_rows(void *p, int64_t first, int64_t last)
+{
+    const qwen3_step *st = p;
+    const int64_t d = st->m->n_embd;
+    ops_add(st->s->x + first * d, st->s->proj + first * d, (last - first) * d);
+}
+
+/* Rows counted from first_output: only those rows need logits. */
+static void output_norm_rows(void *p, int64_t first, int64_t last)
+{
+    const qwen3_step *st = p;
+    const int64_t d = st->m->n_embd;
+    const int64_t t = st->first_output + first;
+    ops_rmsnorm_rows(st->s->x + t * d, d, st->m->output_norm, d, st->m->eps, st->s->xn + t * d, d, last - first);
 }
 
 static void qwen3_forward(const void *p, void *state, threadpool *pool, const int32_t *tokens, int32_t n,
@@ -275,57 +353,39 @@ static void qwen3_forward(const void *p, void *state, threadpool *pool, const in
     qwen3_state *s = state;
     const int64_t d = m->n_embd, ff = m->n_ff, hd = m->head_dim;
     const int64_t q_dim = (int64_t)m->n_heads * hd, kv_dim = (int64_t)m->n_kv_heads * hd;
+    qwen3_step step = {.m = m, .s = s, .tokens = tokens, .pos0 = pos0, .first_output = first_output};
 
-    for (int32_t t = 0; t < n; t++) {
-        ops_matrix_row_f32(&m->embed, tokens[t], s->x + t * d);
-        s->positions[t] = pos0 + t;
-    }
+    ops_parallel_rows(pool, n, embed_rows, &step);
 
     for (uint32_t il = 0; il < m->n_layers; il++) {
         const qwen3_layer *l = &m->layers[il];
-        uint16_t *k_cache = s->k_cache + il * s->kv_layer, *v_cache = s->v_cache + il * s->kv_layer;
+        step.l = l;
+        step.k_cache = s->k_cache + il * s->kv_layer;
+        step.v_cache = s->v_cache + il * s->kv_layer;
 
-        for (int32_t t = 0; t < n; t++)
-            ops_rmsnorm(s->x + t * d, l->attn_norm, d, m->eps, s->xn + t * d);
+        ops_parallel_rows(pool, n, attention_norm_rows, &step);
         ops_matmul_shared_input(pool, 3, (const ops_matrix *[]){&l->wq, &l->wk, &l->wv}, s->xn, d, n,
                                 (float *[]){s->q, s->k, s->v}, (int64_t[]){q_dim, kv_dim, kv_dim}, s->act_scratch);
-        for (int32_t t = 0; t < n; t++) {
-            float *q = s->q + t * q_dim, *k = s->k + t * kv_dim;
-            for (uint32_t h = 0; h < m->n_heads; h++)
-                ops_rmsnorm(q + h * hd, l->q_norm, hd, m->eps, q + h * hd);
-            for (uint32_t h = 0; h < m->n_kv_heads; h++)
-                ops_rmsnorm(k + h * hd, l->k_norm, hd, m->eps, k + h * hd);
-            ops_rope_neox(q, (int32_t)m->n_heads, (int32_t)hd, (int32_t)hd, s->positions[t], m->rope_base,
-                          m->rope_scale);
-            ops_rope_neox(k, (int32_t)m->n_kv_heads, (int32_t)hd, (int32_t)hd, s->positions[t], m->rope_base,
-                          m->rope_scale);
-            store_f16(k_cache + (size_t)s->positions[t] * kv_dim, k, kv_dim);
-            store_f16(v_cache + (size_t)s->positions[t] * kv_dim, s->v + t * kv_dim, kv_dim);
-        }
+        ops_parallel_rows(pool, n, qk_rope_store_rows, &step);
         ops_attention_args attn = {
-            .q = s->q, .q_stride = q_dim, .k = k_cache, .v = v_cache, .k_stride = kv_dim, .v_stride = kv_dim,
-            .positions = s->positions, .n_tokens = n, .n_heads = m->n_heads, .n_kv_heads = m->n_kv_heads,
-            .head_dim_k = m->head_dim, .head_dim_v = m->head_dim, .window = 0, .scale = m->attn_scale,
-            .out = s->attn, .out_stride = q_dim,
+            .q = s->q, .q_stride = q_dim, .k = step.k_cache, .v = step.v_cache, .k_stride = kv_dim,
+            .v_stride = kv_dim, .positions = s->positions, .n_tokens = n, .n_heads = m->n_heads,
+            .n_kv_heads = m->n_kv_heads, .head_dim_k = m->head_dim, .head_dim_v = m->head_dim, .window = 0,
+            .scale = m->attn_scale, .out = s->attn, .out_stride = q_dim,
         };
         ops_attention(pool, &attn);
         ops_matmul(pool, &l->wo, s->attn, q_dim, n, s->proj, d, s->act_scratch);
-        for (int32_t t = 0; t < n; t++) {
-            ops_add(s->x + t * d, s->proj + t * d, d);
-            ops_rmsnorm(s->x + t * d, l->ffn_norm, d, m->eps, s->xn + t * d);
-        }
+        ops_parallel_rows(pool, n, attention_residual_rows, &step);
         ops_matmul_shared_input(pool, 2, (const ops_matrix *[]){&l->gate, &l->up}, s->xn, d, n,
                                 (float *[]){s->gate, s->up}, (int64_t[]){ff, ff}, s->act_scratch);
-        ops_swiglu(s->gate, s->up, (int64_t)n * ff);
+        ops_parallel_rows(pool, n, swiglu_rows, &step);
         ops_matmul(pool, &l->down, s->gate, ff, n, s->proj, d, s->act_scratch);
-        for (int32_t t = 0; t < n; t++)
-            ops_add(s->x + t * d, s->proj + t * d, d);
+        ops_parallel_rows(pool, n, ffn_residual_rows, &step);
     }
 
     if (first_output >= n)
         return;
-    for (int32_t t = first_output; t < n; t++)
-        ops_rmsnorm(s->x + t * d, m->output_norm, d, m->eps, s->xn + t * d);
+    ops_parallel_rows(pool, n - first_output, output_norm_rows, &step);
     ops_matmul(pool, &m->output, s->xn + first_output * d, d, n - first_output, logits, m->n_vocab,
                s->act_scratch);
 }

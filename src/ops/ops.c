@@ -201,10 +201,27 @@ void ops_rmsnorm_rows(const float *x, int64_t x_stride, const float *weight, int
         ops_rmsnorm(x + r * x_stride, weight, n, eps, out + r * out_stride);
 }
 
-void ops_swiglu(float *gate, const float *up, int64_t n)
+void ops_swiglu_at_level(float *gate, const float *up, int64_t n, cpu_level level)
 {
+#if defined(__x86_64__)
+    if (level >= CPU_LEVEL_AVX512) {
+        ops_swiglu_avx512(gate, up, n);
+        return;
+    }
+    if (level >= CPU_LEVEL_AVX2) {
+        ops_swiglu_avx2(gate, up, n);
+        return;
+    }
+#else
+    (void)level;
+#endif
     for (int64_t i = 0; i < n; i++) {
         float x = gate[i];
         gate[i] = x / (1.0f + expf(-x)) * up[i];
     }
+}
+
+void ops_swiglu(float *gate, const float *up, int64_t n)
+{
+    ops_swiglu_at_level(gate, up, n, cpu_best_level());
 }

@@ -10,6 +10,8 @@
 
 #include "ops/attention_kernels.h"
 
+#include "ops/x86/vexp.h"
+
 #include <immintrin.h>
 
 static inline __m256 load_half8(const uint16_t *p)
@@ -196,33 +198,6 @@ static float max_avx2(const float *s, int32_t block)
     return horizontal_max8(m);
 }
 
-/* exp(x) as Cephes' expf computes it: x = n ln2 + r with |r| <= ln2/2 (ln2
- * split in two so n ln2 is exact), a degree-7 polynomial for exp(r), then
- * 2^n through the exponent bits. Within 2 ulp of expf for x >= -87; below
- * that, where exp(x) < 1.7e-38, it returns 0 (expf returns a subnormal): the
- * softmax sums these against a term of 1, so nothing is lost. */
-static inline __m256 exp8(__m256 x)
-{
-    const __m256 lowest = _mm256_set1_ps(-87.0f);
-    __m256 underflow = _mm256_cmp_ps(x, lowest, _CMP_LT_OQ);
-    x = _mm256_max_ps(x, lowest);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
-    p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
-    __m256i exponent = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    __m256 result = _mm256_mul_ps(p, _mm256_castsi256_ps(exponent));
-    return _mm256_andnot_ps(underflow, result);
-}
-
 /* Even and odd 8-float chunks summed apart, then together: the order in
  * which 16-lane AVX-512 adds them, so the two levels agree to the bit. */
 static float exp_sum_avx2(float *s, int32_t block, float max)
@@ -230,8 +205,8 @@ static float exp_sum_avx2(float *s, int32_t block, float max)
     const __m256 vmax = _mm256_set1_ps(max);
     __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
     for (int32_t j = 0; j < block; j += 16) {
-        __m256 p0 = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), vmax));
-        __m256 p1 = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j + 8), vmax));
+        __m256 p0 = vexp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), vmax));
+        __m256 p1 = vexp8(_mm256_sub_ps(_mm256_loadu_ps(s + j + 8), vmax));
         _mm256_storeu_ps(s + j, p0);
         _mm256_storeu_ps(s + j + 8, p1);
         even = _mm256_add_ps(even, p0);

@@ -9,6 +9,8 @@
 
 #include "ops/attention_kernels.h"
 
+#include "ops/x86/vexp.h"
+
 #include <immintrin.h>
 
 static inline __m512 load_half16(const uint16_t *p)
@@ -159,30 +161,6 @@ static float max_avx512(const float *s, int32_t block)
     return _mm512_reduce_max_ps(m);
 }
 
-/* The AVX2 file's exp (Cephes' reduction and polynomial, 0 below -87),
- * operation for operation, and its sum in the same order: prefill must not
- * change with the instruction level (the matrix products do not). */
-static inline __m512 exp16(__m512 x)
-{
-    const __m512 lowest = _mm512_set1_ps(-87.0f);
-    __mmask16 in_range = _mm512_cmp_ps_mask(x, lowest, _CMP_GE_OQ);
-    x = _mm512_max_ps(x, lowest);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
-    p = _mm512_add_ps(p, _mm512_set1_ps(1.0f));
-    /* n >= -126, so 2^n is a normal float and p * 2^n rounds as scalef does. */
-    return _mm512_maskz_scalef_ps(in_range, p, n);
-}
-
 /* The lanes of 8-float chunks c0, c1, c2, c3 of the block as AVX2 sums them:
  * (c0 + c2) + (c1 + c3), then 8 lanes to one in the same tree. */
 static float exp_sum_avx512(float *s, int32_t block, float max)
@@ -190,7 +168,7 @@ static float exp_sum_avx512(float *s, int32_t block, float max)
     const __m512 vmax = _mm512_set1_ps(max);
     __m512 sum = _mm512_setzero_ps();
     for (int32_t j = 0; j < block; j += 16) {
-        __m512 p = exp16(_mm512_sub_ps(_mm512_loadu_ps(s + j), vmax));
+        __m512 p = vexp16(_mm512_sub_ps(_mm512_loadu_ps(s + j), vmax));
         _mm512_storeu_ps(s + j, p);
         sum = _mm512_add_ps(sum, p);
     }

@@ -3,8 +3,10 @@
 #if defined(__x86_64__)
 
 #include "ops/ops_kernels.h"
+#include "ops/x86/vexp.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 enum { ROUND_NEAREST = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC };
 
@@ -27,6 +29,29 @@ void ops_geglu_avx512(float *gate, const float *up, int64_t n, const float *gelu
         __mmask16 lanes = (__mmask16)((1u << (n - i)) - 1);
         __m512 x = _mm512_maskz_loadu_ps(lanes, gate + i), u = _mm512_maskz_loadu_ps(lanes, up + i);
         _mm512_mask_storeu_ps(gate + i, lanes, geglu16(x, u, lanes, gelu_of_half));
+    }
+}
+
+/* silu(x) * up. Where e^-x overflows (x < -88.72) it is taken as infinity,
+ * as expf gives, so silu is -0 there as in the scalar code. */
+static inline __m512 swiglu16(__m512 x, __m512 up)
+{
+    __m512 minus_x = _mm512_sub_ps(_mm512_setzero_ps(), x);
+    __mmask16 overflow = _mm512_cmp_ps_mask(minus_x, _mm512_set1_ps(88.72f), _CMP_GT_OQ);
+    __m512 e = _mm512_mask_blend_ps(overflow, vexp16(minus_x), _mm512_set1_ps(INFINITY));
+    __m512 silu = _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    return _mm512_mul_ps(silu, up);
+}
+
+void ops_swiglu_avx512(float *gate, const float *up, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(gate + i, swiglu16(_mm512_loadu_ps(gate + i), _mm512_loadu_ps(up + i)));
+    if (i < n) {
+        __mmask16 lanes = (__mmask16)((1u << (n - i)) - 1);
+        __m512 x = _mm512_maskz_loadu_ps(lanes, gate + i), u = _mm512_maskz_loadu_ps(lanes, up + i);
+        _mm512_mask_storeu_ps(gate + i, lanes, swiglu16(x, u));
     }
 }
 
