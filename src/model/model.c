@@ -21,7 +21,8 @@ static const model_arch *const architectures[] = {
 /* One repacked matrix: several ops_matrix may share it (a tied output). */
 typedef struct packed_matrix {
     const void *data;
-    void *packed;
+    size_t offset; /* into the model's packed arena */
+    bool done;
 } packed_matrix;
 
 struct model {
@@ -29,6 +30,11 @@ struct model {
     vocab *vocab;
     const model_arch *arch;
     void *weights;
+    /* Every repacked matrix lives in one arena of huge pages: decode reads
+     * all of it per token, and with 4 KiB pages a TLB miss every 4 KiB cost
+     * several percent of the bandwidth. */
+    unsigned char *arena;
+    size_t arena_bytes;
     packed_matrix *packed;
     int n_packed, cap_packed;
     model_repack_stats repack;
@@ -71,16 +77,20 @@ static void pack_share(void *p, int thread, int n_threads)
     ops_pack_panels(w->type, w->data, w->row_bytes, w->rows, w->cols, first, last, job->packed);
 }
 
-static void repack_one(ops_matrix *w, void *ctx)
+static packed_matrix *find_packed(model *m, const void *data)
+{
+    for (int i = 0; i < m->n_packed; i++)
+        if (m->packed[i].data == data)
+            return &m->packed[i];
+    return NULL;
+}
+
+/* First pass: give every matrix that will be packed its place in the arena. */
+static void plan_one(ops_matrix *w, void *ctx)
 {
     model *m = ctx;
-    if (m->repack_status != HEARTH_OK || !ops_packed_supported(w->type))
+    if (m->repack_status != HEARTH_OK || !ops_packed_supported(w->type) || find_packed(m, w->data))
         return;
-    for (int i = 0; i < m->n_packed; i++)
-        if (m->packed[i].data == w->data) {
-            w->packed = m->packed[i].packed;
-            return;
-        }
     if (m->n_packed == m->cap_packed) {
         int cap = m->cap_packed ? 2 * m->cap_packed : 64;
         packed_matrix *grown = realloc(m->packed, (size_t)cap * sizeof *grown);
@@ -91,34 +101,59 @@ static void repack_one(ops_matrix *w, void *ctx)
         m->packed = grown;
         m->cap_packed = cap;
     }
+    m->packed[m->n_packed++] = (packed_matrix){.data = w->data, .offset = m->repack.bytes};
     size_t bytes = ops_packed_bytes(w->type, w->rows, w->cols);
-    void *packed = aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (!packed) {
-        m->repack_status = HEARTH_ERR_NOMEM;
-        return;
-    }
-    threadpool_run(m->repack_pool, pack_share, &(pack_job){.w = w, .packed = packed});
-    release_pages(w->data, (size_t)w->rows * w->row_bytes);
-    m->packed[m->n_packed++] = (packed_matrix){.data = w->data, .packed = packed};
-    w->packed = packed;
+    m->repack.bytes += (bytes + 63) / 64 * 64;
     m->repack.n_matrices++;
-    m->repack.bytes += bytes;
 }
+
+/* Second pass: pack into the arena (once per distinct matrix). */
+static void pack_one(ops_matrix *w, void *ctx)
+{
+    model *m = ctx;
+    packed_matrix *entry = ops_packed_supported(w->type) ? find_packed(m, w->data) : NULL;
+    if (!entry)
+        return;
+    w->packed = m->arena + entry->offset;
+    if (entry->done)
+        return;
+    threadpool_run(m->repack_pool, pack_share, &(pack_job){.w = w, .packed = m->arena + entry->offset});
+    release_pages(w->data, (size_t)w->rows * w->row_bytes);
+    entry->done = true;
+}
+
+enum { HUGE_PAGE = 2 << 20 };
 
 static hearth_status repack_weights(model *m, hearth_error *err)
 {
     double start = clock_seconds();
+    m->repack_status = HEARTH_OK;
+    m->arch->for_each_matrix(m->weights, plan_one, m);
+    if (m->repack_status != HEARTH_OK)
+        return error_set(err, m->repack_status, "out of memory planning the repacked weights");
+    if (m->repack.bytes == 0)
+        return HEARTH_OK;
+    /* Over-allocated by a huge page so the arena can start on one. */
+    m->arena_bytes = (m->repack.bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE + HUGE_PAGE;
+    void *map = mmap(NULL, m->arena_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) {
+        m->arena_bytes = 0;
+        return error_set(err, HEARTH_ERR_NOMEM, "out of memory for the repacked weights (%.1f MiB)",
+                         (double)m->repack.bytes / 1048576.0);
+    }
+    m->arena = map;
+    unsigned char *aligned = (unsigned char *)(((uintptr_t)map + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    madvise(aligned, m->arena_bytes - (size_t)(aligned - m->arena), MADV_HUGEPAGE); /* a hint: fine if refused */
+    for (int i = 0; i < m->n_packed; i++)
+        m->packed[i].offset += (size_t)(aligned - m->arena);
+
     hearth_status st = threadpool_create(threadpool_default_threads(), &m->repack_pool, err);
     if (st != HEARTH_OK)
         return st;
-    m->repack_status = HEARTH_OK;
-    m->arch->for_each_matrix(m->weights, repack_one, m);
+    m->arch->for_each_matrix(m->weights, pack_one, m);
     threadpool_free(m->repack_pool);
     m->repack_pool = NULL;
     m->repack.seconds = clock_seconds() - start;
-    if (m->repack_status != HEARTH_OK)
-        return error_set(err, m->repack_status, "out of memory repacking the weights (%.1f MiB so far)",
-                         (double)m->repack.bytes / 1048576.0);
     return HEARTH_OK;
 }
 
@@ -165,8 +200,8 @@ void model_free(model *m)
         return;
     if (m->weights)
         m->arch->free_weights(m->weights);
-    for (int i = 0; i < m->n_packed; i++)
-        free(m->packed[i].packed);
+    if (m->arena)
+        munmap(m->arena, m->arena_bytes);
     free(m->packed);
     vocab_free(m->vocab);
     gguf_close(m->file);
