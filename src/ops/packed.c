@@ -132,18 +132,33 @@ static void pack_q5_K(const uint8_t *row, int r, int64_t nb, void *dst)
     }
 }
 
+/* A Q6_K super-block's 256 values, unsigned (0..63), decoded in one pass:
+ * element 128h + 32k + l has its low 4 bits in nibble k/2 of ql[64h + 32(k%2) + l]
+ * and its high 2 bits at bits 2k of qh[32h + l] (as dequantize_q6_K_ref reads them). */
+static void q6_K_values(const block_q6_K *b, uint8_t u[256])
+{
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++) {
+            uint8_t ql0 = b->ql[64 * h + l], ql1 = b->ql[64 * h + 32 + l], qh = b->qh[32 * h + l];
+            u[128 * h + l] = (uint8_t)((ql0 & 0x0F) | (qh & 3) << 4);
+            u[128 * h + 32 + l] = (uint8_t)((ql1 & 0x0F) | (qh >> 2 & 3) << 4);
+            u[128 * h + 64 + l] = (uint8_t)((ql0 >> 4) | (qh >> 4 & 3) << 4);
+            u[128 * h + 96 + l] = (uint8_t)((ql1 >> 4) | (qh >> 6 & 3) << 4);
+        }
+}
+
 static void pack_q6_K(const uint8_t *row, int r, int64_t nb, void *dst)
 {
     panel_q6_K *p = dst;
     for (int64_t b = 0; b < nb; b++) {
         const block_q6_K *src = (const block_q6_K *)row + b;
+        uint8_t values[256];
+        q6_K_values(src, values);
         p[b].d[r] = src->d;
         for (int c = 0; c < 8; c++) {
             p[b].scale_pairs[c][r][0] = src->scales[2 * c];
             p[b].scale_pairs[c][r][1] = src->scales[2 * c + 1];
-            uint8_t u[32];
-            for (int l = 0; l < 32; l++)
-                u[l] = (uint8_t)(quant_q6_K_value(src, 32 * c + l) + 32);
+            const uint8_t *u = values + 32 * c;
             put_nibbles(p[b].chunk[c].nibbles, r, u);
             for (int h = 0; h < 2; h++)
                 for (int i = 0; i < 4; i++) {

@@ -128,7 +128,7 @@ void dequantize_q5_K_ref(const void *blocks, float *out, int64_t n)
 
 /* Element e = 128h + r of Q6_K: low 4 bits are nibble r/64 of ql[64h + r%64],
  * high 2 bits are bits 2(r/32).. of qh[32h + r%32]; stored with offset 32. */
-int quant_q6_K_value(const block_q6_K *b, int e)
+static inline int q6_K_value(const block_q6_K *b, int e)
 {
     int h = e / 128, r = e % 128;
     int low = b->ql[64 * h + r % 64] >> (4 * (r / 64)) & 0x0F;
@@ -143,7 +143,7 @@ void dequantize_q6_K_ref(const void *blocks, float *out, int64_t n)
         float d = fp16_to_fp32(b[i].d);
         for (int e = 0; e < QK_K; e++) {
             float dl = d * (float)b[i].scales[e / 16];
-            out[e] = dl * (float)quant_q6_K_value(&b[i], e);
+            out[e] = dl * (float)q6_K_value(&b[i], e);
         }
     }
 }
@@ -427,7 +427,7 @@ void quantize_q6_K_ref(const float *in, void *blocks, int64_t n)
             for (int l = 0; l < 16; l++)
                 L[16 * j + l] = (int8_t)(clamp_int(quant_nearest_int(in[16 * j + l] / d), -32, 31) + 32);
         }
-        for (int e = 0; e < QK_K; e++) { /* inverse of quant_q6_K_value */
+        for (int e = 0; e < QK_K; e++) { /* inverse of q6_K_value */
             int h = e / 128, r = e % 128;
             b[i].ql[64 * h + r % 64] |= (uint8_t)((L[e] & 0x0F) << (4 * (r / 64)));
             b[i].qh[32 * h + r % 32] |= (uint8_t)((L[e] >> 4 & 3) << (2 * (r / 32)));

@@ -40,12 +40,9 @@ QUANT_REF_DECLARE_QUANT(q5_K)
 QUANT_REF_DECLARE_QUANT(q6_K)
 QUANT_REF_DECLARE_QUANT(q8_K)
 
-/* Element decoders the kernels' repacking shares with the references. */
-struct block_q6_K;
-/* Scale and min of sub-block j (0..7) from the 12 packed scale bytes of Q4_K/Q5_K. */
+/* Scale and min of sub-block j (0..7) from the 12 packed scale bytes of
+ * Q4_K/Q5_K, shared with the kernels' dot products and repacking. */
 void quant_k4_scale_min(const uint8_t packed[12], int j, int *scale, int *min);
-/* Element e (0..255) of a Q6_K super-block, offset removed: -32..31. */
-int quant_q6_K_value(const struct block_q6_K *b, int e);
 
 /* Round to nearest, ties to even, for |x| < 2^22: the rounding every
  * K-quant reference uses. */
