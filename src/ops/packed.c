@@ -87,24 +87,46 @@ static void pack_q8_0(const uint8_t *row, int r, int64_t nb, void *dst)
     }
 }
 
+/* The part Q4_K and Q5_K share: a super-block's scales, mins and the 32
+ * values of each sub-block j (element 32j + l is nibble j%2 of
+ * qs[32(j/2) + l], plus for Q5_K fifth bit j of qh[l]; qh is NULL for Q4_K). */
+static void k4_values(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, uint8_t sc[8], uint8_t mins[8],
+                      uint8_t u[8][32])
+{
+    for (int j = 0; j < 8; j++) {
+        int scale, min;
+        quant_k4_scale_min(scales, j, &scale, &min);
+        sc[j] = (uint8_t)scale;
+        mins[j] = (uint8_t)min;
+        for (int l = 0; l < 32; l++)
+            u[j][l] = (uint8_t)((qs[32 * (j / 2) + l] >> (4 * (j % 2)) & 0x0F) | (qh ? (qh[l] >> j & 1) << 4 : 0));
+    }
+}
+
+/* Scales, mins and nibbles of one row's super-block into a Q4_K or Q5_K
+ * panel block (their leading members agree); returns the values. */
+#define PUT_K4_COMMON(pb, src, qh, u, nibbles_of)                                    \
+    do {                                                                             \
+        uint8_t sc_[8], mins_[8];                                                    \
+        (pb)->d[r] = (src)->d;                                                       \
+        (pb)->dmin[r] = (src)->dmin;                                                 \
+        k4_values((src)->scales, (src)->qs, qh, sc_, mins_, u);                      \
+        for (int j = 0; j < 8; j++) {                                                \
+            (pb)->scales[j][r] = sc_[j];                                             \
+            (pb)->min_pairs[j / 2][r][j % 2] = mins_[j];                             \
+            put_nibbles(nibbles_of(pb, j), r, u[j]);                                 \
+        }                                                                            \
+    } while (0)
+#define Q4_K_NIBBLES(pb, j) (pb)->nibbles[j]
+#define Q5_K_NIBBLES(pb, j) (pb)->sub[j].nibbles
+
 static void pack_q4_K(const uint8_t *row, int r, int64_t nb, void *dst)
 {
     panel_q4_K *p = dst;
     for (int64_t b = 0; b < nb; b++) {
         const block_q4_K *src = (const block_q4_K *)row + b;
-        p[b].d[r] = src->d;
-        p[b].dmin[r] = src->dmin;
-        for (int j = 0; j < 8; j++) {
-            int sc, m;
-            quant_k4_scale_min(src->scales, j, &sc, &m);
-            p[b].scales[j][r] = (uint8_t)sc;
-            p[b].min_pairs[j / 2][r][j % 2] = (uint8_t)m;
-            /* Element 32j + l is nibble j%2 of qs[32(j/2) + l]. */
-            uint8_t u[32];
-            for (int l = 0; l < 32; l++)
-                u[l] = src->qs[32 * (j / 2) + l] >> (4 * (j % 2)) & 0x0F;
-            put_nibbles(p[b].nibbles[j], r, u);
-        }
+        uint8_t u[8][32];
+        PUT_K4_COMMON(&p[b], src, NULL, u, Q4_K_NIBBLES);
     }
 }
 
@@ -113,22 +135,12 @@ static void pack_q5_K(const uint8_t *row, int r, int64_t nb, void *dst)
     panel_q5_K *p = dst;
     for (int64_t b = 0; b < nb; b++) {
         const block_q5_K *src = (const block_q5_K *)row + b;
-        p[b].d[r] = src->d;
-        p[b].dmin[r] = src->dmin;
-        for (int j = 0; j < 8; j++) {
-            int sc, m;
-            quant_k4_scale_min(src->scales, j, &sc, &m);
-            p[b].scales[j][r] = (uint8_t)sc;
-            p[b].min_pairs[j / 2][r][j % 2] = (uint8_t)m;
-            /* Element 32j + l: nibble j%2 of qs[32(j/2) + l], fifth bit j of qh[l]. */
-            uint8_t u[32];
-            for (int l = 0; l < 32; l++)
-                u[l] = (uint8_t)((src->qs[32 * (j / 2) + l] >> (4 * (j % 2)) & 0x0F) | (src->qh[l] >> j & 1) << 4);
-            put_nibbles(p[b].sub[j].nibbles, r, u);
+        uint8_t u[8][32];
+        PUT_K4_COMMON(&p[b], src, src->qh, u, Q5_K_NIBBLES);
+        for (int j = 0; j < 8; j++)
             for (int g = 0; g < 8; g++)
                 for (int i = 0; i < 4; i++)
-                    p[b].sub[j].high[g] |= (uint64_t)(u[4 * g + i] >> 4) << (4 * r + i);
-        }
+                    p[b].sub[j].high[g] |= (uint64_t)(u[j][4 * g + i] >> 4) << (4 * r + i);
     }
 }
 
