@@ -69,4 +69,22 @@ static inline int test_finish(const char *name)
     return test_failures ? 1 : 0;
 }
 
+/* A fixed-seed generator (splitmix64), so a failure reproduces: the kernel
+ * tests draw their random weights and activations from it. */
+static uint64_t test_rng_state = 0x9E3779B97F4A7C15ull;
+
+static inline uint64_t test_rng_next(void)
+{
+    uint64_t z = (test_rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [-1, 1). */
+static inline float test_rng_uniform(void)
+{
+    return (float)((double)(test_rng_next() >> 11) * 0x1.0p-52 - 1.0);
+}
+
 #endif

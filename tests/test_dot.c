@@ -32,30 +32,14 @@
 #include <math.h>
 #include <string.h>
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-
-static uint64_t rng_next(void)
-{
-    /* splitmix64: fixed seed, so a failure reproduces */
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static float rng_uniform(void) /* [-1, 1) */
-{
-    return (float)((double)(rng_next() >> 11) * 0x1.0p-52 - 1.0);
-}
-
 /* Roughly normal values with an occasional outlier, as real weights and
  * activations have; an outlier sets a block's scale and exercises the
  * extremes of the quantized range. */
 static void fill_values(float *v, int64_t n, float scale)
 {
     for (int64_t i = 0; i < n; i++) {
-        float s = rng_uniform() + rng_uniform() + rng_uniform();
-        if (rng_next() % 64 == 0)
+        float s = test_rng_uniform() + test_rng_uniform() + test_rng_uniform();
+        if (test_rng_next() % 64 == 0)
             s *= 4;
         v[i] = s * scale;
     }
@@ -64,12 +48,12 @@ static void fill_values(float *v, int64_t n, float scale)
 static void fill_bytes(uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        p[i] = (uint8_t)rng_next();
+        p[i] = (uint8_t)test_rng_next();
 }
 
 static uint16_t random_f16_scale(float lo, float hi)
 {
-    return fp32_to_fp16(lo + (hi - lo) * (rng_uniform() + 1) / 2);
+    return fp32_to_fp16(lo + (hi - lo) * (test_rng_uniform() + 1) / 2);
 }
 
 /* Formats without a reference quantizer get random bits with sane scales, so
@@ -96,7 +80,7 @@ static bool fill_random_blocks(uint32_t type, void *blocks, int64_t nblocks)
             ((block_iq4_xs *)blocks)[i].d = random_f16_scale(0.0005f, 0.005f);
             break;
         case QUANT_Q8_K:
-            ((block_q8_K *)blocks)[i].d = 0.001f + 0.01f * (rng_uniform() + 1);
+            ((block_q8_K *)blocks)[i].d = 0.001f + 0.01f * (test_rng_uniform() + 1);
             break;
         default:
             return false;

@@ -24,21 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static float rng_uniform(void) /* [-1, 1) */
-{
-    return (float)((double)(rng_next() >> 11) * 0x1.0p-52 - 1.0);
-}
-
 static const uint32_t packed_types[] = {QUANT_Q4_0, QUANT_Q5_0, QUANT_Q8_0, QUANT_Q4_K, QUANT_Q5_K, QUANT_Q6_K};
 
 /* Random bits, then every f16 scale set to something finite and moderate:
@@ -48,10 +33,10 @@ static void random_rows(uint32_t type, unsigned char *rows, int64_t n_rows, int6
     const quant_traits *t = quant_get_traits(type);
     size_t n_blocks = (size_t)(n_rows * cols / t->block_size);
     for (size_t i = 0; i < n_blocks * t->type_size; i++)
-        rows[i] = (unsigned char)rng_next();
+        rows[i] = (unsigned char)test_rng_next();
     for (size_t b = 0; b < n_blocks; b++) {
         unsigned char *block = rows + b * t->type_size;
-        uint16_t d = fp32_to_fp16(0.001f + 0.01f * (rng_uniform() + 1)), dmin = fp32_to_fp16(0.005f * (rng_uniform() + 1));
+        uint16_t d = fp32_to_fp16(0.001f + 0.01f * (test_rng_uniform() + 1)), dmin = fp32_to_fp16(0.005f * (test_rng_uniform() + 1));
         if (type == QUANT_Q6_K) {
             memcpy(block + offsetof(block_q6_K, d), &d, 2);
         } else {
@@ -65,7 +50,7 @@ static void random_rows(uint32_t type, unsigned char *rows, int64_t n_rows, int6
 static void random_activations(float *x, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
-        x[i] = (rng_uniform() + rng_uniform() + rng_uniform()) * (rng_next() % 32 == 0 ? 8.0f : 1.0f);
+        x[i] = (test_rng_uniform() + test_rng_uniform() + test_rng_uniform()) * (test_rng_next() % 32 == 0 ? 8.0f : 1.0f);
 }
 
 /* sum |w_k x_k| over the dequantized weights and the int8 activations' values. */

@@ -30,11 +30,11 @@ static sampler_params plain_params(float temperature)
 }
 
 /* A fixed pseudo-random source for test data, independent of the sampler's. */
-static uint64_t test_rng_state = 12345;
+static uint64_t data_rng_state = 12345;
 static double test_uniform(void)
 {
-    test_rng_state = test_rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (double)(test_rng_state >> 11) * 0x1.0p-53;
+    data_rng_state = data_rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(data_rng_state >> 11) * 0x1.0p-53;
 }
 static float test_normal(float sigma)
 {
