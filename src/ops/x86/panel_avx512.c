@@ -121,46 +121,37 @@ ALWAYS_INLINE void tile_32(int64_t cols, const void *panel, size_t block_bytes, 
 }
 
 /* Each exported kernel dispatches on the token count so that the tile loops
- * above are unrolled with their accumulators in registers. The K-quant tiles
- * keep two accumulators per token and so take at most 8 tokens at a time;
- * the 32-element formats take all 16. */
-#define TILE_CASES_8(CALL) \
-    case 1: CALL(1); break; \
-    case 2: CALL(2); break; \
-    case 3: CALL(3); break; \
-    case 4: CALL(4); break; \
-    case 5: CALL(5); break; \
-    case 6: CALL(6); break; \
-    case 7: CALL(7); break; \
-    case 8: CALL(8); break;
-#define TILE_CASES_16(CALL) \
-    TILE_CASES_8(CALL) \
-    case 9: CALL(9); break; \
-    case 10: CALL(10); break; \
-    case 11: CALL(11); break; \
-    case 12: CALL(12); break; \
-    case 13: CALL(13); break; \
-    case 14: CALL(14); break; \
-    case 15: CALL(15); break; \
-    case 16: CALL(16); break;
-
-#define PANEL_BY_TOKENS(name, CALL, CASES, MAX_TILE)                                                      \
+ * above are unrolled with their accumulators in registers. Only tiles of 1,
+ * 2, 4, 8 and 16 tokens are compiled (a tile of 13 runs as 8 + 4 + 1): a
+ * token's result does not depend on its tile, and every extra specialization
+ * costs compile time, which clang's sanitizer build pays dearly for. The
+ * K-quant tiles keep two accumulators per token and so stop at 8. */
+#define PANEL_BY_TOKENS(name, CALL, MAX_TILE)                                                             \
     void name(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens, float *y, \
               size_t y_stride)                                                                            \
     {                                                                                                     \
-        for (int done = 0; done < n_tokens; done += MAX_TILE) {                                           \
+        for (int done = 0; done < n_tokens;) {                                                            \
             const void *tile_act = (const char *)act + (size_t)done * act_stride;                         \
             float *tile_y = y + (size_t)done * y_stride;                                                  \
-            switch (n_tokens - done < MAX_TILE ? n_tokens - done : MAX_TILE) { CASES(CALL) }              \
+            int left = n_tokens - done;                                                                   \
+            int tile = left >= 16 && MAX_TILE >= 16 ? 16 : left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1; \
+            switch (tile) {                                                                               \
+            case 1: CALL(1); break;                                                                       \
+            case 2: CALL(2); break;                                                                       \
+            case 4: CALL(4); break;                                                                       \
+            case 8: CALL(8); break;                                                                       \
+            default: CALL(MAX_TILE); break;                                                               \
+            }                                                                                             \
+            done += tile;                                                                                 \
         }                                                                                                 \
     }
 
 #define CALL_Q4_0(T) tile_32(cols, panel, sizeof(panel_q4_0), UNPACK_Q4_0, 8, tile_act, act_stride, T, tile_y, y_stride)
 #define CALL_Q5_0(T) tile_32(cols, panel, sizeof(panel_q5_0), UNPACK_Q5_0, 16, tile_act, act_stride, T, tile_y, y_stride)
 #define CALL_Q8_0(T) tile_32(cols, panel, sizeof(panel_q8_0), UNPACK_Q8_0, 128, tile_act, act_stride, T, tile_y, y_stride)
-PANEL_BY_TOKENS(ops_panel_q4_0_avx512, CALL_Q4_0, TILE_CASES_16, 16)
-PANEL_BY_TOKENS(ops_panel_q5_0_avx512, CALL_Q5_0, TILE_CASES_16, 16)
-PANEL_BY_TOKENS(ops_panel_q8_0_avx512, CALL_Q8_0, TILE_CASES_16, 16)
+PANEL_BY_TOKENS(ops_panel_q4_0_avx512, CALL_Q4_0, 16)
+PANEL_BY_TOKENS(ops_panel_q5_0_avx512, CALL_Q5_0, 16)
+PANEL_BY_TOKENS(ops_panel_q8_0_avx512, CALL_Q8_0, 16)
 
 /* ---- Q4_K and Q5_K ---- */
 
@@ -226,8 +217,8 @@ ALWAYS_INLINE void tile_k4(int64_t cols, const void *panel, const int fifth_bit,
 
 #define CALL_Q4_K(T) tile_k4(cols, panel, 0, tile_act, act_stride, T, tile_y, y_stride)
 #define CALL_Q5_K(T) tile_k4(cols, panel, 1, tile_act, act_stride, T, tile_y, y_stride)
-PANEL_BY_TOKENS(ops_panel_q4_K_avx512, CALL_Q4_K, TILE_CASES_8, 8)
-PANEL_BY_TOKENS(ops_panel_q5_K_avx512, CALL_Q5_K, TILE_CASES_8, 8)
+PANEL_BY_TOKENS(ops_panel_q4_K_avx512, CALL_Q4_K, 8)
+PANEL_BY_TOKENS(ops_panel_q5_K_avx512, CALL_Q5_K, 8)
 
 /* ---- Q6_K ---- */
 
@@ -300,7 +291,7 @@ ALWAYS_INLINE void tile_q6_K(int64_t cols, const void *panel, const void *act, s
 }
 
 #define CALL_Q6_K(T) tile_q6_K(cols, panel, tile_act, act_stride, T, tile_y, y_stride)
-PANEL_BY_TOKENS(ops_panel_q6_K_avx512, CALL_Q6_K, TILE_CASES_8, 8)
+PANEL_BY_TOKENS(ops_panel_q6_K_avx512, CALL_Q6_K, 8)
 
 /* ---- activations ---- */
 
