@@ -54,14 +54,13 @@ static void quantize_rows(void *p, int thread, int n_threads)
  * small enough to stay in L1 across the tiles of a chunk. */
 enum { TOKEN_CHUNK = 64 };
 
-static void multiply_panels(void *p, int thread, int n_threads)
+static int64_t panel_count(const ops_matrix *w) { return (w->rows + OPS_PANEL_ROWS - 1) / OPS_PANEL_ROWS; }
+
+/* Panels [first, last) of one packed matrix, for all the job's tokens. */
+static void multiply_panel_range(const matmul_job *job, int64_t first, int64_t last)
 {
-    matmul_job *job = p;
     const ops_matrix *w = job->w;
-    int64_t n_panels = (w->rows + OPS_PANEL_ROWS - 1) / OPS_PANEL_ROWS;
     size_t panel_bytes = ops_panel_bytes(w->type, w->cols);
-    long first, last;
-    threadpool_split(n_panels, 1, thread, n_threads, &first, &last);
     for (int64_t chunk = 0; chunk < job->n_tokens; chunk += TOKEN_CHUNK) {
         int64_t chunk_end = chunk + TOKEN_CHUNK < job->n_tokens ? chunk + TOKEN_CHUNK : job->n_tokens;
         for (int64_t panel = first; panel < last; panel++) {
@@ -89,6 +88,31 @@ static void multiply_panels(void *p, int thread, int n_threads)
 /* Rows are handed out in groups, so the few tokens of a decode step still
  * spread over all threads while a weight row stays in L1 across tokens. */
 enum { ROW_GRAIN = 16 };
+
+/* Packed matrices that share one converted input (Q, K and V; gate and up)
+ * run as one step: their panels are dealt out together, so the threads meet
+ * once instead of once per matrix, and a small matrix does not leave a
+ * thread idle. */
+enum { MAX_GROUP = 4 };
+
+typedef struct panel_group {
+    int n;
+    matmul_job jobs[MAX_GROUP];
+    int64_t start[MAX_GROUP + 1]; /* panel index where each matrix begins */
+} panel_group;
+
+static void multiply_panel_group(void *p, int thread, int n_threads)
+{
+    const panel_group *group = p;
+    long first, last;
+    threadpool_split(group->start[group->n], 1, thread, n_threads, &first, &last);
+    for (int m = 0; m < group->n; m++) {
+        int64_t lo = first > group->start[m] ? first : group->start[m];
+        int64_t hi = last < group->start[m + 1] ? last : group->start[m + 1];
+        if (lo < hi)
+            multiply_panel_range(&group->jobs[m], lo - group->start[m], hi - group->start[m]);
+    }
+}
 
 static void multiply_rows(void *p, int thread, int n_threads)
 {
@@ -135,11 +159,19 @@ static void multiply_rows(void *p, int thread, int n_threads)
     }
 }
 
+static void run_group(threadpool *pool, panel_group *group)
+{
+    if (group->n > 0)
+        threadpool_run(pool, multiply_panel_group, group);
+    group->n = 0;
+}
+
 void ops_matmul_shared_input(threadpool *pool, int n_matrices, const ops_matrix *const *ws, const float *x,
                              int64_t x_stride, int64_t n_tokens, float *const *ys, const int64_t *y_strides,
                              void *scratch)
 {
     uint32_t converted_for = UINT32_MAX; /* the activation format scratch holds, if any */
+    panel_group group = {0};
     for (int m = 0; m < n_matrices; m++) {
         const ops_matrix *w = ws[m];
         matmul_job job = {
@@ -157,11 +189,24 @@ void ops_matmul_shared_input(threadpool *pool, int n_matrices, const ops_matrix 
         uint32_t activation = w->packed ? 0x10000u + (uint32_t)ops_packed_act_format(w->type)
                                         : ops_activation_type(w->type);
         if (activation != converted_for) {
-            threadpool_run(pool, quantize_rows, &job);
+            run_group(pool, &group); /* it reads the scratch about to be overwritten */
+            if (n_tokens == 1) /* one row: not worth waking the pool */
+                quantize_rows(&job, 0, 1);
+            else
+                threadpool_run(pool, quantize_rows, &job);
             converted_for = activation;
         }
-        threadpool_run(pool, w->packed ? multiply_panels : multiply_rows, &job);
+        if (!w->packed) {
+            threadpool_run(pool, multiply_rows, &job);
+            continue;
+        }
+        if (group.n == MAX_GROUP)
+            run_group(pool, &group);
+        group.jobs[group.n] = job;
+        group.start[group.n + 1] = group.start[group.n] + panel_count(w);
+        group.n++;
     }
+    run_group(pool, &group);
 }
 
 void ops_matmul(threadpool *pool, const ops_matrix *w, const float *x, int64_t x_stride, int64_t n_tokens,
