@@ -170,6 +170,14 @@ typedef struct attention_job {
     const attention_row_kernels *kernels;
 } attention_job;
 
+enum { KEY_PREFETCH = 4 }; /* keys ahead */
+
+static inline void prefetch_row(const uint16_t *row, int32_t n)
+{
+    for (int32_t i = 0; i < n; i += 32) /* one 64-byte line holds 32 halves */
+        __builtin_prefetch(row + i);
+}
+
 static void attend_one(const ops_attention_args *a, const attention_row_kernels *kern, int32_t t, int32_t h)
 {
     int32_t group = a->n_heads / a->n_kv_heads;
@@ -199,6 +207,13 @@ static void attend_one(const ops_attention_args *a, const attention_row_kernels 
         acc[d] = 0.0f;
     float running_max = -INFINITY, running_sum = 0.0f;
     for (int32_t j = first; j <= pos; j++) {
+        /* Cache rows of consecutive positions lie a whole KV row apart (2 KiB
+         * and more), a stride the hardware prefetcher gives up on at page
+         * boundaries; without these, decode waited on memory for every key. */
+        if (j + KEY_PREFETCH <= pos) {
+            prefetch_row(k_base + (int64_t)(j + KEY_PREFETCH) * a->k_stride, a->head_dim_k);
+            prefetch_row(v_base + (int64_t)(j + KEY_PREFETCH) * a->v_stride, a->head_dim_v);
+        }
         const uint16_t *k = k_base + j * a->k_stride;
         float s = half ? kern->dot_half(qs, k, a->head_dim_k) : kern->dot(qs, k, a->head_dim_k);
         const uint16_t *v = v_base + j * a->v_stride;
