@@ -34,6 +34,12 @@ hearth_status model_bind_matrix(const gguf_file *file, const char *name, int64_t
 /* A matrix that may be absent (*present says which). */
 hearth_status model_bind_optional_matrix(const gguf_file *file, const char *name, int64_t cols, int64_t rows,
                                          ops_matrix *out, bool *present, hearth_error *err);
+/* The ends every decoder shares: token_embd.weight (n_vocab rows of n_embd),
+ * output_norm.weight, and output.weight, which is the embedding itself when
+ * the file has none (tied). */
+hearth_status model_bind_embedding_and_output(const gguf_file *file, int64_t n_embd, int64_t n_vocab,
+                                              ops_matrix *embed, const float **output_norm, ops_matrix *output,
+                                              hearth_error *err);
 /* An F32 vector of n elements (norm weights). */
 hearth_status model_bind_vector(const gguf_file *file, const char *name, int64_t n, const float **out,
                                 hearth_error *err);

@@ -150,14 +150,8 @@ static hearth_status gemma3_load(const gguf_file *f, const vocab *v, void **out,
             st = error_set(err, HEARTH_ERR_NOMEM, "out of memory");
     }
     if (st == HEARTH_OK)
-        st = model_bind_matrix(f, "token_embd.weight", g->n_embd, g->n_vocab, &g->embed, err);
-    if (st == HEARTH_OK)
-        st = model_bind_vector(f, "output_norm.weight", g->n_embd, &g->output_norm, err);
-    bool untied = false;
-    if (st == HEARTH_OK)
-        st = model_bind_optional_matrix(f, "output.weight", g->n_embd, g->n_vocab, &g->output, &untied, err);
-    if (st == HEARTH_OK && !untied)
-        g->output = g->embed;
+        st = model_bind_embedding_and_output(f, g->n_embd, g->n_vocab, &g->embed, &g->output_norm, &g->output,
+                                             err);
     for (uint32_t il = 0; st == HEARTH_OK && il < g->n_layers; il++)
         st = bind_layer(f, g, il, &g->layers[il], err);
     if (st != HEARTH_OK) {

@@ -315,6 +315,21 @@ hearth_status model_bind_optional_matrix(const gguf_file *file, const char *name
     return t ? bind_found_matrix(t, cols, rows, out, err) : HEARTH_OK;
 }
 
+hearth_status model_bind_embedding_and_output(const gguf_file *file, int64_t n_embd, int64_t n_vocab,
+                                              ops_matrix *embed, const float **output_norm, ops_matrix *output,
+                                              hearth_error *err)
+{
+    bool untied = false;
+    hearth_status st;
+    if ((st = model_bind_matrix(file, "token_embd.weight", n_embd, n_vocab, embed, err)) ||
+        (st = model_bind_vector(file, "output_norm.weight", n_embd, output_norm, err)) ||
+        (st = model_bind_optional_matrix(file, "output.weight", n_embd, n_vocab, output, &untied, err)))
+        return st;
+    if (!untied)
+        *output = *embed;
+    return HEARTH_OK;
+}
+
 hearth_status model_bind_vector(const gguf_file *file, const char *name, int64_t n, const float **out,
                                 hearth_error *err)
 {

@@ -171,14 +171,8 @@ static hearth_status qwen3_load(const gguf_file *f, const vocab *v, void **out, 
             st = error_set(err, HEARTH_ERR_NOMEM, "out of memory");
     }
     if (st == HEARTH_OK)
-        st = model_bind_matrix(f, "token_embd.weight", m->n_embd, m->n_vocab, &m->embed, err);
-    if (st == HEARTH_OK)
-        st = model_bind_vector(f, "output_norm.weight", m->n_embd, &m->output_norm, err);
-    bool untied = false;
-    if (st == HEARTH_OK)
-        st = model_bind_optional_matrix(f, "output.weight", m->n_embd, m->n_vocab, &m->output, &untied, err);
-    if (st == HEARTH_OK && !untied)
-        m->output = m->embed;
+        st = model_bind_embedding_and_output(f, m->n_embd, m->n_vocab, &m->embed, &m->output_norm, &m->output,
+                                             err);
     for (uint32_t il = 0; st == HEARTH_OK && il < m->n_layers; il++)
         st = bind_layer(f, m, il, &m->layers[il], err);
     if (st != HEARTH_OK) {
