@@ -1,9 +1,9 @@
-/* The SentencePiece tokenizer against llama.cpp's published conformance
- * vectors (../shared/data/tokenizer: texts separated by "\n__ggml_vocab_test__\n",
+/* The tokenizers against llama.cpp's published conformance vectors
+ * (../shared/data/tokenizer: texts separated by "\n__ggml_vocab_test__\n",
  * one line of expected ids per text, tokenized without BOS and with special
- * tokens as plain text), and detokenisation round trips. For GPT-2's
- * byte-level BPE, which is not tokenized yet: a clear refusal to tokenize,
- * and the expected ids detokenized back to each text. */
+ * tokens as plain text): SentencePiece (llama-spm, phi-3) and byte-level BPE
+ * (gpt-2), with detokenisation round trips; and GPT-2's expected ids
+ * detokenized back to each text. */
 #include "test.h"
 
 #include "text/vocab.h"
