@@ -19,6 +19,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -517,7 +518,10 @@ hearth_status bpe_tokenize_fragment(const vocab *v, const char *text, size_t len
     hearth_status st = pre_tokenize(v->bpe, text, len, &pieces, err);
     bpe_work work = {0};
     for (size_t i = 0; st == HEARTH_OK && i < pieces.n; i++)
-        if (!merge_pre_token(v, text + pieces.items[i].off, pieces.items[i].len, &work, sink))
+        if (pieces.items[i].len > INT_MAX / 4) /* symbols are indexed by int */
+            st = error_set(err, HEARTH_ERR_ARG, "tokenizer: a pre-token of %zu bytes is longer than %d",
+                           pieces.items[i].len, INT_MAX / 4);
+        else if (!merge_pre_token(v, text + pieces.items[i].off, pieces.items[i].len, &work, sink))
             st = error_set(err, HEARTH_ERR_NOMEM, "tokenizer: out of memory for a pre-token of %zu bytes",
                            pieces.items[i].len);
     free(work.spelled);
