@@ -10,6 +10,8 @@ packages=(
     cmake
     clang            # the ASan+UBSan and libFuzzer builds
     libclang-rt-dev  # clang's sanitizer and libFuzzer runtimes
+    libpcre2-dev     # the byte-level BPE pre-tokenizer regexes (Unicode properties, JIT)
+    pkg-config       # finds PCRE2 for CMake
     python3          # the default model's installer, tests' JSON checks and models, scripts/oracle
 )
 

@@ -8,9 +8,10 @@
  * into characters, and the adjacent pair whose merge is the highest-scoring
  * token is merged, again and again; characters that end up in no token fall
  * back to their bytes' <0xNN> tokens. Byte-level BPE (tokenizer.ggml.model
- * "gpt2") only detokenizes so far: its pre-tokenizer regexes and merges come
- * with the tokenizer. */
+ * "gpt2") is in bpe.c: pre-tokenizer regexes, then merges by rank. */
 #include "text/vocab_internal.h"
+
+#include "text/bpe.h"
 
 #include "base/error.h"
 #include "base/utf8.h"
@@ -18,21 +19,6 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- output buffer --------------------------------------------------------- */
-
-typedef struct token_sink {
-    int32_t *out;
-    size_t cap;
-    size_t n; /* tokens produced, possibly more than cap */
-} token_sink;
-
-static void sink_push(token_sink *s, int32_t id)
-{
-    if (s->n < s->cap)
-        s->out[s->n] = id;
-    s->n++;
-}
 
 /* ---- SentencePiece ------------------------------------------------------------ */
 
@@ -295,14 +281,30 @@ static bool partition(const vocab *v, const char *text, size_t len, bool parse_s
     return ok;
 }
 
+/* The offset of the first byte that does not start a valid UTF-8 sequence, or len. */
+static size_t first_invalid_utf8(const char *text, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t n = utf8_decode((const uint8_t *)text + i, len - i, &cp);
+        if (n == 0)
+            return i;
+        i += n;
+    }
+    return len;
+}
+
 int64_t vocab_tokenize(const vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
                        int32_t *out, size_t cap, hearth_error *err)
 {
-    if (v->kind != VOCAB_SPM) {
-        error_set(err, HEARTH_ERR_UNSUPPORTED,
-                  "byte-level BPE tokenizer not implemented yet (tokenizer.ggml.model is gpt2): "
-                  "this model cannot read text, only token ids");
-        return -1;
+    /* The pre-tokenizer regexes work on characters: bytes that are not UTF-8
+     * have no meaning there (SentencePiece, by contrast, falls back to bytes). */
+    if (v->kind == VOCAB_BPE) {
+        size_t bad = first_invalid_utf8(text, len);
+        if (bad < len) {
+            error_set(err, HEARTH_ERR_FORMAT, "tokenizer: text is not valid UTF-8 at byte %zu of %zu", bad, len);
+            return -1;
+        }
     }
     token_sink sink = {out, cap, 0};
     fragment_list frags = {0};
@@ -314,24 +316,25 @@ int64_t vocab_tokenize(const vocab *v, const char *text, size_t len, bool add_sp
     bool prev_special = true; /* the text start counts as after a special token */
     if (add_special && v->add_bos)
         sink_push(&sink, v->bos);
-    bool ok = true;
-    for (size_t i = 0; ok && i < frags.n; i++) {
+    hearth_status st = HEARTH_OK;
+    for (size_t i = 0; st == HEARTH_OK && i < frags.n; i++) {
         fragment f = frags.items[i];
         if (f.token != VOCAB_NO_TOKEN) {
             sink_push(&sink, f.token);
             prev_special = true;
             continue;
         }
-        ok = spm_tokenize_fragment(v, text + f.off, f.len, v->add_space_prefix && prev_special, &sink);
+        if (v->kind == VOCAB_BPE)
+            st = bpe_tokenize_fragment(v, text + f.off, f.len, &sink, err);
+        else if (!spm_tokenize_fragment(v, text + f.off, f.len, v->add_space_prefix && prev_special, &sink))
+            st = error_set(err, HEARTH_ERR_NOMEM, "tokenizer: out of memory for %zu bytes of text", len);
         prev_special = false;
     }
     if (add_special && v->add_eos)
         sink_push(&sink, v->eos);
     free(frags.items);
-    if (!ok) {
-        error_set(err, HEARTH_ERR_NOMEM, "tokenizer: out of memory for %zu bytes of text", len);
+    if (st != HEARTH_OK)
         return -1;
-    }
     return (int64_t)sink.n;
 }
 

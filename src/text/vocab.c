@@ -1,6 +1,8 @@
 /* Vocabulary loading and lookup. */
 #include "text/vocab_internal.h"
 
+#include "text/bpe.h"
+
 #include "base/error.h"
 #include "base/hash.h"
 
@@ -260,20 +262,6 @@ static uint8_t flags_of_type(uint8_t type)
     }
 }
 
-/* The merge list is for the byte-level BPE tokenizer, which is not written
- * yet; until then only its type is checked, so that a malformed file is
- * reported at load rather than when the tokenizer arrives. */
-static hearth_status check_merges(const gguf_file *f, hearth_error *err)
-{
-    const gguf_kv *kv = gguf_find_kv(f, "tokenizer.ggml.merges");
-    const gguf_array *merges = gguf_get_array(f, "tokenizer.ggml.merges");
-    if (kv && (!merges || merges->elem_type != GGUF_TYPE_STRING))
-        return error_set(err, HEARTH_ERR_FORMAT, "key tokenizer.ggml.merges: %s%s (must be an array of strings)",
-                         merges ? "an array of " : "type ",
-                         gguf_value_type_name(merges ? merges->elem_type : kv->value.type));
-    return HEARTH_OK;
-}
-
 hearth_status vocab_load(const gguf_file *f, vocab **out, hearth_error *err)
 {
     *out = NULL;
@@ -304,9 +292,9 @@ hearth_status vocab_load(const gguf_file *f, vocab **out, hearth_error *err)
 
     hearth_status st = load_arrays(v, f, err);
     /* <0xNN> byte tokens are SentencePiece's fallback; byte-level BPE spells
-     * every byte as a character of its own alphabet instead. */
+     * every byte as a character of its own alphabet instead, and merges by rank. */
     if (st == HEARTH_OK)
-        st = spm ? load_byte_tokens(v, err) : check_merges(f, err);
+        st = spm ? load_byte_tokens(v, err) : bpe_load(f, &v->bpe, err);
     static const struct {
         const char *key;
         size_t offset;
@@ -356,6 +344,7 @@ void vocab_free(vocab *v)
     free(v->flags);
     free(v->index);
     free(v->specials);
+    bpe_free(v->bpe);
     free(v);
 }
 

@@ -30,7 +30,7 @@ typedef enum token_type {
 
 typedef enum vocab_kind {
     VOCAB_SPM, /* tokenizer.ggml.model = "llama": SentencePiece with byte fallback */
-    VOCAB_BPE, /* "gpt2": byte-level BPE (GPT-2, Qwen, ...); detokenizes, does not tokenize yet */
+    VOCAB_BPE, /* "gpt2": byte-level BPE (GPT-2, Llama 3, Qwen, ...), pre-tokenizer per tokenizer.ggml.pre */
 } vocab_kind;
 
 typedef struct vocab vocab;
@@ -58,8 +58,8 @@ int32_t vocab_find(const vocab *v, const char *text, size_t len);
  * parse_special lets control tokens written in the text ("<start_of_turn>")
  * become those tokens (user-defined tokens always do, as in llama.cpp).
  * Writes up to cap ids and returns how many the text needs (so a caller may
- * retry with a larger buffer), or -1 with *err filled: out of memory, or a
- * vocabulary whose tokenizer is not implemented (byte-level BPE, for now). */
+ * retry with a larger buffer), or -1 with *err filled: out of memory, or,
+ * for byte-level BPE, text that is not valid UTF-8 (HEARTH_ERR_FORMAT). */
 int64_t vocab_tokenize(const vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
                        int32_t *out, size_t cap, hearth_error *err);
 

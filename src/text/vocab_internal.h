@@ -16,6 +16,8 @@ enum {
     TOKEN_FLAG_RSTRIP = 1 << 7, /* ... and after it */
 };
 
+struct bpe_tokenizer;
+
 struct vocab {
     vocab_kind kind;
     int32_t n_tokens;
@@ -30,6 +32,22 @@ struct vocab {
     int32_t n_specials;
     int32_t bos, eos, eot, unk, pad;
     bool add_bos, add_eos, add_space_prefix;
+    struct bpe_tokenizer *bpe; /* VOCAB_BPE only: merges and pre-tokenizer */
 };
+
+/* Where tokenizers put ids: up to cap are stored, all are counted, so the
+ * caller learns how large a buffer the text needs. */
+typedef struct token_sink {
+    int32_t *out;
+    size_t cap;
+    size_t n; /* tokens produced, possibly more than cap */
+} token_sink;
+
+static inline void sink_push(token_sink *s, int32_t id)
+{
+    if (s->n < s->cap)
+        s->out[s->n] = id;
+    s->n++;
+}
 
 #endif

@@ -1,0 +1,532 @@
+/* Byte-level BPE, as GPT-2 defined it and llama.cpp runs it.
+ *
+ * A run of text is first cut into pre-tokens by the model's pre-tokenizer:
+ * one or more regexes, each splitting every piece the one before left, into
+ * its matches and the text between them (Hugging Face's "Isolated" split).
+ * Each pre-token's bytes are then spelled in GPT-2's byte alphabet (every
+ * byte a visible character), cut into characters, and the adjacent pair with
+ * the lowest merge rank is joined, again and again, until no pair has a rank.
+ * The resulting pieces are looked up as tokens.
+ *
+ * The regexes run in PCRE2 with UTF and UCP, so \p{L}, \p{N} and \s mean
+ * what they mean in the Unicode-aware engines the tokenizers were written
+ * for; they are JIT-compiled when the platform allows. */
+#include "text/bpe.h"
+
+#include "base/error.h"
+#include "base/hash.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- pre-tokenizers ------------------------------------------------------------- */
+
+enum { PRE_MAX_NAMES = 8, PRE_MAX_REGEXES = 4 };
+
+/* One pre-tokenizer: the tokenizer.ggml.pre names that select it and its
+ * regexes, as the models' tokenizer.json (or, for "default", llama.cpp)
+ * define them. Adding a model family is adding an entry. */
+typedef struct pre_tokenizer_def {
+    const char *names[PRE_MAX_NAMES];
+    const char *regexes[PRE_MAX_REGEXES];
+    /* A pre-token that is itself a token is taken whole, without merging
+     * (tokenizer.json's "ignore_merges", set by Llama 3). */
+    bool ignore_merges;
+} pre_tokenizer_def;
+
+static const pre_tokenizer_def pre_tokenizers[] = {
+    {
+        /* GPT-2's own pattern (OpenAI's encoder.py, HF's ByteLevel). */
+        .names = {"gpt-2", "phi-2"},
+        .regexes = {"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"},
+    },
+    {
+        /* A file that names no pre-tokenizer: llama.cpp's fallback chain. */
+        .names = {"default"},
+        .regexes = {"[\\p{P}\\$\\+<=>\\^~\\|]+",
+                    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)", "\\p{N}+",
+                    "[0-9][0-9][0-9]"},
+    },
+    {
+        /* Llama 3's tokenizer.json: numbers in groups of up to three. */
+        .names = {"llama3", "llama-v3", "llama-bpe"},
+        .regexes = {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+                    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+        .ignore_merges = true,
+    },
+    {
+        /* Qwen 2's tokenizer.json: every digit on its own. */
+        .names = {"qwen2", "deepseek-r1-qwen"},
+        .regexes = {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+                    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+    },
+};
+
+static const pre_tokenizer_def *find_pre_tokenizer(const char *name, size_t len)
+{
+    for (size_t i = 0; i < COUNT_OF(pre_tokenizers); i++)
+        for (size_t k = 0; k < PRE_MAX_NAMES && pre_tokenizers[i].names[k]; k++)
+            if (strlen(pre_tokenizers[i].names[k]) == len && memcmp(pre_tokenizers[i].names[k], name, len) == 0)
+                return &pre_tokenizers[i];
+    return NULL;
+}
+
+/* ---- the tokenizer's state ------------------------------------------------------ */
+
+/* A merge "left right" of the file's list, its rank its position there. The
+ * texts stay in the GGUF map; right starts one byte after left ends. */
+typedef struct merge_entry {
+    const char *left;
+    uint32_t left_len, right_len;
+    int32_t rank; /* -1: empty slot */
+} merge_entry;
+
+struct bpe_tokenizer {
+    merge_entry *merges; /* open addressing on (left, right) */
+    uint64_t merges_mask;
+    const pre_tokenizer_def *pre;
+    pcre2_code *regexes[PRE_MAX_REGEXES];
+    int n_regexes;
+    /* GPT-2's alphabet: byte b is spelled byte_chars[b] (1 or 2 bytes of UTF-8). */
+    char byte_chars[256][2];
+    uint8_t byte_char_len[256];
+};
+
+static uint64_t hash_pair(const char *left, size_t left_len, const char *right, size_t right_len)
+{
+    /* Both halves hashed separately, so a lookup needs no joined copy. */
+    uint64_t h = hash_bytes(left, left_len);
+    return h ^ (hash_bytes(right, right_len) + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2));
+}
+
+static int32_t find_merge_rank(const bpe_tokenizer *b, const char *left, size_t left_len, const char *right,
+                               size_t right_len)
+{
+    for (uint64_t i = hash_pair(left, left_len, right, right_len) & b->merges_mask; b->merges[i].rank >= 0;
+         i = (i + 1) & b->merges_mask) {
+        const merge_entry *m = &b->merges[i];
+        if (m->left_len == left_len && m->right_len == right_len && memcmp(m->left, left, left_len) == 0 &&
+            memcmp(m->left + left_len + 1, right, right_len) == 0)
+            return m->rank;
+    }
+    return -1;
+}
+
+/* The same printable set tokenize.c decodes with: those bytes stand for
+ * themselves, the other 68 move, in byte order, to U+0100 onwards. */
+static void build_byte_alphabet(bpe_tokenizer *b)
+{
+    uint32_t moved = 0;
+    for (uint32_t byte = 0; byte < 256; byte++) {
+        bool printable = (byte >= 0x21 && byte <= 0x7E) || (byte >= 0xA1 && byte <= 0xAC) || byte >= 0xAE;
+        uint32_t cp = printable ? byte : 0x100 + moved++;
+        if (cp < 0x80) {
+            b->byte_chars[byte][0] = (char)cp;
+            b->byte_char_len[byte] = 1;
+        } else {
+            b->byte_chars[byte][0] = (char)(0xC0 | (cp >> 6));
+            b->byte_chars[byte][1] = (char)(0x80 | (cp & 0x3F));
+            b->byte_char_len[byte] = 2;
+        }
+    }
+}
+
+/* Ranks are positions in tokenizer.ggml.merges; a pair listed twice keeps
+ * its first (best) rank, as llama.cpp's map does. */
+static hearth_status load_merges(bpe_tokenizer *b, const gguf_file *f, hearth_error *err)
+{
+    const gguf_kv *kv = gguf_find_kv(f, "tokenizer.ggml.merges");
+    const gguf_array *merges = gguf_get_array(f, "tokenizer.ggml.merges");
+    if (!kv)
+        return error_set(err, HEARTH_ERR_FORMAT,
+                         "key tokenizer.ggml.merges: missing (a byte-level BPE vocabulary needs its merges)");
+    if (!merges || merges->elem_type != GGUF_TYPE_STRING)
+        return error_set(err, HEARTH_ERR_FORMAT, "key tokenizer.ggml.merges: %s%s (must be an array of strings)",
+                         merges ? "an array of " : "type ",
+                         gguf_value_type_name(merges ? merges->elem_type : kv->value.type));
+    if (merges->count > INT32_MAX / 4)
+        return error_set(err, HEARTH_ERR_FORMAT, "key tokenizer.ggml.merges: %llu merges (at most %d)",
+                         (unsigned long long)merges->count, INT32_MAX / 4);
+    uint64_t cap = 16;
+    while (cap < 2 * merges->count)
+        cap <<= 1;
+    b->merges = malloc(cap * sizeof *b->merges);
+    if (!b->merges)
+        return error_set(err, HEARTH_ERR_NOMEM, "tokenizer: out of memory for %llu merges",
+                         (unsigned long long)merges->count);
+    b->merges_mask = cap - 1;
+    for (uint64_t i = 0; i < cap; i++)
+        b->merges[i].rank = -1;
+    for (uint64_t rank = 0; rank < merges->count; rank++) {
+        gguf_string s = merges->strings[rank];
+        /* Split at the first space after the first byte, so a left half that
+         * is itself a space character still parses (as llama.cpp splits). */
+        const char *space = s.len > 1 ? memchr(s.data + 1, ' ', s.len - 1) : NULL;
+        if (!space || s.len > UINT32_MAX)
+            return error_set(err, HEARTH_ERR_FORMAT, "key tokenizer.ggml.merges: merge %llu '%.*s' is not 'left right'",
+                             (unsigned long long)rank, (int)(s.len > 64 ? 64 : s.len), s.data);
+        size_t left_len = (size_t)(space - s.data), right_len = (size_t)s.len - left_len - 1;
+        uint64_t i = hash_pair(s.data, left_len, space + 1, right_len) & b->merges_mask;
+        bool listed = false;
+        for (; b->merges[i].rank >= 0; i = (i + 1) & b->merges_mask) {
+            const merge_entry *m = &b->merges[i];
+            if (m->left_len == left_len && m->right_len == right_len && memcmp(m->left, s.data, s.len) == 0) {
+                listed = true;
+                break;
+            }
+        }
+        if (!listed)
+            b->merges[i] = (merge_entry){s.data, (uint32_t)left_len, (uint32_t)right_len, (int32_t)rank};
+    }
+    return HEARTH_OK;
+}
+
+static hearth_status compile_pre_tokenizer(bpe_tokenizer *b, const gguf_file *f, hearth_error *err)
+{
+    const gguf_kv *kv = gguf_find_kv(f, "tokenizer.ggml.pre");
+    const gguf_string *pre = gguf_get_string(f, "tokenizer.ggml.pre");
+    if (kv && !pre)
+        return error_set(err, HEARTH_ERR_FORMAT, "key tokenizer.ggml.pre: type %s (must be STRING)",
+                         gguf_value_type_name(kv->value.type));
+    const char *name = pre ? pre->data : "default";
+    size_t name_len = pre ? (size_t)pre->len : strlen("default");
+    b->pre = find_pre_tokenizer(name, name_len);
+    if (!b->pre)
+        return error_set(err, HEARTH_ERR_UNSUPPORTED,
+                         "key tokenizer.ggml.pre: pre-tokenizer '%.*s' is not known to hearth (known: gpt-2, phi-2, "
+                         "default, llama3, llama-v3, llama-bpe, qwen2, deepseek-r1-qwen)",
+                         (int)(name_len > 64 ? 64 : name_len), name);
+    for (int k = 0; k < PRE_MAX_REGEXES && b->pre->regexes[k]; k++) {
+        int code;
+        PCRE2_SIZE at;
+        b->regexes[k] = pcre2_compile((PCRE2_SPTR)b->pre->regexes[k], PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP,
+                                      &code, &at, NULL);
+        if (!b->regexes[k]) {
+            PCRE2_UCHAR message[256];
+            pcre2_get_error_message(code, message, sizeof message);
+            return error_set(err, HEARTH_ERR_UNSUPPORTED, "pre-tokenizer '%.*s': regex %d at offset %zu: %s",
+                             (int)name_len, name, k, (size_t)at, (const char *)message);
+        }
+        b->n_regexes = k + 1;
+        /* Without JIT (a platform PCRE2 has none for) the interpreter runs
+         * the same pattern, only slower. */
+        pcre2_jit_compile(b->regexes[k], PCRE2_JIT_COMPLETE);
+    }
+    return HEARTH_OK;
+}
+
+hearth_status bpe_load(const gguf_file *f, bpe_tokenizer **out, hearth_error *err)
+{
+    *out = NULL;
+    bpe_tokenizer *b = calloc(1, sizeof *b);
+    if (!b)
+        return error_set(err, HEARTH_ERR_NOMEM, "tokenizer: out of memory");
+    build_byte_alphabet(b);
+    hearth_status st = load_merges(b, f, err);
+    if (st == HEARTH_OK)
+        st = compile_pre_tokenizer(b, f, err);
+    if (st != HEARTH_OK) {
+        bpe_free(b);
+        return st;
+    }
+    *out = b;
+    return HEARTH_OK;
+}
+
+void bpe_free(bpe_tokenizer *b)
+{
+    if (!b)
+        return;
+    for (int k = 0; k < b->n_regexes; k++)
+        pcre2_code_free(b->regexes[k]);
+    free(b->merges);
+    free(b);
+}
+
+/* ---- pre-tokenizing ------------------------------------------------------------- */
+
+typedef struct piece {
+    size_t off, len; /* in the fragment */
+} piece;
+
+typedef struct piece_list {
+    piece *items;
+    size_t n, cap;
+} piece_list;
+
+static bool pieces_push(piece_list *l, size_t off, size_t len)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        piece *grown = realloc(l->items, cap * sizeof *grown);
+        if (!grown)
+            return false;
+        l->items = grown;
+        l->cap = cap;
+    }
+    l->items[l->n++] = (piece){off, len};
+    return true;
+}
+
+/* Length of the (valid) UTF-8 character a byte starts. */
+static size_t utf8_char_length(unsigned char c)
+{
+    return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+}
+
+static hearth_status regex_error(int code, hearth_error *err)
+{
+    if (code == PCRE2_ERROR_NOMEMORY)
+        return error_set(err, HEARTH_ERR_NOMEM, "pre-tokenizer: out of memory");
+    PCRE2_UCHAR message[256];
+    pcre2_get_error_message(code, message, sizeof message);
+    return error_set(err, HEARTH_ERR_UNSUPPORTED, "pre-tokenizer: regex failed: %s", (const char *)message);
+}
+
+/* Cuts one piece into the regex's matches and the text between them. Each
+ * match starts from where the last ended, over the whole piece, so
+ * lookarounds see the piece's neighbouring characters (and its ends). The
+ * text was checked to be UTF-8 once, so PCRE2 need not check it per match. */
+static hearth_status split_piece(const pcre2_code *re, pcre2_match_data *md, const char *text, piece p,
+                                 piece_list *out, hearth_error *err)
+{
+    PCRE2_SPTR subject = (PCRE2_SPTR)(text + p.off);
+    size_t pos = 0, last = 0;
+    while (pos < p.len) {
+        int rc = pcre2_match(re, subject, p.len, pos, PCRE2_NO_UTF_CHECK, md, NULL);
+        /* The JIT's stack is small; the interpreter keeps its state on the heap. */
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
+            rc = pcre2_match(re, subject, p.len, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, NULL);
+        if (rc == PCRE2_ERROR_NOMATCH)
+            break;
+        if (rc < 0)
+            return regex_error(rc, err);
+        const PCRE2_SIZE *ovector = pcre2_get_ovector_pointer(md);
+        size_t start = ovector[0], end = ovector[1];
+        if (end <= start) { /* an empty match cuts nothing: look again a character on */
+            if (start >= p.len)
+                break;
+            pos = start + utf8_char_length(subject[start]);
+            continue;
+        }
+        if ((start > last && !pieces_push(out, p.off + last, start - last)) ||
+            !pieces_push(out, p.off + start, end - start))
+            return error_set(err, HEARTH_ERR_NOMEM, "pre-tokenizer: out of memory");
+        last = pos = end;
+    }
+    if (last < p.len && !pieces_push(out, p.off + last, p.len - last))
+        return error_set(err, HEARTH_ERR_NOMEM, "pre-tokenizer: out of memory");
+    return HEARTH_OK;
+}
+
+/* All the regexes in turn, each over the pieces of the one before. */
+static hearth_status pre_tokenize(const bpe_tokenizer *b, const char *text, size_t len, piece_list *result,
+                                  hearth_error *err)
+{
+    piece_list a = {0}, next = {0};
+    hearth_status st = HEARTH_OK;
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL); /* the whole match only */
+    if (!md || !pieces_push(&a, 0, len))
+        st = error_set(err, HEARTH_ERR_NOMEM, "pre-tokenizer: out of memory");
+    for (int k = 0; st == HEARTH_OK && k < b->n_regexes; k++) {
+        next.n = 0;
+        for (size_t i = 0; st == HEARTH_OK && i < a.n; i++)
+            st = split_piece(b->regexes[k], md, text, a.items[i], &next, err);
+        piece_list t = a;
+        a = next;
+        next = t;
+    }
+    pcre2_match_data_free(md);
+    free(next.items);
+    if (st != HEARTH_OK) {
+        free(a.items);
+        a = (piece_list){0};
+    }
+    *result = a;
+    return st;
+}
+
+/* ---- merging ---------------------------------------------------------------------- */
+
+typedef struct bpe_symbol {
+    const char *text;
+    size_t n; /* 0 once merged into its left neighbour */
+    int prev, next;
+} bpe_symbol;
+
+typedef struct bpe_pair {
+    int32_t rank;
+    int left, right;
+    size_t size; /* left.n + right.n when queued: a later size means it is stale */
+} bpe_pair;
+
+/* Scratch space reused across the pre-tokens of one call. */
+typedef struct bpe_work {
+    char *spelled; /* the pre-token in GPT-2's byte alphabet */
+    bpe_symbol *symbols;
+    bpe_pair *heap;
+    size_t heap_len, cap; /* cap: bytes of spelled text the arrays hold */
+} bpe_work;
+
+static bool work_reserve(bpe_work *w, size_t spelled_len)
+{
+    if (spelled_len <= w->cap)
+        return true;
+    size_t cap = spelled_len < 256 ? 256 : spelled_len;
+    /* One symbol per character at most; each merge queues at most two pairs
+     * beyond the n - 1 initial ones. */
+    char *spelled = realloc(w->spelled, cap);
+    if (spelled)
+        w->spelled = spelled;
+    bpe_symbol *symbols = realloc(w->symbols, cap * sizeof *symbols);
+    if (symbols)
+        w->symbols = symbols;
+    bpe_pair *heap = realloc(w->heap, 3 * cap * sizeof *heap);
+    if (heap)
+        w->heap = heap;
+    if (!spelled || !symbols || !heap)
+        return false;
+    w->cap = cap;
+    return true;
+}
+
+/* Min-heap order: lowest rank first, then the leftmost pair (llama.cpp's). */
+static bool pair_before(const bpe_pair *a, const bpe_pair *b)
+{
+    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
+}
+
+static void heap_push(bpe_work *w, bpe_pair p)
+{
+    size_t i = w->heap_len++;
+    w->heap[i] = p;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!pair_before(&w->heap[i], &w->heap[parent]))
+            break;
+        bpe_pair t = w->heap[i];
+        w->heap[i] = w->heap[parent];
+        w->heap[parent] = t;
+        i = parent;
+    }
+}
+
+static bpe_pair heap_pop(bpe_work *w)
+{
+    bpe_pair top = w->heap[0];
+    w->heap[0] = w->heap[--w->heap_len];
+    for (size_t i = 0;;) {
+        size_t l = 2 * i + 1, r = l + 1, best = i;
+        if (l < w->heap_len && pair_before(&w->heap[l], &w->heap[best]))
+            best = l;
+        if (r < w->heap_len && pair_before(&w->heap[r], &w->heap[best]))
+            best = r;
+        if (best == i)
+            break;
+        bpe_pair t = w->heap[i];
+        w->heap[i] = w->heap[best];
+        w->heap[best] = t;
+        i = best;
+    }
+    return top;
+}
+
+static void queue_pair(const bpe_tokenizer *b, bpe_work *w, int left, int right)
+{
+    if (left < 0 || right < 0)
+        return;
+    const bpe_symbol *l = &w->symbols[left], *r = &w->symbols[right];
+    int32_t rank = find_merge_rank(b, l->text, l->n, r->text, r->n);
+    if (rank >= 0)
+        heap_push(w, (bpe_pair){rank, left, right, l->n + r->n});
+}
+
+/* A piece that is no token is written as the tokens of its single bytes,
+ * those that exist (llama.cpp's fallback; GPT-2 vocabularies have every
+ * byte's character, so only a broken vocabulary gets here). */
+static void emit_piece(const vocab *v, const char *text, size_t n, token_sink *sink)
+{
+    int32_t id = vocab_find(v, text, n);
+    if (id != VOCAB_NO_TOKEN) {
+        sink_push(sink, id);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int32_t byte_id = vocab_find(v, text + i, 1);
+        if (byte_id != VOCAB_NO_TOKEN)
+            sink_push(sink, byte_id);
+    }
+}
+
+static bool merge_pre_token(const vocab *v, const char *text, size_t len, bpe_work *w, token_sink *sink)
+{
+    const bpe_tokenizer *b = v->bpe;
+    if (!work_reserve(w, 2 * len)) /* every byte spells as at most 2 */
+        return false;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char byte = (unsigned char)text[i];
+        memcpy(w->spelled + n, b->byte_chars[byte], b->byte_char_len[byte]);
+        n += b->byte_char_len[byte];
+    }
+    if (b->pre->ignore_merges && vocab_find(v, w->spelled, n) != VOCAB_NO_TOKEN) {
+        emit_piece(v, w->spelled, n, sink);
+        return true;
+    }
+    int n_symbols = 0;
+    for (size_t off = 0; off < n;) {
+        size_t char_len = utf8_char_length((unsigned char)w->spelled[off]);
+        w->symbols[n_symbols] = (bpe_symbol){w->spelled + off, char_len, n_symbols - 1,
+                                             off + char_len == n ? -1 : n_symbols + 1};
+        n_symbols++;
+        off += char_len;
+    }
+    w->heap_len = 0;
+    for (int i = 1; i < n_symbols; i++)
+        queue_pair(b, w, i - 1, i);
+    while (w->heap_len > 0) {
+        bpe_pair p = heap_pop(w);
+        bpe_symbol *left = &w->symbols[p.left], *right = &w->symbols[p.right];
+        /* A pair is stale once either side has merged into something else. */
+        if (left->n == 0 || right->n == 0 || left->n + right->n != p.size)
+            continue;
+        left->n += right->n;
+        right->n = 0;
+        left->next = right->next;
+        if (right->next >= 0)
+            w->symbols[right->next].prev = p.left;
+        queue_pair(b, w, left->prev, p.left);
+        queue_pair(b, w, p.left, left->next);
+    }
+    for (int i = 0; n_symbols > 0 && i != -1; i = w->symbols[i].next)
+        emit_piece(v, w->symbols[i].text, w->symbols[i].n, sink);
+    return true;
+}
+
+hearth_status bpe_tokenize_fragment(const vocab *v, const char *text, size_t len, token_sink *sink,
+                                    hearth_error *err)
+{
+    if (len == 0)
+        return HEARTH_OK;
+    piece_list pieces;
+    hearth_status st = pre_tokenize(v->bpe, text, len, &pieces, err);
+    bpe_work work = {0};
+    for (size_t i = 0; st == HEARTH_OK && i < pieces.n; i++)
+        if (pieces.items[i].len > INT_MAX / 4) /* symbols are indexed by int */
+            st = error_set(err, HEARTH_ERR_ARG, "tokenizer: a pre-token of %zu bytes is longer than %d",
+                           pieces.items[i].len, INT_MAX / 4);
+        else if (!merge_pre_token(v, text + pieces.items[i].off, pieces.items[i].len, &work, sink))
+            st = error_set(err, HEARTH_ERR_NOMEM, "tokenizer: out of memory for a pre-token of %zu bytes",
+                           pieces.items[i].len);
+    free(work.spelled);
+    free(work.symbols);
+    free(work.heap);
+    free(pieces.items);
+    return st;
+}

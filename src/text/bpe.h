@@ -1,0 +1,22 @@
+/* Byte-level BPE (tokenizer.ggml.model = "gpt2"): the merge ranks and the
+ * pre-tokenizer named by tokenizer.ggml.pre. Private to text/: vocab.c loads
+ * it, tokenize.c runs it on each run of text between special tokens. */
+#ifndef HEARTH_TEXT_BPE_H
+#define HEARTH_TEXT_BPE_H
+
+#include "text/vocab_internal.h"
+
+typedef struct bpe_tokenizer bpe_tokenizer;
+
+/* Reads tokenizer.ggml.merges and tokenizer.ggml.pre (absent: "default", as
+ * llama.cpp does) and compiles the pre-tokenizer's regexes. An unknown pre is
+ * HEARTH_ERR_UNSUPPORTED naming it. The merge texts stay in the GGUF map. */
+hearth_status bpe_load(const gguf_file *f, bpe_tokenizer **out, hearth_error *err);
+void bpe_free(bpe_tokenizer *b);
+
+/* Tokenizes len bytes of valid UTF-8 (the caller checks) containing no
+ * special tokens, appending ids to sink. */
+hearth_status bpe_tokenize_fragment(const vocab *v, const char *text, size_t len, token_sink *sink,
+                                    hearth_error *err);
+
+#endif
