@@ -18,9 +18,14 @@ static const model_arch *const architectures[] = {
     &model_arch_qwen3,
 };
 
-/* One repacked matrix: several ops_matrix may share it (a tied output). */
+/* One repacked matrix: several ops_matrix may share it (a tied output). It
+ * is shared only by matrices of the same data, type and shape: a hostile
+ * file may point two different tensors at the same bytes, and a panel
+ * layout read with another shape would run past its end. */
 typedef struct packed_matrix {
     const void *data;
+    uint32_t type;
+    int64_t rows, cols;
     size_t offset; /* into the model's packed arena */
     bool done;
 } packed_matrix;
@@ -77,11 +82,13 @@ static void pack_share(void *p, int thread, int n_threads)
     ops_pack_panels(w->type, w->data, w->row_bytes, w->rows, w->cols, first, last, job->packed);
 }
 
-static packed_matrix *find_packed(model *m, const void *data)
+static packed_matrix *find_packed(model *m, const ops_matrix *w)
 {
-    for (int i = 0; i < m->n_packed; i++)
-        if (m->packed[i].data == data)
+    for (int i = 0; i < m->n_packed; i++) {
+        const packed_matrix *p = &m->packed[i];
+        if (p->data == w->data && p->type == w->type && p->rows == w->rows && p->cols == w->cols)
             return &m->packed[i];
+    }
     return NULL;
 }
 
@@ -89,7 +96,7 @@ static packed_matrix *find_packed(model *m, const void *data)
 static void plan_one(ops_matrix *w, void *ctx)
 {
     model *m = ctx;
-    if (m->repack_status != HEARTH_OK || !ops_packed_supported(w->type) || find_packed(m, w->data))
+    if (m->repack_status != HEARTH_OK || !ops_packed_supported(w->type) || find_packed(m, w))
         return;
     if (m->n_packed == m->cap_packed) {
         int cap = m->cap_packed ? 2 * m->cap_packed : 64;
@@ -101,7 +108,8 @@ static void plan_one(ops_matrix *w, void *ctx)
         m->packed = grown;
         m->cap_packed = cap;
     }
-    m->packed[m->n_packed++] = (packed_matrix){.data = w->data, .offset = m->repack.bytes};
+    m->packed[m->n_packed++] = (packed_matrix){
+        .data = w->data, .type = w->type, .rows = w->rows, .cols = w->cols, .offset = m->repack.bytes};
     size_t bytes = ops_packed_bytes(w->type, w->rows, w->cols);
     m->repack.bytes += (bytes + 63) / 64 * 64;
     m->repack.n_matrices++;
@@ -111,7 +119,7 @@ static void plan_one(ops_matrix *w, void *ctx)
 static void pack_one(ops_matrix *w, void *ctx)
 {
     model *m = ctx;
-    packed_matrix *entry = ops_packed_supported(w->type) ? find_packed(m, w->data) : NULL;
+    packed_matrix *entry = ops_packed_supported(w->type) ? find_packed(m, w) : NULL;
     if (!entry)
         return;
     w->packed = m->arena + entry->offset;
