@@ -120,8 +120,11 @@ static void check_type(uint32_t type, int64_t rows, int64_t cols, int n_tokens)
 
     /* 2: against the row kernels, which see the same int8 values. */
     ops_dot_fn dot = ops_dot_ref(type);
+    float *xq = malloc((size_t)cols * sizeof *xq);
     for (int t = 0; t < n_tokens; t++) {
         ops_quantize_activation(type, x + t * cols, plain_act, cols);
+        /* The activations' int8 values times their scale bound |x|. */
+        quant_get_traits(ops_activation_type(type))->dequantize(plain_act, xq, cols);
         for (int64_t r = 0; r < n_panels * OPS_PANEL_ROWS; r++) {
             float v = want[(size_t)t * (size_t)(n_panels * OPS_PANEL_ROWS) + r];
             if (r >= rows) {
@@ -130,18 +133,14 @@ static void check_type(uint32_t type, int64_t rows, int64_t cols, int n_tokens)
             }
             float expected;
             dot(cols, w + r * row_bytes, plain_act, &expected);
-            /* The activations' int8 values times their scale bound |x|. */
-            float *xq = malloc((size_t)cols * sizeof *xq);
-            quant_get_traits(ops_activation_type(type))->dequantize(plain_act, xq, cols);
             double m = magnitude(type, w + r * row_bytes, xq, cols);
-            free(xq);
             double blocks = (double)cols / 32.0;
             double tolerance = (4.0 * blocks + 8.0) * FLT_EPSILON * 3.0 * m + 1e-30;
             CHECK_MSG(fabs((double)v - expected) <= tolerance, "%s row %lld token %d: %.9g vs row kernel %.9g (tol %.3g)",
                       name, (long long)r, t, v, expected, tolerance);
         }
     }
-    free(w), free(packed), free(act), free(plain_act), free(x), free(want), free(got);
+    free(xq), free(w), free(packed), free(act), free(plain_act), free(x), free(want), free(got);
 }
 
 /* The activation quantizers give the same bytes at every level, on random

@@ -292,16 +292,23 @@ static void qk_rope_store_rows(void *p, int64_t first, int64_t last)
     }
 }
 
+/* x += norm(proj): Gemma norms each block's output before the residual add. */
+static void add_normed_projection(const gemma3_step *st, const float *norm, int64_t first, int64_t last)
+{
+    const int64_t d = st->g->n_embd;
+    gemma3_state *s = st->s;
+    ops_rmsnorm_rows(s->proj + first * d, d, norm, d, st->g->eps, s->proj + first * d, d, last - first);
+    ops_add(s->x + first * d, s->proj + first * d, (last - first) * d);
+}
+
 /* x += norm(attention output); xn = norm(x) for the feed-forward. */
 static void attention_residual_rows(void *p, int64_t first, int64_t last)
 {
     const gemma3_step *st = p;
     const int64_t d = st->g->n_embd;
-    gemma3_state *s = st->s;
-    ops_rmsnorm_rows(s->proj + first * d, d, st->l->post_attn_norm, d, st->g->eps, s->proj + first * d, d,
+    add_normed_projection(st, st->l->post_attn_norm, first, last);
+    ops_rmsnorm_rows(st->s->x + first * d, d, st->l->ffn_norm, d, st->g->eps, st->s->xn + first * d, d,
                      last - first);
-    ops_add(s->x + first * d, s->proj + first * d, (last - first) * d);
-    ops_rmsnorm_rows(s->x + first * d, d, st->l->ffn_norm, d, st->g->eps, s->xn + first * d, d, last - first);
 }
 
 static void geglu_rows(void *p, int64_t first, int64_t last)
@@ -314,11 +321,7 @@ static void geglu_rows(void *p, int64_t first, int64_t last)
 static void ffn_residual_rows(void *p, int64_t first, int64_t last)
 {
     const gemma3_step *st = p;
-    const int64_t d = st->g->n_embd;
-    gemma3_state *s = st->s;
-    ops_rmsnorm_rows(s->proj + first * d, d, st->l->post_ffn_norm, d, st->g->eps, s->proj + first * d, d,
-                     last - first);
-    ops_add(s->x + first * d, s->proj + first * d, (last - first) * d);
+    add_normed_projection(st, st->l->post_ffn_norm, first, last);
 }
 
 /* Rows counted from first_output: only those rows need logits. */

@@ -103,22 +103,21 @@ static void k4_values(const uint8_t *scales, const uint8_t *qs, const uint8_t *q
     }
 }
 
-/* Scales, mins and nibbles of one row's super-block into a Q4_K or Q5_K
- * panel block (their leading members agree); returns the values. */
-#define PUT_K4_COMMON(pb, src, qh, u, nibbles_of)                                    \
-    do {                                                                             \
-        uint8_t sc_[8], mins_[8];                                                    \
-        (pb)->d[r] = (src)->d;                                                       \
-        (pb)->dmin[r] = (src)->dmin;                                                 \
-        k4_values((src)->scales, (src)->qs, qh, sc_, mins_, u);                      \
-        for (int j = 0; j < 8; j++) {                                                \
-            (pb)->scales[j][r] = sc_[j];                                             \
-            (pb)->min_pairs[j / 2][r][j % 2] = mins_[j];                             \
-            put_nibbles(nibbles_of(pb, j), r, u[j]);                                 \
-        }                                                                            \
-    } while (0)
-#define Q4_K_NIBBLES(pb, j) (pb)->nibbles[j]
-#define Q5_K_NIBBLES(pb, j) (pb)->sub[j].nibbles
+/* The members Q4_K and Q5_K panel blocks share, for row r: scales, mins in
+ * pairs, and the values of each sub-block (into u) for the caller to place. */
+static void put_k4_scales(uint16_t d[16], uint16_t dmin[16], uint8_t scales[8][16], uint8_t min_pairs[4][16][2],
+                          int r, uint16_t src_d, uint16_t src_dmin, const uint8_t *src_scales, const uint8_t *qs,
+                          const uint8_t *qh, uint8_t u[8][32])
+{
+    uint8_t sc[8], mins[8];
+    d[r] = src_d;
+    dmin[r] = src_dmin;
+    k4_values(src_scales, qs, qh, sc, mins, u);
+    for (int j = 0; j < 8; j++) {
+        scales[j][r] = sc[j];
+        min_pairs[j / 2][r][j % 2] = mins[j];
+    }
+}
 
 static void pack_q4_K(const uint8_t *row, int r, int64_t nb, void *dst)
 {
@@ -126,7 +125,10 @@ static void pack_q4_K(const uint8_t *row, int r, int64_t nb, void *dst)
     for (int64_t b = 0; b < nb; b++) {
         const block_q4_K *src = (const block_q4_K *)row + b;
         uint8_t u[8][32];
-        PUT_K4_COMMON(&p[b], src, NULL, u, Q4_K_NIBBLES);
+        put_k4_scales(p[b].d, p[b].dmin, p[b].scales, p[b].min_pairs, r, src->d, src->dmin, src->scales, src->qs,
+                      NULL, u);
+        for (int j = 0; j < 8; j++)
+            put_nibbles(p[b].nibbles[j], r, u[j]);
     }
 }
 
@@ -136,11 +138,14 @@ static void pack_q5_K(const uint8_t *row, int r, int64_t nb, void *dst)
     for (int64_t b = 0; b < nb; b++) {
         const block_q5_K *src = (const block_q5_K *)row + b;
         uint8_t u[8][32];
-        PUT_K4_COMMON(&p[b], src, src->qh, u, Q5_K_NIBBLES);
-        for (int j = 0; j < 8; j++)
+        put_k4_scales(p[b].d, p[b].dmin, p[b].scales, p[b].min_pairs, r, src->d, src->dmin, src->scales, src->qs,
+                      src->qh, u);
+        for (int j = 0; j < 8; j++) {
+            put_nibbles(p[b].sub[j].nibbles, r, u[j]);
             for (int g = 0; g < 8; g++)
                 for (int i = 0; i < 4; i++)
                     p[b].sub[j].high[g] |= (uint64_t)(u[j][4 * g + i] >> 4) << (4 * r + i);
+        }
     }
 }
 

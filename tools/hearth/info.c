@@ -344,12 +344,11 @@ static int print_cpu(void)
     printf("threads:         %d by default (physical cores)\n", threadpool_default_threads());
     /* Which weight types get the 16-row panels at load (ops/packed.h); the
      * others are multiplied row by row as stored. */
-    static const uint32_t packable[] = {QUANT_Q4_0, QUANT_Q5_0, QUANT_Q8_0, QUANT_Q4_K, QUANT_Q5_K, QUANT_Q6_K};
     printf("repacking:      ");
     int n_packed = 0;
-    for (size_t i = 0; i < sizeof packable / sizeof *packable; i++)
-        if (ops_packed_supported(packable[i]))
-            printf(" %s", quant_get_traits(packable[i])->name), n_packed++;
+    for (uint32_t type = 0; type < QUANT_TYPE_COUNT; type++)
+        if (ops_packed_supported(type))
+            printf(" %s", quant_get_traits(type)->name), n_packed++;
     printf("%s\n", n_packed ? "" : " none (no panel kernels at this level)");
     printf("features:       ");
     const struct {
