@@ -40,8 +40,8 @@ pip_install() {
         python3 -m pip install --quiet --user --break-system-packages "$1"
 }
 
-# PyPI's gguf (with numpy): scripts/oracle/make_qwen3_model.py writes the tiny
-# random-weight models tests/test_qwen3.c runs with it.
+# PyPI's gguf (with numpy): scripts/oracle/make_dense_model.py writes the tiny
+# random-weight models tests/test_dense.c runs with it.
 python3 -c 'import gguf, numpy' 2>/dev/null || pip_install gguf
 echo "setup: all build and test dependencies present"
 

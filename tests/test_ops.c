@@ -71,35 +71,45 @@ static void check_rmsnorm_rows(void)
     }
 }
 
+/* RoPE against the rotation computed in double. The angle accumulates float
+ * rounding as ggml's does: compared in double, it drifts by ~1e-7 per step. */
 static void check_rope(void)
 {
     enum { HEADS = 3, DIM = 256 };
-    float x[HEADS * DIM], y[HEADS * DIM];
+    float x[HEADS * DIM], y[HEADS * DIM], factors[DIM / 2];
     for (int i = 0; i < HEADS * DIM; i++)
         x[i] = random_float();
+    for (int i = 0; i < DIM / 2; i++)
+        factors[i] = 1.0f + 7.0f * (float)i / (DIM / 2); /* Llama 3's rope_freqs run from 1 to 8 */
     const int positions[] = {0, 1, 17, 511, 4095, 32767};
-    for (size_t p = 0; p < sizeof positions / sizeof *positions; p++) {
-        for (int rot = 64; rot <= DIM; rot *= 2) {
-            memcpy(y, x, sizeof x);
-            ops_rope_neox(y, HEADS, DIM, rot, positions[p], 10000.0f, 0.5f);
-            double worst = 0.0;
-            for (int h = 0; h < HEADS; h++) {
-                const float *a = x + h * DIM, *b = y + h * DIM;
-                for (int i = 0; i < rot / 2; i++) {
-                    /* The angle accumulates float rounding as ggml's does;
-                     * compared in double, it drifts by ~1e-7 per step. */
-                    double theta = positions[p] * 0.5 * pow(10000.0, -2.0 * i / rot);
-                    double re = a[i] * cos(theta) - a[i + rot / 2] * sin(theta);
-                    double im = a[i] * sin(theta) + a[i + rot / 2] * cos(theta);
-                    worst = fmax(worst, fmax(fabs(b[i] - re), fabs(b[i + rot / 2] - im)));
+    for (int layout = OPS_ROPE_NORM; layout <= OPS_ROPE_NEOX; layout++)
+        for (int with_factors = 0; with_factors <= 1; with_factors++)
+            for (size_t p = 0; p < sizeof positions / sizeof *positions; p++)
+                for (int rot = 64; rot <= DIM; rot *= 2) {
+                    ops_rope rope = {.layout = (ops_rope_layout)layout, .n_dims = rot, .freq_base = 10000.0f,
+                                     .freq_scale = 0.5f, .freq_factors = with_factors ? factors : NULL};
+                    memcpy(y, x, sizeof x);
+                    ops_rope_apply(&rope, y, HEADS, DIM, positions[p]);
+                    /* Element offsets of pair i: (2i, 2i + 1) or (i, i + rot/2). */
+                    int stride = layout == OPS_ROPE_NORM ? 2 : 1, partner = layout == OPS_ROPE_NORM ? 1 : rot / 2;
+                    double worst = 0.0;
+                    for (int h = 0; h < HEADS; h++) {
+                        const float *a = x + h * DIM, *b = y + h * DIM;
+                        for (int i = 0; i < rot / 2; i++) {
+                            double theta = positions[p] * 0.5 * pow(10000.0, -2.0 * i / rot) /
+                                           (with_factors ? factors[i] : 1.0);
+                            int e0 = i * stride, e1 = e0 + partner;
+                            double re = a[e0] * cos(theta) - a[e1] * sin(theta);
+                            double im = a[e0] * sin(theta) + a[e1] * cos(theta);
+                            worst = fmax(worst, fmax(fabs(b[e0] - re), fabs(b[e1] - im)));
+                        }
+                        for (int i = rot; i < DIM; i++)
+                            worst = fmax(worst, fabs(b[i] - a[i])); /* past n_dims: untouched */
+                    }
+                    double limit = 1e-5 + 4e-7 * positions[p] * 0.5;
+                    CHECK_MSG(worst < limit, "rope layout %d factors %d pos %d dims %d: error %g (limit %g)", layout,
+                              with_factors, positions[p], rot, worst, limit);
                 }
-                for (int i = rot; i < DIM; i++)
-                    worst = fmax(worst, fabs(b[i] - a[i])); /* past n_dims: untouched */
-            }
-            double limit = 1e-5 + 4e-7 * positions[p] * 0.5;
-            CHECK_MSG(worst < limit, "rope pos %d dims %d: error %g (limit %g)", positions[p], rot, worst, limit);
-        }
-    }
 }
 
 static void check_geglu(void)

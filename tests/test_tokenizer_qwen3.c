@@ -1,7 +1,7 @@
 /* Byte-level BPE with Qwen's pre-tokenizer (tokenizer.ggml.pre = qwen2) and
  * Qwen 3's special tokens against llama.cpp: the tiny Qwen 3 model's
- * vocabulary (written by scripts/oracle/make_qwen3_model.py, the CTest step
- * qwen3_tiny_models; its merges are random, its pre-tokenizer and added
+ * vocabulary (written by scripts/oracle/make_dense_model.py, the CTest step
+ * dense_tiny_models; its merges are random, its pre-tokenizer and added
  * tokens are Qwen 3's) tokenizing tests/fixtures/tokenizer/corpus.txt, as
  * llama-tokenize did (scripts/oracle/make_tokenizer_fixtures.sh), with
  * special tokens parsed and as plain text.
@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MODEL HEARTH_TEST_TMPDIR "/qwen3/qwen3-tiny-f16.gguf"
+#define MODEL HEARTH_TEST_TMPDIR "/dense/qwen3-tiny-f16.gguf"
 
 static const char *find(const char *hay, const char *hay_end, const char *needle)
 {
@@ -94,7 +94,7 @@ static void compare_mode(const vocab *v, const char *corpus, size_t corpus_len, 
 int main(void)
 {
     if (access(MODEL, R_OK) != 0)
-        TEST_SKIP("no %s: CTest writes it first (the qwen3_tiny_models step, which needs python3 with gguf)", MODEL);
+        TEST_SKIP("no %s: CTest writes it first (the dense_tiny_models step, which needs python3 with gguf)", MODEL);
     gguf_file *f;
     vocab *v;
     hearth_error err = {0};

@@ -4,6 +4,7 @@
 
 #include "model/model.h"
 #include "ops/matmul.h"
+#include "ops/ops.h"
 
 typedef struct model_arch {
     const char *name; /* general.architecture */
@@ -24,6 +25,8 @@ typedef struct model_arch {
 } model_arch;
 
 extern const model_arch model_arch_gemma3;
+extern const model_arch model_arch_llama;
+extern const model_arch model_arch_qwen2;
 extern const model_arch model_arch_qwen3;
 
 /* Tensor binding helpers: each checks the tensor exists with exactly the
@@ -44,10 +47,19 @@ hearth_status model_bind_embedding_and_output(const gguf_file *file, int64_t n_e
 hearth_status model_bind_vector(const gguf_file *file, const char *name, int64_t n, const float **out,
                                 hearth_error *err);
 
+/* An F32 vector that may be absent (*out is then NULL): biases. */
+hearth_status model_bind_optional_vector(const gguf_file *file, const char *name, int64_t n, const float **out,
+                                         hearth_error *err);
+
 /* Hyper-parameters "<arch>.<key>"; required ones fail with a message naming the key. */
 hearth_status model_get_u32(const gguf_file *file, const char *arch, const char *key, bool required,
                             uint32_t fallback, uint32_t *out, hearth_error *err);
 hearth_status model_get_f32(const gguf_file *file, const char *arch, const char *key, bool required,
                             float fallback, float *out, hearth_error *err);
+
+/* "<arch>.rope.freq_base" (default_base when absent) and the RoPE scaling
+ * keys into rope's freq_base and freq_scale; the caller sets the rest. */
+hearth_status model_read_rope(const gguf_file *file, const char *arch, float default_base, ops_rope *rope,
+                              hearth_error *err);
 
 #endif

@@ -35,7 +35,8 @@ typedef struct gemma3_layer {
 
 typedef struct gemma3 {
     uint32_t n_vocab, n_embd, n_layers, n_ff, n_heads, n_kv_heads, head_dim_k, head_dim_v, n_ctx_train, window;
-    float eps, rope_base_global, rope_scale_global, rope_base_local, attn_scale;
+    float eps, attn_scale;
+    ops_rope rope_global, rope_local; /* full-attention and sliding-window layers */
     ops_matrix embed, output;
     const float *output_norm;
     gemma3_layer *layers;
@@ -58,8 +59,7 @@ static hearth_status read_hparams(const gguf_file *f, gemma3 *g, hearth_error *e
         (st = model_get_u32(f, ARCH, "feed_forward_length", true, 0, &g->n_ff, err)) ||
         (st = model_get_u32(f, ARCH, "attention.head_count", true, 0, &g->n_heads, err)) ||
         (st = model_get_u32(f, ARCH, "context_length", false, 8192, &g->n_ctx_train, err)) ||
-        (st = model_get_f32(f, ARCH, "attention.layer_norm_rms_epsilon", false, 1e-6f, &g->eps, err)) ||
-        (st = model_get_f32(f, ARCH, "rope.freq_base", false, 1000000.0f, &g->rope_base_global, err)))
+        (st = model_get_f32(f, ARCH, "attention.layer_norm_rms_epsilon", false, 1e-6f, &g->eps, err)))
         return st;
     if (g->n_embd == 0 || g->n_embd > 65536 || g->n_layers == 0 || g->n_layers > MAX_LAYERS || g->n_ff == 0 ||
         g->n_ff > 1048576 || g->n_heads == 0 || g->n_heads > 1024)
@@ -82,19 +82,12 @@ static hearth_status read_hparams(const gguf_file *f, gemma3 *g, hearth_error *e
         return error_set(err, HEARTH_ERR_FORMAT, ARCH ".attention.sliding_window: must be positive");
 
     /* Linear RoPE scaling (the 4B and larger checkpoints) applies to global layers only. */
-    g->rope_scale_global = 1.0f;
-    const gguf_string *scaling = gguf_get_string(f, ARCH ".rope.scaling.type");
-    if (scaling && gguf_string_equals(scaling, "linear")) {
-        float factor;
-        if ((st = model_get_f32(f, ARCH, "rope.scaling.factor", true, 1.0f, &factor, err)))
-            return st;
-        if (!(factor > 0.0f))
-            return error_set(err, HEARTH_ERR_FORMAT, ARCH ".rope.scaling.factor: %g must be positive", factor);
-        g->rope_scale_global = 1.0f / factor;
-    } else if (scaling && !gguf_string_equals(scaling, "none")) {
-        return error_set(err, HEARTH_ERR_UNSUPPORTED, ARCH ".rope.scaling.type: only linear is supported");
-    }
-    g->rope_base_local = 10000.0f;
+    if ((st = model_read_rope(f, ARCH, 1000000.0f, &g->rope_global, err)))
+        return st;
+    g->rope_global.layout = g->rope_local.layout = OPS_ROPE_NEOX;
+    g->rope_global.n_dims = g->rope_local.n_dims = (int32_t)g->head_dim_k;
+    g->rope_local.freq_base = 10000.0f;
+    g->rope_local.freq_scale = 1.0f;
     /* Gemma 3 27B scales queries by 1/sqrt(n_embd / n_heads); the others by 1/sqrt(head size). */
     g->attn_scale = g->n_layers == 62 ? 1.0f / sqrtf((float)(g->n_embd / g->n_heads))
                                       : 1.0f / sqrtf((float)g->head_dim_k);
@@ -247,7 +240,7 @@ typedef struct gemma3_step {
     const int32_t *tokens;
     int32_t pos0, first_output;
     uint16_t *k_cache, *v_cache;
-    float rope_base, rope_scale;
+    const ops_rope *rope;
 } gemma3_step;
 
 static void embed_rows(void *p, int64_t first, int64_t last)
@@ -284,9 +277,8 @@ static void qk_rope_store_rows(void *p, int64_t first, int64_t last)
                      (last - first) * g->n_kv_heads);
     for (int64_t t = first; t < last; t++) {
         float *q = s->q + t * q_dim, *k = s->k + t * kv_k;
-        ops_rope_neox(q, g->n_heads, g->head_dim_k, g->head_dim_k, s->positions[t], st->rope_base, st->rope_scale);
-        ops_rope_neox(k, g->n_kv_heads, g->head_dim_k, g->head_dim_k, s->positions[t], st->rope_base,
-                      st->rope_scale);
+        ops_rope_apply(st->rope, q, g->n_heads, g->head_dim_k, s->positions[t]);
+        ops_rope_apply(st->rope, k, g->n_kv_heads, g->head_dim_k, s->positions[t]);
         ops_store_f16(st->k_cache + (size_t)s->positions[t] * kv_k, k, kv_k);
         ops_store_f16(st->v_cache + (size_t)s->positions[t] * kv_v, s->v + t * kv_v, kv_v);
     }
@@ -351,8 +343,7 @@ static void gemma3_forward(const void *p, void *state, threadpool *pool, const i
         step.l = l;
         step.k_cache = s->k_cache + il * s->k_layer;
         step.v_cache = s->v_cache + il * s->v_layer;
-        step.rope_base = l->sliding ? g->rope_base_local : g->rope_base_global;
-        step.rope_scale = l->sliding ? 1.0f : g->rope_scale_global;
+        step.rope = l->sliding ? &g->rope_local : &g->rope_global;
 
         ops_parallel_rows(pool, n, attention_norm_rows, &step);
         ops_matmul_shared_input(pool, 3, (const ops_matrix *[]){&l->wq, &l->wk, &l->wv}, s->xn, d, n,

@@ -15,6 +15,8 @@
 
 static const model_arch *const architectures[] = {
     &model_arch_gemma3,
+    &model_arch_llama,
+    &model_arch_qwen2,
     &model_arch_qwen3,
 };
 
@@ -185,7 +187,7 @@ hearth_status model_load(const char *path, model **out, hearth_error *err)
             st = error_set(err, HEARTH_ERR_FORMAT, "general.architecture: missing");
         else if (!m->arch)
             st = error_set(err, HEARTH_ERR_UNSUPPORTED,
-                           "general.architecture: '%.*s' is not supported (known: gemma3, qwen3)",
+                           "general.architecture: '%.*s' is not supported (known: gemma3, llama, qwen2, qwen3)",
                            (int)(name->len > 64 ? 64 : name->len), name->data);
     }
     if (st == HEARTH_OK)
@@ -338,13 +340,8 @@ hearth_status model_bind_embedding_and_output(const gguf_file *file, int64_t n_e
     return HEARTH_OK;
 }
 
-hearth_status model_bind_vector(const gguf_file *file, const char *name, int64_t n, const float **out,
-                                hearth_error *err)
+static hearth_status bind_found_vector(const gguf_tensor *t, int64_t n, const float **out, hearth_error *err)
 {
-    const gguf_tensor *t;
-    hearth_status st = find_tensor(file, name, &t, err);
-    if (st != HEARTH_OK)
-        return st;
     if (t->n_dims != 1 || t->ne[0] != n)
         return error_set(err, HEARTH_ERR_FORMAT, "tensor %s: shape [%lld, %lld], expected [%lld]", t->name,
                          (long long)t->ne[0], (long long)t->ne[1], (long long)n);
@@ -353,6 +350,22 @@ hearth_status model_bind_vector(const gguf_file *file, const char *name, int64_t
                          quant_get_traits(t->type)->name);
     *out = t->data;
     return HEARTH_OK;
+}
+
+hearth_status model_bind_vector(const gguf_file *file, const char *name, int64_t n, const float **out,
+                                hearth_error *err)
+{
+    const gguf_tensor *t;
+    hearth_status st = find_tensor(file, name, &t, err);
+    return st == HEARTH_OK ? bind_found_vector(t, n, out, err) : st;
+}
+
+hearth_status model_bind_optional_vector(const gguf_file *file, const char *name, int64_t n, const float **out,
+                                         hearth_error *err)
+{
+    const gguf_tensor *t = gguf_find_tensor(file, name);
+    *out = NULL;
+    return t ? bind_found_vector(t, n, out, err) : HEARTH_OK;
 }
 
 hearth_status model_get_u32(const gguf_file *file, const char *arch, const char *key, bool required,
@@ -390,5 +403,38 @@ hearth_status model_get_f32(const gguf_file *file, const char *arch, const char 
     if (!(v == v) || v > 3.4e38 || v < -3.4e38)
         return error_set(err, HEARTH_ERR_FORMAT, "%s: %g is not a finite float", full, v);
     *out = (float)v;
+    return HEARTH_OK;
+}
+
+hearth_status model_read_rope(const gguf_file *file, const char *arch, float default_base, ops_rope *rope,
+                              hearth_error *err)
+{
+    hearth_status st = model_get_f32(file, arch, "rope.freq_base", false, default_base, &rope->freq_base, err);
+    if (st != HEARTH_OK)
+        return st;
+    if (!(rope->freq_base > 0.0f))
+        return error_set(err, HEARTH_ERR_FORMAT, "%s.rope.freq_base: %g must be positive", arch, rope->freq_base);
+
+    /* The scaling: none, or linear (which is also what a bare factor means
+     * to llama.cpp). YaRN, which long-context configurations ask for, is not
+     * implemented: refused rather than run with the wrong angles. */
+    rope->freq_scale = 1.0f;
+    char key[256];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    const gguf_string *type = gguf_get_string(file, key);
+    if (gguf_find_kv(file, key) && !type)
+        return error_set(err, HEARTH_ERR_FORMAT, "%s: not a string", key);
+    if (type && gguf_string_equals(type, "none"))
+        return HEARTH_OK;
+    if (type && !gguf_string_equals(type, "linear"))
+        return error_set(err, HEARTH_ERR_UNSUPPORTED, "%s: '%.*s' is not supported (none, linear)", key,
+                         (int)(type->len > 32 ? 32 : type->len), type->data);
+    float factor;
+    if ((st = model_get_f32(file, arch, "rope.scaling.factor", false, 0.0f, &factor, err)))
+        return st;
+    if (factor < 0.0f)
+        return error_set(err, HEARTH_ERR_FORMAT, "%s.rope.scaling.factor: %g must be positive", arch, factor);
+    if (factor > 0.0f)
+        rope->freq_scale = 1.0f / factor;
     return HEARTH_OK;
 }

@@ -22,25 +22,30 @@ void ops_rmsnorm(const float *x, const float *weight, int64_t n, float eps, floa
     }
 }
 
-void ops_rope_neox(float *x, int32_t n_heads, int32_t head_dim, int32_t n_dims, int32_t pos, float freq_base,
-                   float freq_scale)
+void ops_rope_apply(const ops_rope *rope, float *x, int32_t n_heads, int32_t head_dim, int32_t pos)
 {
-    int32_t half = n_dims / 2;
-    float theta_step = powf(freq_base, -2.0f / (float)n_dims);
+    int32_t half = rope->n_dims / 2;
+    float theta_step = powf(rope->freq_base, -2.0f / (float)rope->n_dims);
     assert(half <= 512); /* head sizes are checked at model load */
     float cos_table[512], sin_table[512];
-    float theta = (float)pos * freq_scale;
+    float theta = (float)pos;
     for (int32_t i = 0; i < half && i < 512; i++) {
-        cos_table[i] = cosf(theta);
-        sin_table[i] = sinf(theta);
+        float angle = rope->freq_factors ? theta / rope->freq_factors[i] : theta;
+        angle *= rope->freq_scale;
+        cos_table[i] = cosf(angle);
+        sin_table[i] = sinf(angle);
         theta *= theta_step;
     }
+    /* Element offsets of pair i's two members: (2i, 2i + 1) or (i, i + half). */
+    const int32_t stride = rope->layout == OPS_ROPE_NORM ? 2 : 1;
+    const int32_t partner = rope->layout == OPS_ROPE_NORM ? 1 : half;
     for (int32_t h = 0; h < n_heads; h++) {
         float *v = x + (int64_t)h * head_dim;
         for (int32_t i = 0; i < half; i++) {
-            float a = v[i], b = v[i + half];
-            v[i] = a * cos_table[i] - b * sin_table[i];
-            v[i + half] = a * sin_table[i] + b * cos_table[i];
+            float *first = v + i * stride, *second = first + partner;
+            float a = *first, b = *second;
+            *first = a * cos_table[i] - b * sin_table[i];
+            *second = a * sin_table[i] + b * cos_table[i];
         }
     }
 }

@@ -12,13 +12,26 @@
  * The sum of squares is taken in double, as ggml does. out may be x. */
 void ops_rmsnorm(const float *x, const float *weight, int64_t n, float eps, float *out);
 
-/* Rotary position embedding, NEOX layout (element i pairs with i + n_dims/2),
- * in place on n_heads vectors of head_dim floats at position pos; only the
- * first n_dims of each head rotate. The angle for pair i is
- * pos * freq_scale * base^(-2i/n_dims), the power taken by repeated
- * multiplication as ggml does. */
-void ops_rope_neox(float *x, int32_t n_heads, int32_t head_dim, int32_t n_dims, int32_t pos, float freq_base,
-                   float freq_scale);
+/* Rotary position embedding: which elements of a head rotate together. */
+typedef enum ops_rope_layout {
+    OPS_ROPE_NORM, /* pairs of consecutive elements (2i, 2i + 1): Llama */
+    OPS_ROPE_NEOX, /* element i pairs with i + n_dims/2: GPT-NeoX, Qwen, Gemma */
+} ops_rope_layout;
+
+typedef struct ops_rope {
+    ops_rope_layout layout;
+    int32_t n_dims; /* only the first n_dims of each head rotate */
+    float freq_base, freq_scale;
+    /* NULL, or n_dims/2 divisors of the pair frequencies (Llama 3's
+     * rope_freqs: long wavelengths slowed down for long contexts). */
+    const float *freq_factors;
+} ops_rope;
+
+/* Rotates n_heads vectors of head_dim floats, in place, for position pos.
+ * The angle of pair i is freq_scale * (pos * base^(-2i/n_dims) / factor_i),
+ * the power taken by repeated multiplication and the operations in ggml's
+ * order, so that angles match llama.cpp's to the bit. */
+void ops_rope_apply(const ops_rope *rope, float *x, int32_t n_heads, int32_t head_dim, int32_t pos);
 
 /* GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
 float ops_gelu_tanh(float x);

@@ -1,22 +1,31 @@
 #!/usr/bin/env python3
-"""Random-weight Qwen 3 models, in the layout llama.cpp's convert_hf_to_gguf.py
-gives a real Qwen 3 checkpoint: the same tensor names, shapes, types and order,
-the same metadata keys, and a byte-level BPE ("gpt2") vocabulary of the same
-structure (256 byte characters, merged tokens, Qwen's 26 added tokens, [PAD]
-fillers). Only the weights and the token strings are made up.
+"""Random-weight models of the dense decoder architectures (Qwen 3, Qwen 2,
+Llama 3), in the layout llama.cpp's convert_hf_to_gguf.py gives a real
+checkpoint: the same tensor names, shapes, types and order, the same metadata
+keys, and a byte-level BPE ("gpt2") vocabulary of the same structure (256 byte
+characters, merged tokens, the family's added tokens, Qwen's [PAD] fillers).
+Only the weights and the token strings are made up.
 
-  make_qwen3_model.py tiny OUTDIR
-      qwen3-tiny-{f16,q8_0,q4_k_m}.gguf, for tests/test_qwen3.c and its
-      fixtures (scripts/oracle/make_qwen3_fixtures.sh): embedding 256, 4 layers,
-      4 heads and 2 KV heads of 64, feed-forward 512, vocabulary 2048. A few
-      seconds; needs numpy and gguf only.
-  make_qwen3_model.py bench [OUT.gguf]
+  make_dense_model.py tiny OUTDIR
+      ARCH-tiny-{f16,q8_0,q4_k_m}.gguf for ARCH in qwen3, qwen2, llama, for
+      tests/test_dense.c and its fixtures (scripts/oracle/make_dense_fixtures.sh).
+      All have an embedding of 256, 4 layers and a vocabulary of 2048, with
+      every part of their architecture and different head layouts:
+        qwen3  4 heads, 2 KV heads of 64, q/k norms, tied output
+        qwen2  8 heads, 1 KV head of 32, q/k/v biases, tied output
+        llama  8 heads, 2 KV heads of 32, Llama 3.1 rope_freqs, untied output
+      A few seconds; needs numpy and gguf only.
+  make_dense_model.py tiny-ids ARCH
+      The 512 token ids the fixtures feed ARCH's tiny models: random ids of
+      its byte and merged tokens (a random model reads any token as well as
+      another), none of the added ones.
+  make_dense_model.py bench [OUT.gguf]
       Qwen3-0.6B's shapes (embedding 1024, 28 layers, 16 heads and 8 KV heads
       of 128, feed-forward 3072, vocabulary 151936, tied embeddings), written
       as F16 and quantized to Q4_K_M by the oracle's llama-quantize
       (scripts/oracle/build-llama-cpp.sh). Default OUT:
       ~/.cache/hearth/models/qwen3-0.6b-shape-q4_k_m.gguf. About a minute.
-  make_qwen3_model.py weights-crc32 FILE.gguf
+  make_dense_model.py weights-crc32 FILE.gguf
       CRC-32 of all tensor data in file order, the fingerprint the test
       fixtures record so a test knows it runs the bytes the oracle ran.
 
@@ -35,6 +44,7 @@ range, no search: not ggml's algorithm, but valid blocks of those formats,
 which is all a comparison of two engines on the same bytes needs). Which
 tensor gets which type follows llama-quantize's Q4_K_M rules for this model.
 """
+import math
 import os
 import shutil
 import subprocess
@@ -51,7 +61,7 @@ try:
 except ImportError as e:
     # 77: CTest's "skipped", for the test step that runs this on a machine
     # without the packages.
-    sys.stderr.write(f"make_qwen3_model.py: {e}: pip install gguf (scripts/setup.sh installs it)\n")
+    sys.stderr.write(f"make_dense_model.py: {e}: pip install gguf (scripts/setup.sh installs it)\n")
     sys.exit(77)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,23 +69,61 @@ SEED = 20260301
 
 # Qwen 3's added tokens, ids n_normal.. in this order: the <|...|> ones are
 # control tokens, the tool and think tags user-defined (as the converter types
-# them from tokenizer_config.json).
-ADDED_TOKENS = [
+# them from tokenizer_config.json). Qwen 2.5 has the first 22 of them.
+QWEN3_ADDED_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
     "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>",
     "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>",
     "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>", "<tool_response>",
     "</tool_response>", "<think>", "</think>",
 ]
-CHAT_TEMPLATE = (
+QWEN_CHAT_TEMPLATE = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
     "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
+# Llama 3's 256 special tokens, all control tokens, in their id order.
+LLAMA3_NAMED = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
+                "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>", "<|reserved_special_token_2|>",
+                "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>", "<|python_tag|>"]
+LLAMA3_ADDED_TOKENS = LLAMA3_NAMED + [f"<|reserved_special_token_{i}|>" for i in range(3, 3 + 256 - len(LLAMA3_NAMED))]
+LLAMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
+    "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
+)
 
-TINY = dict(name="Qwen3 tiny (random weights)", size_label="tiny", n_embd=256, n_layers=4, n_heads=4,
-            n_kv_heads=2, head_dim=64, n_ff=512, n_vocab=2048, n_normal=2000, n_ctx=40960)
-BENCH = dict(name="Qwen3 0.6B shape (random weights)", size_label="0.6B", n_embd=1024, n_layers=28, n_heads=16,
-             n_kv_heads=8, head_dim=128, n_ff=3072, n_vocab=151936, n_normal=151643, n_ctx=40960)
+# What each architecture's converter writes.
+FAMILIES = {
+    "qwen3": dict(basename="Qwen3", pre="qwen2", added=QWEN3_ADDED_TOKENS, template=QWEN_CHAT_TEMPLATE,
+                  control=lambda t: t.startswith("<|"), bos="<|endoftext|>", eos="<|im_end|>",
+                  pad="<|endoftext|>", add_bos=False, rope_base=1000000.0, eps=1e-6, n_ctx=40960,
+                  qk_norm=True, qkv_bias=False, tied=True),
+    "qwen2": dict(basename="Qwen2.5", pre="qwen2", added=QWEN3_ADDED_TOKENS[:22], template=QWEN_CHAT_TEMPLATE,
+                  control=lambda t: t.startswith("<|"), bos="<|endoftext|>", eos="<|im_end|>",
+                  pad="<|endoftext|>", add_bos=False, rope_base=1000000.0, eps=1e-6, n_ctx=32768,
+                  qk_norm=False, qkv_bias=True, tied=True),
+    "llama": dict(basename="Llama-3.2", pre="llama-bpe", added=LLAMA3_ADDED_TOKENS, template=LLAMA3_CHAT_TEMPLATE,
+                  control=lambda t: True, bos="<|begin_of_text|>", eos="<|eot_id|>", pad=None, add_bos=True,
+                  rope_base=500000.0, eps=1e-5, n_ctx=131072, qk_norm=False, qkv_bias=False, tied=False),
+}
+
+TINY = {
+    "qwen3": dict(arch="qwen3", name="Qwen3 tiny (random weights)", size_label="tiny", seed=SEED, n_embd=256,
+                  n_layers=4, n_heads=4, n_kv_heads=2, head_dim=64, n_ff=512, n_vocab=2048, n_normal=2000),
+    "qwen2": dict(arch="qwen2", name="Qwen2.5 tiny (random weights)", size_label="tiny", seed=SEED + 10,
+                  n_embd=256, n_layers=4, n_heads=8, n_kv_heads=1, head_dim=32, n_ff=768, n_vocab=2048,
+                  n_normal=2000),
+    # rope_freqs: Llama 3.1's long-context scaling (factor, low and high
+    # frequency factors, original context), with an original context of 256
+    # instead of 8192, so that most of the head's pairs are slowed down within
+    # the fixtures' 512 positions and a RoPE that ignored them would show.
+    "llama": dict(arch="llama", name="Llama 3 tiny (random weights)", size_label="tiny", seed=SEED + 20,
+                  n_embd=256, n_layers=4, n_heads=8, n_kv_heads=2, head_dim=32, n_ff=768, n_vocab=2048,
+                  n_normal=1792, rope_freqs=dict(factor=8.0, low=1.0, high=4.0, original_ctx=256)),
+}
+BENCH = dict(arch="qwen3", name="Qwen3 0.6B shape (random weights)", size_label="0.6B", seed=SEED + 1, n_embd=1024,
+             n_layers=28, n_heads=16, n_kv_heads=8, head_dim=128, n_ff=3072, n_vocab=151936, n_normal=151643)
+FIXTURE_IDS_SEED = 20260302
 
 
 # ---- vocabulary -----------------------------------------------------------------
@@ -92,6 +140,7 @@ def make_vocab(cfg, rng):
     """Byte characters, then n_normal - 256 tokens each merged from two earlier
     ones (so the merge list is a valid BPE), then the added tokens, then
     [PAD<id>] up to n_vocab, as the converter pads Qwen's vocabulary."""
+    family = FAMILIES[cfg["arch"]]
     tokens = gpt2_byte_chars()
     seen = set(tokens)
     merges = []
@@ -105,9 +154,9 @@ def make_vocab(cfg, rng):
         tokens.append(a + b)
         merges.append(f"{a} {b}")
     types = [gguf.TokenType.NORMAL] * len(tokens)
-    for text in ADDED_TOKENS:
+    for text in family["added"]:
         tokens.append(text)
-        types.append(gguf.TokenType.CONTROL if text.startswith("<|") else gguf.TokenType.USER_DEFINED)
+        types.append(gguf.TokenType.CONTROL if family["control"](text) else gguf.TokenType.USER_DEFINED)
     while len(tokens) < cfg["n_vocab"]:
         tokens.append(f"[PAD{len(tokens)}]")
         types.append(gguf.TokenType.UNUSED)
@@ -117,44 +166,86 @@ def make_vocab(cfg, rng):
 
 # ---- weights ---------------------------------------------------------------------
 
-def layer_tensors(il):
-    """One layer's tensors in the converter's order (Hugging Face names sorted:
-    input_layernorm, mlp.*, post_attention_layernorm, self_attn.*)."""
-    return [f"blk.{il}.{n}" for n in ("attn_norm", "ffn_down", "ffn_gate", "ffn_up", "ffn_norm", "attn_k_norm",
-                                       "attn_k", "attn_output", "attn_q_norm", "attn_q", "attn_v")]
+def layer_tensors(cfg, il):
+    """One layer's tensors in the converter's order: the Hugging Face names
+    sorted (input_layernorm, mlp.*, post_attention_layernorm, self_attn.*, and
+    within a projection bias before weight)."""
+    family = FAMILIES[cfg["arch"]]
+    names = ["attn_norm.weight", "ffn_down.weight", "ffn_gate.weight", "ffn_up.weight", "ffn_norm.weight"]
+    for proj in ("attn_k", "attn_output", "attn_q", "attn_v"):
+        if family["qk_norm"] and proj in ("attn_k", "attn_q"):
+            names.append(f"{proj}_norm.weight")
+        if family["qkv_bias"] and proj != "attn_output":
+            names.append(f"{proj}.bias")
+        names.append(f"{proj}.weight")
+    return [f"blk.{il}.{n}" for n in names]
 
 
 def tensor_plan(cfg):
-    """(name, numpy shape) in file order. The safetensors keys come sorted,
-    so layer 10 precedes layer 2, and the output norm comes last."""
+    """(name, numpy shape) in file order. Tensors the converter makes itself
+    (rope_freqs) come first; then the safetensors keys, sorted: lm_head
+    (the untied output) before the embedding, layer 10 before layer 2, the
+    output norm last."""
+    family = FAMILIES[cfg["arch"]]
     e, hd, ff = cfg["n_embd"], cfg["head_dim"], cfg["n_ff"]
     q_dim, kv_dim = cfg["n_heads"] * hd, cfg["n_kv_heads"] * hd
     shapes = {"attn_norm": (e,), "ffn_norm": (e,), "attn_q_norm": (hd,), "attn_k_norm": (hd,),
               "attn_q": (q_dim, e), "attn_k": (kv_dim, e), "attn_v": (kv_dim, e), "attn_output": (e, q_dim),
               "ffn_gate": (ff, e), "ffn_up": (ff, e), "ffn_down": (e, ff)}
-    plan = [("token_embd.weight", (cfg["n_vocab"], e))]
+    plan = []
+    if "rope_freqs" in cfg:
+        plan.append(("rope_freqs.weight", (hd // 2,)))
+    if not family["tied"]:
+        plan.append(("output.weight", (cfg["n_vocab"], e)))
+    plan.append(("token_embd.weight", (cfg["n_vocab"], e)))
     for il in sorted(range(cfg["n_layers"]), key=str):
-        plan += [(f"{name}.weight", shapes[name.split(".")[-1]]) for name in layer_tensors(il)]
+        for name in layer_tensors(cfg, il):
+            kind, what = name.split(".")[-2:]
+            shape = shapes[kind]
+            plan.append((name, shape[:1] if what == "bias" else shape))
     plan.append(("output_norm.weight", (e,)))
     return plan
+
+
+def llama3_rope_freqs(cfg):
+    """The converter's rope_freqs for Llama 3.1 scaling: 1 for wavelengths
+    below original_ctx / high, factor above original_ctx / low, and a smooth
+    step between."""
+    r = cfg["rope_freqs"]
+    hd, base = cfg["head_dim"], FAMILIES[cfg["arch"]]["rope_base"]
+    freqs = 1.0 / (base ** (np.arange(0, hd, 2, dtype=np.float32) / hd))
+    factors = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < r["original_ctx"] / r["high"]:
+            factors.append(1.0)
+        elif wavelen > r["original_ctx"] / r["low"]:
+            factors.append(r["factor"])
+        else:
+            smooth = (r["original_ctx"] / wavelen - r["low"]) / (r["high"] - r["low"])
+            factors.append(1.0 / ((1 - smooth) / r["factor"] + smooth))
+    return np.array(factors, dtype=np.float32)
 
 
 def random_weight(rng, name, shape):
     """Matrices N(0, 0.02) and norm weights N(1, 0.1), the scales of a trained
     model; norms f32, matrices f16, as the converter writes them.
 
-    The embedding (also the output matrix) gets rows of log-normal length
+    Biases are N(0, 0.5). The embedding and the output matrix get rows of log-normal length
     (sigma 1), as token frequency gives real embeddings. With rows of equal
     length the next-token distribution is flat: the top two logits lie within
     0.3 % of the logit scale of each other at a few positions in a hundred,
     which is where int8 activations put two engines' disagreement (see
-    tests/test_qwen3.c), and top-1 agreement would measure that noise rather
+    tests/test_dense.c), and top-1 agreement would measure that noise rather
     than the forward pass. Unequal rows give peaked distributions, like a
     trained model's."""
+    if name.endswith(".bias"):
+        # Qwen 2's key biases reach tens in trained checkpoints.
+        return (0.5 * rng.standard_normal(shape)).astype(np.float32)
     if len(shape) == 1:
         return (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
     w = 0.02 * rng.standard_normal(shape)
-    if name == "token_embd.weight":
+    if name in ("token_embd.weight", "output.weight"):
         w *= np.exp(rng.standard_normal((shape[0], 1)))
     return w.astype(np.float16)
 
@@ -231,15 +322,16 @@ def use_more_bits(i, n):
 
 
 def q4_k_m_types(cfg, plan):
-    """llama-quantize's Q4_K_M choices for this architecture: Q6_K for the
-    tied embedding (it is also the output) and for attn_v and ffn_down in the
+    """llama-quantize's Q4_K_M choices for these architectures: Q6_K for the
+    output (the embedding, when tied) and for attn_v and ffn_down in the
     layers use_more_bits picks, counted in file order; Q4_K elsewhere."""
+    tied = FAMILIES[cfg["arch"]]["tied"]
     types, n_v, n_down = {}, 0, 0
     for name, shape in plan:
         if len(shape) == 1:
             continue
         kind = name.split(".")[-2]
-        if name == "token_embd.weight":
+        if name == "output.weight" or (tied and name == "token_embd.weight"):
             types[name] = QT.Q6_K
         elif kind == "attn_v":
             types[name] = QT.Q6_K if use_more_bits(n_v, cfg["n_layers"]) else QT.Q4_K
@@ -256,34 +348,40 @@ def q4_k_m_types(cfg, plan):
 
 def write_model(path, cfg, vocab, weights, file_type, types):
     tokens, token_types, merges = vocab
-    n_normal = cfg["n_normal"]
-    w = gguf.GGUFWriter(str(path), "qwen3")
+    family = FAMILIES[cfg["arch"]]
+    w = gguf.GGUFWriter(str(path), cfg["arch"])
     w.add_type(gguf.GGUFType.MODEL)
     w.add_name(cfg["name"])
-    w.add_basename("Qwen3")
+    w.add_basename(family["basename"])
     w.add_size_label(cfg["size_label"])
+    if cfg["arch"] == "llama":
+        w.add_vocab_size(cfg["n_vocab"])
     w.add_block_count(cfg["n_layers"])
-    w.add_context_length(cfg["n_ctx"])
+    w.add_context_length(family["n_ctx"])
     w.add_embedding_length(cfg["n_embd"])
     w.add_feed_forward_length(cfg["n_ff"])
     w.add_head_count(cfg["n_heads"])
     w.add_head_count_kv(cfg["n_kv_heads"])
-    w.add_rope_freq_base(1000000.0)
-    w.add_layer_norm_rms_eps(1e-6)
-    w.add_key_length(cfg["head_dim"])
-    w.add_value_length(cfg["head_dim"])
+    w.add_rope_freq_base(family["rope_base"])
+    w.add_layer_norm_rms_eps(family["eps"])
+    if cfg["arch"] == "qwen3":
+        w.add_key_length(cfg["head_dim"])
+        w.add_value_length(cfg["head_dim"])
+    else:
+        w.add_rope_dimension_count(cfg["head_dim"])
     w.add_file_type(file_type)
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("qwen2")
+    w.add_tokenizer_pre(family["pre"])
     w.add_token_list(tokens)
     w.add_token_types(token_types)
     w.add_token_merges(merges)
-    w.add_eos_token_id(n_normal + ADDED_TOKENS.index("<|im_end|>"))
-    w.add_pad_token_id(n_normal + ADDED_TOKENS.index("<|endoftext|>"))
-    w.add_bos_token_id(n_normal + ADDED_TOKENS.index("<|endoftext|>"))
-    w.add_add_bos_token(False)
-    w.add_chat_template(CHAT_TEMPLATE)
+    w.add_eos_token_id(tokens.index(family["eos"]))
+    if family["pad"]:
+        w.add_pad_token_id(tokens.index(family["pad"]))
+    w.add_bos_token_id(tokens.index(family["bos"]))
+    w.add_add_bos_token(family["add_bos"])
+    w.add_chat_template(family["template"])
     for name, data in weights:
         qtype = types.get(name)
         if data.ndim == 1 or qtype is None:
@@ -296,31 +394,38 @@ def write_model(path, cfg, vocab, weights, file_type, types):
     w.close()
 
 
-def make_weights(cfg, seed):
-    rng = np.random.RandomState(seed)
+def make_weights(cfg):
+    rng = np.random.RandomState(cfg["seed"])
     vocab = make_vocab(cfg, rng)
     plan = tensor_plan(cfg)
-    weights = [(name, random_weight(rng, name, shape)) for name, shape in plan]
+    weights = [(name, llama3_rope_freqs(cfg) if name == "rope_freqs.weight" else random_weight(rng, name, shape))
+               for name, shape in plan]
     return vocab, plan, weights
 
 
 def make_tiny(outdir):
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    vocab, plan, weights = make_weights(TINY, SEED)
-    matrices = [name for name, shape in plan if len(shape) == 2]
-    variants = [
-        ("f16", LlamaFileType.MOSTLY_F16, {}),
-        ("q8_0", LlamaFileType.MOSTLY_Q8_0, {name: QT.Q8_0 for name in matrices}),
-        ("q4_k_m", LlamaFileType.MOSTLY_Q4_K_M, q4_k_m_types(TINY, plan)),
-    ]
-    for suffix, file_type, types in variants:
-        # Written under a temporary name: a test never sees half a model.
-        path = outdir / f"qwen3-tiny-{suffix}.gguf"
-        partial = path.with_suffix(".gguf.partial")
-        write_model(partial, TINY, vocab, weights, file_type, types)
-        os.replace(partial, path)
-        print(f"wrote {path}")
+    for arch, cfg in TINY.items():
+        vocab, plan, weights = make_weights(cfg)
+        matrices = [name for name, shape in plan if len(shape) == 2]
+        variants = [
+            ("f16", LlamaFileType.MOSTLY_F16, {}),
+            ("q8_0", LlamaFileType.MOSTLY_Q8_0, {name: QT.Q8_0 for name in matrices}),
+            ("q4_k_m", LlamaFileType.MOSTLY_Q4_K_M, q4_k_m_types(cfg, plan)),
+        ]
+        for suffix, file_type, types in variants:
+            # Written under a temporary name: a test never sees half a model.
+            path = outdir / f"{arch}-tiny-{suffix}.gguf"
+            partial = path.with_suffix(".gguf.partial")
+            write_model(partial, cfg, vocab, weights, file_type, types)
+            os.replace(partial, path)
+            print(f"wrote {path}")
+
+
+def tiny_ids(arch):
+    cfg = TINY[arch]
+    return np.random.RandomState(FIXTURE_IDS_SEED).randint(0, cfg["n_normal"], 512)
 
 
 def oracle_quantize_tool():
@@ -337,7 +442,7 @@ def make_bench(out):
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tool = oracle_quantize_tool()
-    vocab, _, weights = make_weights(BENCH, SEED + 1)
+    vocab, _, weights = make_weights(BENCH)
     with tempfile.TemporaryDirectory(dir=out.parent) as work:
         f16 = Path(work) / "qwen3-0.6b-shape-f16.gguf"
         write_model(f16, BENCH, vocab, weights, LlamaFileType.MOSTLY_F16, {})
@@ -347,7 +452,7 @@ def make_bench(out):
                              capture_output=True, text=True)
         if run.returncode != 0:
             sys.stderr.write(run.stdout + run.stderr)
-            sys.exit(f"make_qwen3_model.py: {tool} failed")
+            sys.exit(f"make_dense_model.py: {tool} failed")
         shutil.move(partial, out)
     print(f"wrote {out}")
 
@@ -363,6 +468,8 @@ def main(argv):
     models = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hearth" / "models"
     if len(argv) == 3 and argv[1] == "tiny":
         make_tiny(argv[2])
+    elif len(argv) == 3 and argv[1] == "tiny-ids" and argv[2] in TINY:
+        print(" ".join(map(str, tiny_ids(argv[2]))))
     elif len(argv) in (2, 3) and argv[1] == "bench":
         make_bench(argv[2] if len(argv) == 3 else models / "qwen3-0.6b-shape-q4_k_m.gguf")
     elif len(argv) == 3 and argv[1] == "weights-crc32":
