@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # hearth perplexity against llama-perplexity's output on the same text
-# (tests/fixtures/gemma3/perplexity.txt, from scripts/oracle/make_gemma3_fixtures.sh):
+# (tests/fixtures/gemma3/perplexity.txt, from scripts/oracle/make_real_model_fixtures.sh gemma3):
 # over the whole text (49 chunks, 12,495 scored tokens) hearth's value must be
 # within 0.5 % of llama.cpp's. With CHUNKS, only the first CHUNKS chunks are scored
 # and compared with llama.cpp's running value after as many, within 2 %: the

@@ -1,24 +1,32 @@
 #!/usr/bin/env bash
-# Writes the Gemma 3 golden fixtures from llama.cpp (the oracle) into
-# tests/fixtures/gemma3/:
+# Writes the golden fixtures of a real model from llama.cpp (the oracle) into
+# tests/fixtures/NAME/:
 #   greedy.txt      3 prompts, 64 greedy tokens each            (logits_oracle.c)
 #   topk.txt        top-10 logits at each of 512 positions of the text (logits_oracle.c)
 #   perplexity.txt  llama-perplexity on the text, -c 512 -b 512 -t 2
-# The text is tests/fixtures/text/genesis-1-28.txt. Idempotent: builds (or
-# reuses) the oracle, compiles logits_oracle.c into the oracle's cache, and
-# rewrites the three files.
+# The text is tests/fixtures/text/genesis-1-28.txt. NAME is one of the models
+# scripts/setup.sh installs: gemma3 (Gemma 3 270M Q4_K_M, the default model)
+# or smollm2 (SmolLM2 135M Instruct Q4_1). Idempotent: builds (or reuses) the
+# oracle, compiles logits_oracle.c into the oracle's cache, and rewrites the
+# three files.
 #
-#   scripts/oracle/make_gemma3_fixtures.sh              # the default model
-#   scripts/oracle/make_gemma3_fixtures.sh MODEL.gguf   # another Gemma 3 GGUF
-#   HEARTH_ORACLE_DIR=/somewhere scripts/...            # choose the oracle cache
+#   scripts/oracle/make_real_model_fixtures.sh NAME [MODEL.gguf]   # another file of that model
+#   HEARTH_ORACLE_DIR=/somewhere scripts/...                      # choose the oracle cache
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-model=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth/models/gemma-3-270m-q4_k_m.gguf}
+name=${1:-}
+models=${XDG_CACHE_HOME:-$HOME/.cache}/hearth/models
+case $name in
+gemma3) default_model=$models/gemma-3-270m-q4_k_m.gguf label="Gemma 3" ;;
+smollm2) default_model=$models/smollm2-135m-instruct-q4_1.gguf label="SmolLM2" ;;
+*) echo "usage: $0 gemma3|smollm2 [MODEL.gguf]" >&2; exit 2 ;;
+esac
+model=${2:-$default_model}
 [ -f "$model" ] || { echo "no model at $model (scripts/setup.sh installs it)" >&2; exit 1; }
 model=$(cd "$(dirname "$model")" && pwd)/$(basename "$model")
 text=tests/fixtures/text/genesis-1-28.txt
-out="$root/tests/fixtures/gemma3"
+out="$root/tests/fixtures/$name"
 
 build=$("$root/scripts/oracle/build-llama-cpp.sh" | tail -n 1)
 bin=$("$root/scripts/oracle/build-logits-oracle.sh" | tail -n 1)
@@ -39,10 +47,10 @@ SECONDS=0
 "$build/bin/llama-perplexity" -m "$model" -f "$text" -c 512 -b 512 -t 2 >"$work/ppl.log" 2>&1
 echo "llama-perplexity: ${SECONDS}s" >&2
 {
-    echo "# Gemma 3 perplexity from llama.cpp (scripts/oracle/make_gemma3_fixtures.sh)."
+    echo "# $label perplexity from llama.cpp (scripts/oracle/make_real_model_fixtures.sh $name)."
     echo "# command: llama-perplexity -m $(basename "$model") -f $text -c 512 -b 512 -t 2"
     echo "# tokens: $n_tokens (llama-tokenize, BOS included)"
-    echo "# Each chunk is 512 tokens, its first replaced by BOS; the last 255 predictions"
+    echo "# Each chunk is 512 tokens, its first replaced by BOS (if the model adds one); the last 255 predictions"
     echo "# of each are scored. The lines below are llama-perplexity's own output."
     # Without the log's timestamp and level prefix ("0.02.614.451 I ").
     grep -E 'tokenizing the input|calculating perplexity over|Final estimate: PPL|^\[1\]' \
