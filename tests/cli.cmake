@@ -9,7 +9,12 @@ if(HEARTH_SANITIZE)
 else()
     set(HEARTH_PPL_CHUNKS "")
 endif()
-add_test(NAME perplexity COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/perplexity_test.sh
-    $<TARGET_FILE:hearth> ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/gemma3/perplexity.txt
-    ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/text/genesis-1-28.txt ${HEARTH_PPL_CHUNKS})
-set_tests_properties(perplexity PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 1500)
+foreach(case "gemma3;gemma-3-270m-q4_k_m.gguf" "smollm2;smollm2-135m-instruct-q4_1.gguf")
+    list(GET case 0 name)
+    list(GET case 1 file)
+    set(test perplexity_${name})
+    add_test(NAME ${test} COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/perplexity_test.sh $<TARGET_FILE:hearth> ${file}
+        ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/${name}/perplexity.txt
+        ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/text/genesis-1-28.txt ${HEARTH_PPL_CHUNKS})
+    set_tests_properties(${test} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 1500)
+endforeach()

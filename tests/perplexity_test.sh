@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # hearth perplexity against llama-perplexity's output on the same text
-# (tests/fixtures/gemma3/perplexity.txt, from scripts/oracle/make_real_model_fixtures.sh gemma3):
-# over the whole text (49 chunks, 12,495 scored tokens) hearth's value must be
-# within 0.5 % of llama.cpp's. With CHUNKS, only the first CHUNKS chunks are scored
+# (tests/fixtures/NAME/perplexity.txt, from scripts/oracle/make_real_model_fixtures.sh NAME)
+# for a model scripts/setup.sh installs: over the whole text (Gemma 3: 49 chunks,
+# 12,495 scored tokens) hearth's value must be within 0.5 % of llama.cpp's. With CHUNKS, only the first CHUNKS chunks are scored
 # and compared with llama.cpp's running value after as many, within 2 %: the
 # sanitizer build checks the machinery this way, and over a few hundred tokens
 # the two engines' last-bit differences (see tests/test_gemma3.c) move the value
 # by about 1 % (measured: 0.6 % after one chunk, 1.2 % after two, 0.03 % after 49).
 #
-#   perplexity_test.sh HEARTH FIXTURE TEXT [CHUNKS]
+#   perplexity_test.sh HEARTH MODEL_FILE FIXTURE TEXT [CHUNKS]
+# MODEL_FILE is a file name in ~/.cache/hearth/models (for the default model,
+# $HEARTH_MODEL overrides it, as it does for hearth).
 set -euo pipefail
-hearth=$1 fixture=$2 text=$3 chunks=${4:-}
-model=${HEARTH_MODEL:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth/models/gemma-3-270m-q4_k_m.gguf}
+hearth=$1 model_file=$2 fixture=$3 text=$4 chunks=${5:-}
+model=${XDG_CACHE_HOME:-$HOME/.cache}/hearth/models/$model_file
+[ "$model_file" != gemma-3-270m-q4_k_m.gguf ] || model=${HEARTH_MODEL:-$model}
 if [ ! -r "$model" ]; then
-    echo "SKIP: default model not installed (scripts/setup.sh installs it)"
+    echo "SKIP: $model not installed (scripts/setup.sh installs it)"
     exit 77
 fi
 
