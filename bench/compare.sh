@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
 done
 [ -r "$model" ] || {
     echo "compare.sh: no model at $model (scripts/setup.sh installs the default;" \
-        "python3 scripts/oracle/make_qwen3_model.py bench writes the Qwen 3 one, see bench/README.md)" >&2
+        "python3 scripts/oracle/make_dense_model.py bench writes the Qwen 3 one, see bench/README.md)" >&2
     exit 1
 }
 
