@@ -53,6 +53,7 @@
 #include "model/model.h"
 #include "runtime/session.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,60 @@ static void check_variant(threadpool *pool, const char *arch, const variant_boun
         check_stats(b, "decode", topk_compare(s, n_vocab, decode_fixture, MIN_TOKENS, 1, b->max_delta));
     }
     session_free(s);
+    model_free(m);
+}
+
+/* A session that keeps the common prefix of a new sequence and evaluates the
+ * rest gives the logits a fresh session gives, bit for bit, when both ran the
+ * same calls: 60 shared tokens, then 40 that differ (one call each, so both
+ * take the same attention paths). Then an identical sequence keeps all but its
+ * last token, which is evaluated again. */
+static void check_prefix_reuse(threadpool *pool, const char *arch)
+{
+    enum { SHARED = 60, REST = 40 };
+    char path[4096];
+    snprintf(path, sizeof path, MODEL_DIR "/%s-tiny-q8_0.gguf", arch);
+    hearth_error err = {0};
+    model *m = NULL;
+    session *reused = NULL, *fresh = NULL;
+    if (model_load(path, &m, &err) != HEARTH_OK ||
+        session_create(m, pool, &(session_params){.n_ctx = 256}, &reused, &err) != HEARTH_OK ||
+        session_create(m, pool, &(session_params){.n_ctx = 256}, &fresh, &err) != HEARTH_OK) {
+        CHECK_MSG(0, "%s", err.message);
+    } else {
+        int32_t first[SHARED + REST], second[SHARED + REST];
+        for (int i = 0; i < SHARED + REST; i++) {
+            first[i] = 3 + (i * 7919) % 1500;
+            second[i] = i < SHARED ? first[i] : 5 + (i * 104729) % 1500;
+        }
+        CHECK(session_eval(reused, first, SHARED, &err) == HEARTH_OK);
+        CHECK(session_eval(reused, first + SHARED, REST, &err) == HEARTH_OK);
+        int32_t kept = session_keep_common_prefix(reused, second, SHARED + REST);
+        CHECK_MSG(kept == SHARED, "%s: kept %d tokens, expected %d", arch, kept, SHARED);
+        CHECK(session_eval(reused, second + kept, SHARED + REST - kept, &err) == HEARTH_OK);
+        CHECK(session_eval(fresh, second, SHARED, &err) == HEARTH_OK);
+        CHECK(session_eval(fresh, second + SHARED, REST, &err) == HEARTH_OK);
+        int32_t n_vocab = model_n_vocab(m);
+        CHECK_MSG(memcmp(session_logits(reused), session_logits(fresh), (size_t)n_vocab * sizeof(float)) == 0,
+                  "%s: logits after reusing the prefix differ from a fresh evaluation", arch);
+
+        float *before = malloc((size_t)n_vocab * sizeof *before);
+        CHECK(before != NULL);
+        if (before) {
+            memcpy(before, session_logits(fresh), (size_t)n_vocab * sizeof *before);
+            kept = session_keep_common_prefix(fresh, second, SHARED + REST);
+            CHECK_MSG(kept == SHARED + REST - 1, "%s: an identical sequence kept %d tokens", arch, kept);
+            CHECK(session_eval(fresh, second + kept, 1, &err) == HEARTH_OK);
+            /* One token alone takes the decode path: close, not bit-identical. */
+            double worst = 0.0;
+            for (int32_t i = 0; i < n_vocab; i++)
+                worst = fmax(worst, fabs(session_logits(fresh)[i] - before[i]));
+            CHECK_MSG(worst < 0.05, "%s: the last token evaluated again moves a logit by %g", arch, worst);
+            free(before);
+        }
+    }
+    session_free(reused);
+    session_free(fresh);
     model_free(m);
 }
 
@@ -275,6 +330,7 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof variants / sizeof *variants; i++)
         check_variant(pool, arch, &variants[i]);
+    check_prefix_reuse(pool, arch);
     check_bad_files(arch);
     threadpool_free(pool);
     return test_finish("test_dense");

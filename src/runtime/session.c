@@ -61,6 +61,17 @@ int32_t session_n_ctx(const session *s) { return s->n_ctx; }
 int32_t session_n_past(const session *s) { return s->n_past; }
 size_t session_state_bytes(const session *s) { return model_state_bytes(s->state); }
 void session_reset(session *s) { s->n_past = 0; }
+
+/* The positions past the prefix need no clearing: attention reads a cache
+ * row only once the position is filled again. */
+int32_t session_keep_common_prefix(session *s, const int32_t *tokens, int32_t n)
+{
+    int32_t limit = n - 1 < s->n_past ? n - 1 : s->n_past, keep = 0;
+    while (keep < limit && s->tokens[keep] == tokens[keep])
+        keep++;
+    s->n_past = keep;
+    return keep;
+}
 const float *session_logits(const session *s) { return s->logits; }
 const int32_t *session_tokens(const session *s) { return s->tokens; }
 

@@ -23,6 +23,12 @@ size_t session_state_bytes(const session *s);
 /* Forgets every position (the cache is reused from the start). */
 void session_reset(session *s);
 
+/* Keeps the longest common prefix of what the session holds and tokens[0..n),
+ * at most n - 1 tokens so that at least one is left to evaluate (and give
+ * logits), and forgets the rest; returns how many it kept. A conversation
+ * re-rendered each turn then costs only the tokens after the prefix. */
+int32_t session_keep_common_prefix(session *s, const int32_t *tokens, int32_t n);
+
 /* Appends n tokens to the sequence, in batches, and keeps the logits of the
  * last one (session_logits). Filling past the context is an error that leaves
  * the session as it was. */
