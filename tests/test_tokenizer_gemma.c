@@ -1,5 +1,5 @@
 /* The tokenizer on the real Gemma 3 vocabulary against llama.cpp: the shared
- * corpus (English, code, CJK, emoji,
+ * corpus (English, code, CJK, emoji, combining marks, Unicode whitespace,
  * runs of spaces, tabs and newlines, chat markup, invalid UTF-8 and NUL
  * bytes) in both modes (tests/tokenizer_fixture.h). SentencePiece takes any
  * bytes, so every case is compared, the invalid UTF-8 ones too. Needs the

@@ -1,0 +1,38 @@
+/* The byte-level BPE pre-tokenizers without a small real model, against
+ * llama.cpp: qwen35 (Qwen 3.5/3.6: letter runs take combining marks along)
+ * and deepseek-llm (six patterns: newlines, listed scripts' letters,
+ * punctuation, trailing whitespace, CJK and Hangul, numbers), each on a
+ * synthetic vocabulary that scripts/oracle/make_bpe_vocab.py writes (the
+ * CTest step bpe_vocabs; merges learned on the corpus, so they fire on it,
+ * and the family's special tokens), tokenizing the shared corpus in both
+ * modes (tests/tokenizer_fixture.h). */
+#include "test.h"
+
+#include "tokenizer_fixture.h"
+
+#include <unistd.h>
+
+#define VOCAB_DIR HEARTH_TEST_TMPDIR "/bpe-vocab"
+
+static void check_vocab(const char *name, bool adds_bos)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s-vocab.gguf", VOCAB_DIR, name);
+    gguf_file *f;
+    vocab *v;
+    if (!fixture_load_vocab(path, &f, &v))
+        return;
+    CHECK_MSG(vocab_get_kind(v) == VOCAB_BPE && vocab_adds_bos(v) == adds_bos, "%s", name);
+    tokenizer_fixture_compare(v, name);
+    vocab_free(v);
+    gguf_close(f);
+}
+
+int main(void)
+{
+    if (access(VOCAB_DIR "/qwen35-vocab.gguf", R_OK) != 0)
+        TEST_SKIP("no %s: CTest writes it first (the bpe_vocabs step, which needs python3 with gguf)", VOCAB_DIR);
+    check_vocab("qwen35", false);
+    check_vocab("deepseek-llm", true);
+    return test_finish("test_tokenizer_pre");
+}
