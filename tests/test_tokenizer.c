@@ -38,11 +38,9 @@ static bool open_vectors(const char *name, tokenizer_fixture *fx)
 
 static void check_vectors(const char *name)
 {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-%s.gguf", HEARTH_SHARED_DATA_DIR, name);
     gguf_file *f;
     vocab *v;
-    if (!fixture_load_vocab(path, &f, &v))
+    if (!fixture_load_vocab(&f, &v, "%s/tokenizer/ggml-vocab-%s.gguf", HEARTH_SHARED_DATA_DIR, name))
         return;
     tokenizer_fixture fx;
     static fixture_case c;
@@ -71,11 +69,9 @@ static void check_vectors(const char *name)
 
 static void check_bpe_detokenize(void)
 {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-gpt-2.gguf", HEARTH_SHARED_DATA_DIR);
     gguf_file *f;
     vocab *v;
-    if (!fixture_load_vocab(path, &f, &v))
+    if (!fixture_load_vocab(&f, &v, "%s/tokenizer/ggml-vocab-gpt-2.gguf", HEARTH_SHARED_DATA_DIR))
         return;
     CHECK(vocab_get_kind(v) == VOCAB_BPE && vocab_bos(v) == 50256 && !vocab_adds_bos(v));
     tokenizer_fixture fx;

@@ -11,19 +11,17 @@
 
 #include <unistd.h>
 
+static void check_gemma3(const vocab *v)
+{
+    CHECK(vocab_size(v) == 262144 && vocab_bos(v) == 2 && vocab_eos(v) == 1);
+    CHECK(vocab_is_end_of_generation(v, 106) && vocab_is_end_of_generation(v, 1)); /* <end_of_turn>, <eos> */
+}
+
 int main(void)
 {
     char model[4096];
     if (!paths_default_model(model, sizeof model) || access(model, R_OK) != 0)
         TEST_SKIP("the default model (%s) is not installed: run scripts/setup.sh", model);
-    gguf_file *f;
-    vocab *v;
-    if (!fixture_load_vocab(model, &f, &v))
-        return test_finish("test_tokenizer_gemma");
-    CHECK(vocab_size(v) == 262144 && vocab_bos(v) == 2 && vocab_eos(v) == 1);
-    CHECK(vocab_is_end_of_generation(v, 106) && vocab_is_end_of_generation(v, 1)); /* <end_of_turn>, <eos> */
-    tokenizer_fixture_compare(v, "gemma3");
-    vocab_free(v);
-    gguf_close(f);
+    tokenizer_fixture_check_file(model, "gemma3", check_gemma3);
     return test_finish("test_tokenizer_gemma");
 }

@@ -11,6 +11,13 @@
 
 #define SMOLLM_FILE "smollm2-135m-instruct-q4_1.gguf"
 
+/* <|im_start|> is BOS, <|im_end|> EOS; the file asks for no BOS. */
+static void check_smollm2(const vocab *v)
+{
+    CHECK(vocab_get_kind(v) == VOCAB_BPE && vocab_size(v) == 49152);
+    CHECK(vocab_bos(v) == 1 && vocab_eos(v) == 2 && !vocab_adds_bos(v) && vocab_is_end_of_generation(v, 2));
+}
+
 int main(void)
 {
     char dir[4000], model[4096];
@@ -19,15 +26,6 @@ int main(void)
     snprintf(model, sizeof model, "%s/%s", dir, SMOLLM_FILE);
     if (access(model, R_OK) != 0)
         TEST_SKIP("SmolLM2 135M (%s) is not installed: run scripts/setup.sh", model);
-    gguf_file *f;
-    vocab *v;
-    if (!fixture_load_vocab(model, &f, &v))
-        return test_finish("test_tokenizer_smollm");
-    /* <|im_start|> is BOS, <|im_end|> EOS; the file asks for no BOS. */
-    CHECK(vocab_get_kind(v) == VOCAB_BPE && vocab_size(v) == 49152);
-    CHECK(vocab_bos(v) == 1 && vocab_eos(v) == 2 && !vocab_adds_bos(v) && vocab_is_end_of_generation(v, 2));
-    tokenizer_fixture_compare(v, "smollm2");
-    vocab_free(v);
-    gguf_close(f);
+    tokenizer_fixture_check_file(model, "smollm2", check_smollm2);
     return test_finish("test_tokenizer_smollm");
 }

@@ -14,6 +14,7 @@
 #include "base/utf8.h"
 #include "text/vocab.h"
 
+#include <stdarg.h>
 #include <string.h>
 
 #define TOKENIZER_CORPUS HEARTH_FIXTURES_DIR "/tokenizer/corpus.txt"
@@ -95,18 +96,6 @@ static inline bool tokenizer_fixture_next(tokenizer_fixture *fx, fixture_case *c
     return true;
 }
 
-static inline bool fixture_is_utf8(const char *text, size_t len)
-{
-    for (size_t i = 0; i < len;) {
-        uint32_t cp;
-        size_t n = utf8_decode((const uint8_t *)text + i, len - i, &cp);
-        if (n == 0)
-            return false;
-        i += n;
-    }
-    return true;
-}
-
 /* Tokenizes every case of the corpus in one mode (special: add BOS and parse
  * special tokens; else neither) and compares with the oracle's ids. The one
  * deliberate difference: text that is not UTF-8 is an error for byte-level
@@ -126,7 +115,7 @@ static inline int tokenizer_fixture_compare_mode(const vocab *v, const char *nam
         hearth_error err = {0};
         int64_t n = vocab_tokenize(v, c.text, c.len, special, special, ids, FIXTURE_MAX_IDS, &err);
         bool ok;
-        if (vocab_get_kind(v) == VOCAB_BPE && !fixture_is_utf8(c.text, c.len)) {
+        if (vocab_get_kind(v) == VOCAB_BPE && utf8_first_invalid((const uint8_t *)c.text, c.len) < c.len) {
             ok = n == -1 && err.status == HEARTH_ERR_FORMAT && strstr(err.message, "UTF-8") != NULL;
             refused += ok;
         } else {
@@ -156,10 +145,16 @@ static inline void tokenizer_fixture_compare(const vocab *v, const char *name)
     tokenizer_fixture_compare_mode(v, name, false);
 }
 
-/* Opens a model or vocabulary file and loads its vocabulary; on failure
- * prints why and returns false (nothing to free). */
-static inline bool fixture_load_vocab(const char *path, gguf_file **f, vocab **v)
+/* Opens the model or vocabulary file named by the printf-style format and
+ * loads its vocabulary; on failure a failed CHECK says why, and there is
+ * nothing to free. */
+static inline bool fixture_load_vocab(gguf_file **f, vocab **v, const char *format, ...)
 {
+    char path[4096];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(path, sizeof path, format, args);
+    va_end(args);
     hearth_error err = {0};
     *f = NULL;
     *v = NULL;
@@ -169,6 +164,22 @@ static inline bool fixture_load_vocab(const char *path, gguf_file **f, vocab **v
     gguf_close(*f);
     *f = NULL;
     return false;
+}
+
+/* The whole test of one file: its vocabulary loaded, checked by check (the
+ * file's own facts: size, BOS, ...; NULL for none) and compared with NAME's
+ * fixtures in both modes. */
+static inline void tokenizer_fixture_check_file(const char *path, const char *name, void (*check)(const vocab *v))
+{
+    gguf_file *f;
+    vocab *v;
+    if (!fixture_load_vocab(&f, &v, "%s", path))
+        return;
+    if (check)
+        check(v);
+    tokenizer_fixture_compare(v, name);
+    vocab_free(v);
+    gguf_close(f);
 }
 
 #endif
