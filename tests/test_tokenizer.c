@@ -6,7 +6,7 @@
  * detokenized back to each text. */
 #include "test.h"
 
-#include "text/vocab.h"
+#include "tokenizer_fixture.h"
 
 #include <string.h>
 #include <unistd.h>
@@ -27,117 +27,72 @@ static void check_round_trip(const vocab *v, const char *text, size_t len, const
     free(back);
 }
 
+/* Opens ggml-vocab-NAME.gguf's texts (.inp) and ids (.out). */
+static bool open_vectors(const char *name, tokenizer_fixture *fx)
+{
+    char inp[1024], outp[1024];
+    snprintf(inp, sizeof inp, "%s/tokenizer/ggml-vocab-%s.gguf.inp", HEARTH_SHARED_DATA_DIR, name);
+    snprintf(outp, sizeof outp, "%s/tokenizer/ggml-vocab-%s.gguf.out", HEARTH_SHARED_DATA_DIR, name);
+    return tokenizer_fixture_open(fx, inp, outp);
+}
+
 static void check_vectors(const char *name)
 {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-%s.gguf", HEARTH_SHARED_DATA_DIR, name);
     gguf_file *f;
     vocab *v;
-    hearth_error err = {0};
-    if (gguf_open(path, &f, &err) != HEARTH_OK) {
-        CHECK_MSG(false, "%s", err.message);
+    if (!fixture_load_vocab(&f, &v, "%s/tokenizer/ggml-vocab-%s.gguf", HEARTH_SHARED_DATA_DIR, name))
         return;
-    }
-    if (vocab_load(f, &v, &err) != HEARTH_OK) {
-        CHECK_MSG(false, "%s: %s", name, err.message);
-        gguf_close(f);
-        return;
-    }
-    size_t inp_size, out_size;
-    snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-%s.gguf.inp", HEARTH_SHARED_DATA_DIR, name);
-    char *inp = test_read_file(path, &inp_size);
-    snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-%s.gguf.out", HEARTH_SHARED_DATA_DIR, name);
-    char *outp = test_read_file(path, &out_size);
-    CHECK(inp && outp);
-    static const char sep[] = "\n__ggml_vocab_test__\n";
+    tokenizer_fixture fx;
+    static fixture_case c;
+    static int32_t ids[FIXTURE_MAX_IDS];
     int cases = 0, passed = 0;
-    char *text = inp, *line = outp;
-    while (inp && outp && *line) {
-        char *end = strstr(text, sep);
-        char *line_end = strchr(line, '\n');
-        if (!end || !line_end)
-            break;
-        *line_end = '\0';
-        size_t len = (size_t)(end - text);
-        int32_t ids[4096];
-        int64_t n = vocab_tokenize(v, text, len, false, false, ids, 4096, &err);
-        /* Expected ids: space-separated. */
-        int32_t want[4096];
-        int64_t n_want = 0;
-        for (char *p = line; *p;) {
-            char *next;
-            long id = strtol(p, &next, 10);
-            if (next == p)
-                break;
-            want[n_want++] = (int32_t)id;
-            p = next;
-        }
-        bool same = n == n_want && memcmp(ids, want, (size_t)n * sizeof *ids) == 0;
+    for (bool opened = open_vectors(name, &fx); opened && tokenizer_fixture_next(&fx, &c);) {
+        hearth_error err = {0};
+        int64_t n = vocab_tokenize(v, c.text, c.len, false, false, ids, FIXTURE_MAX_IDS, &err);
+        bool same = n == c.n_want && memcmp(ids, c.want, (size_t)n * sizeof *ids) == 0;
         cases++;
         passed += same;
         if (!same) {
-            fprintf(stderr, "%s case %d '%.*s': got", name, cases, (int)len, text);
+            fprintf(stderr, "%s case %d '%.*s': got", name, cases, (int)c.len, c.text);
             for (int64_t i = 0; i < n && i < 40; i++)
                 fprintf(stderr, " %d", ids[i]);
-            fprintf(stderr, "\n  want %s\n", line);
+            fprintf(stderr, "\n  want %s\n", c.line);
         }
-        check_round_trip(v, text, len, ids, n);
-        text = end + strlen(sep);
-        line = line_end + 1;
+        check_round_trip(v, c.text, c.len, ids, n);
     }
     printf("  %s: %d/%d vectors identical\n", name, passed, cases);
     CHECK_MSG(cases == 46 && passed == cases, "%s: %d of %d vectors", name, passed, cases);
-    free(inp);
-    free(outp);
+    tokenizer_fixture_close(&fx);
     vocab_free(v);
     gguf_close(f);
 }
 
 static void check_bpe_detokenize(void)
 {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-gpt-2.gguf", HEARTH_SHARED_DATA_DIR);
-    gguf_file *f = NULL;
-    vocab *v = NULL;
-    hearth_error err = {0};
-    if (gguf_open(path, &f, &err) != HEARTH_OK || vocab_load(f, &v, &err) != HEARTH_OK) {
-        CHECK_MSG(false, "gpt-2: %s", err.message);
-        gguf_close(f);
+    gguf_file *f;
+    vocab *v;
+    if (!fixture_load_vocab(&f, &v, "%s/tokenizer/ggml-vocab-gpt-2.gguf", HEARTH_SHARED_DATA_DIR))
         return;
-    }
     CHECK(vocab_get_kind(v) == VOCAB_BPE && vocab_bos(v) == 50256 && !vocab_adds_bos(v));
-
-    size_t inp_size, out_size;
-    snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-gpt-2.gguf.inp", HEARTH_SHARED_DATA_DIR);
-    char *inp = test_read_file(path, &inp_size);
-    snprintf(path, sizeof path, "%s/tokenizer/ggml-vocab-gpt-2.gguf.out", HEARTH_SHARED_DATA_DIR);
-    char *outp = test_read_file(path, &out_size);
-    CHECK(inp && outp);
-    static const char sep[] = "\n__ggml_vocab_test__\n";
+    tokenizer_fixture fx;
+    static fixture_case c;
     int cases = 0, passed = 0;
-    char *text = inp, *line = outp;
-    for (char *end, *line_end; inp && outp && (end = strstr(text, sep)) && (line_end = strchr(line, '\n'));
-         text = end + strlen(sep), line = line_end + 1) {
-        size_t len = (size_t)(end - text), cap = len + 64, at = 0;
+    for (bool opened = open_vectors("gpt-2", &fx); opened && tokenizer_fixture_next(&fx, &c);) {
+        size_t cap = c.len + 64, at = 0;
         char *back = malloc(cap);
-        for (char *p = line, *next; back && p < line_end; p = next) {
-            long id = strtol(p, &next, 10);
-            if (next == p)
-                break;
-            at += vocab_token_to_piece(v, (int32_t)id, false, back + at, at < cap ? cap - at : 0);
-        }
+        for (int64_t i = 0; back && i < c.n_want; i++)
+            at += vocab_token_to_piece(v, c.want[i], false, back + at, at < cap ? cap - at : 0);
         cases++;
-        bool same = back && at == len && memcmp(back, text, len) == 0;
+        bool same = back && at == c.len && memcmp(back, c.text, c.len) == 0;
         passed += same;
         if (!same)
-            fprintf(stderr, "gpt-2 case %d: '%.*s' detokenized as '%.*s'\n", cases, (int)len, text,
+            fprintf(stderr, "gpt-2 case %d: '%.*s' detokenized as '%.*s'\n", cases, (int)c.len, c.text,
                     (int)(at < cap ? at : cap), back ? back : "");
         free(back);
     }
     printf("  gpt-2: %d/%d texts detokenized exactly\n", passed, cases);
     CHECK_MSG(cases == 46 && passed == cases, "gpt-2: %d of %d texts", passed, cases);
-    free(inp);
-    free(outp);
+    tokenizer_fixture_close(&fx);
     vocab_free(v);
     gguf_close(f);
 }

@@ -158,7 +158,8 @@ static void check_gpt2(void)
     unload(&l);
 }
 
-/* The other pre-tokenizers differ from GPT-2's in how they cut numbers. */
+/* The other pre-tokenizers differ from GPT-2's in how they cut numbers (and
+ * Qwen 3.5's in where combining marks go). */
 static void check_pre_tokenizers(void)
 {
     loaded l;
@@ -170,6 +171,18 @@ static void check_pre_tokenizers(void)
     CHECK_MSG(load("qwen2", true, &l, &err) == HEARTH_OK, "%s", err.message);
     if (l.v) /* every digit alone */
         EXPECT_IDS(l.v, "123 hello", false, '1', '2', '3', ' ', ID_HELLO);
+    unload(&l);
+    CHECK_MSG(load("smollm", true, &l, &err) == HEARTH_OK, "%s", err.message);
+    if (l.v) /* every digit alone, even from the space before it */
+        EXPECT_IDS(l.v, "x 123", false, 'x', ' ', '1', '2', '3');
+    unload(&l);
+    CHECK_MSG(load("qwen35", true, &l, &err) == HEARTH_OK, "%s", err.message);
+    if (l.v) /* a combining mark stays with its letters: one pre-token, merged whole */
+        EXPECT_IDS(l.v, "hell\xCC\x81o", false, ID_HELL, 0xCC, 0x81, 'o');
+    unload(&l);
+    CHECK_MSG(load("deepseek-llm", true, &l, &err) == HEARTH_OK, "%s", err.message);
+    if (l.v) /* its six patterns compile and run (test_tokenizer_pre checks them against llama.cpp) */
+        EXPECT_IDS(l.v, "123\nhello", false, '1', '2', '3', '\n', ID_HELLO);
     unload(&l);
     CHECK_MSG(load(NULL, true, &l, &err) == HEARTH_OK, "%s", err.message); /* no pre: "default" */
     if (l.v)
@@ -184,6 +197,23 @@ static void check_load_errors(void)
     CHECK(load("no-such-pre", true, &l, &err) == HEARTH_ERR_UNSUPPORTED && l.v == NULL &&
           strstr(err.message, "tokenizer.ggml.pre") && strstr(err.message, "'no-such-pre'"));
     unload(&l);
+    /* The message's list of known names is true: each of them loads. */
+    const char *known = strstr(err.message, "(known: ");
+    CHECK(known != NULL);
+    int n_known = 0;
+    for (const char *p = known ? known + strlen("(known: ") : ""; *p && *p != ')';) {
+        size_t n = strcspn(p, ",)");
+        char name[32];
+        snprintf(name, sizeof name, "%.*s", (int)n, p);
+        hearth_error load_err = {0};
+        CHECK_MSG(load(name, true, &l, &load_err) == HEARTH_OK, "known pre-tokenizer '%s': %s", name, load_err.message);
+        unload(&l);
+        n_known++;
+        p += n;
+        p += strspn(p, ", ");
+    }
+    CHECK_MSG(n_known == 11, "%d known pre-tokenizers listed", n_known);
+    err = (hearth_error){0};
     err = (hearth_error){0};
     CHECK(load("gpt-2", false, &l, &err) == HEARTH_ERR_FORMAT && l.v == NULL &&
           strstr(err.message, "tokenizer.ggml.merges"));

@@ -32,3 +32,15 @@ size_t utf8_decode(const uint8_t *s, size_t n, uint32_t *cp)
     *cp = c;
     return len;
 }
+
+size_t utf8_first_invalid(const uint8_t *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t len = utf8_decode(s + i, n - i, &cp);
+        if (len == 0)
+            return i;
+        i += len;
+    }
+    return n;
+}

@@ -12,4 +12,8 @@
  * (including a sequence cut short by n). */
 size_t utf8_decode(const uint8_t *s, size_t n, uint32_t *cp);
 
+/* The offset of the first byte of s that does not start a valid sequence,
+ * or n when all n bytes are valid UTF-8. */
+size_t utf8_first_invalid(const uint8_t *s, size_t n);
+
 #endif

@@ -20,6 +20,7 @@
 #include <pcre2.h>
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,11 +28,16 @@
 
 /* ---- pre-tokenizers ------------------------------------------------------------- */
 
-enum { PRE_MAX_NAMES = 8, PRE_MAX_REGEXES = 4 };
+enum { PRE_MAX_NAMES = 8, PRE_MAX_REGEXES = 6 };
 
 /* One pre-tokenizer: the tokenizer.ggml.pre names that select it and its
- * regexes, as the models' tokenizer.json (or, for "default", llama.cpp)
- * define them. Adding a model family is adding an entry. */
+ * regexes, as llama.cpp (src/llama-vocab.cpp) defines them, mostly the
+ * models' tokenizer.json patterns. Adding a model family is adding an entry.
+ *
+ * Of llama.cpp's per-type settings only ignore_merges changes token ids:
+ * its clean_spaces (false for qwen2, qwen35, deepseek-llm, smollm) is a
+ * pass of its whole-text detokenizer, which hearth does not have; pieces
+ * (vocab_token_to_piece) are the same either way. */
 typedef struct pre_tokenizer_def {
     const char *names[PRE_MAX_NAMES];
     const char *regexes[PRE_MAX_REGEXES];
@@ -54,17 +60,50 @@ static const pre_tokenizer_def pre_tokenizers[] = {
                     "[0-9][0-9][0-9]"},
     },
     {
-        /* Llama 3's tokenizer.json: numbers in groups of up to three. */
+        /* Llama 3's tokenizer.json: numbers in groups of up to three. Its
+         * (?i:'s|...) is spelled out, as llama.cpp does: a caseless 's' in
+         * PCRE2 would also match U+017F, the long s. */
         .names = {"llama3", "llama-v3", "llama-bpe"},
-        .regexes = {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+        .regexes = {"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
                     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
         .ignore_merges = true,
     },
     {
         /* Qwen 2's tokenizer.json: every digit on its own. */
         .names = {"qwen2", "deepseek-r1-qwen"},
-        .regexes = {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+        .regexes = {"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
                     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+    },
+    {
+        /* Qwen 3.5 and 3.6: Qwen 2's, but letter runs take combining marks
+         * (\p{M}) along, and a run of punctuation stops at one. */
+        .names = {"qwen35"},
+        .regexes = {"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}|"
+                    " ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+    },
+    {
+        /* SmolLM (llama.cpp gives StarCoder, Command R and others the same):
+         * every digit alone, then GPT-2's pattern. */
+        .names = {"smollm"},
+        .regexes = {"\\p{N}", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"},
+    },
+    {
+        /* DeepSeek LLM 7B/67B: newlines alone; a letter run of the listed
+         * scripts, or of ASCII and fullwidth punctuation, each with one
+         * whitespace before it; trailing whitespace; CJK and Hangul runs;
+         * number runs. llama.cpp runs the patterns without \p{} on text whose
+         * non-ASCII whitespace it has turned into \v, so a class never matches
+         * such a character: its "　-。" (U+3000-3002) is written here from
+         * U+3001, and its [一-龥ࠀ-一가-퟿] without the whitespace in U+0800-4E00. */
+        .names = {"deepseek-llm"},
+        .regexes = {"[\\r\\n]",
+                    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-Ⴥ"
+                    "Ꭰ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
+                    "\\s?[!-/:-~！-／：-～‘-‟、-。]+",
+                    "\\s+$",
+                    "[\\x{4E00}-\\x{9FA5}\\x{0800}-\\x{167F}\\x{1681}-\\x{1FFF}\\x{200B}-\\x{2027}\\x{202A}-\\x{202E}"
+                    "\\x{2030}-\\x{205E}\\x{2060}-\\x{2FFF}\\x{3001}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+",
+                    "\\p{N}+"},
     },
 };
 
@@ -187,6 +226,41 @@ static hearth_status load_merges(bpe_tokenizer *b, const gguf_file *f, hearth_er
     return HEARTH_OK;
 }
 
+/* llama.cpp's whitespace, as a class body: PCRE2's \s (with UCP) also takes
+ * U+180E, which Unicode stopped calling a space in 6.3 and llama.cpp's table
+ * leaves out. */
+#define LLAMA_WHITESPACE "\\t-\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
+
+/* The pattern with each \s and \S spelled as llama.cpp's whitespace, so the
+ * table can keep the patterns as llama.cpp writes them. NULL if out of
+ * memory. (No pattern has \S inside a class or a ']' first in one.) */
+static char *spell_whitespace(const char *pattern)
+{
+    size_t len = strlen(pattern), grow = sizeof "[^" LLAMA_WHITESPACE "]";
+    char *out = malloc(len * grow + 1), *o = out;
+    if (!out)
+        return NULL;
+    bool in_class = false;
+    for (const char *p = pattern; *p; p++) {
+        if (*p == '\\' && (p[1] == 's' || p[1] == 'S')) {
+            const char *body = LLAMA_WHITESPACE;
+            o += in_class ? (size_t)sprintf(o, "%s", body) : (size_t)sprintf(o, "[%s%s]", p[1] == 'S' ? "^" : "", body);
+            p++;
+            continue;
+        }
+        if (*p == '\\' && p[1]) {
+            *o++ = *p++;
+        } else if (*p == '[') {
+            in_class = true;
+        } else if (*p == ']') {
+            in_class = false;
+        }
+        *o++ = *p;
+    }
+    *o = '\0';
+    return out;
+}
+
 static hearth_status compile_pre_tokenizer(bpe_tokenizer *b, const gguf_file *f, hearth_error *err)
 {
     const gguf_kv *kv = gguf_find_kv(f, "tokenizer.ggml.pre");
@@ -200,13 +274,19 @@ static hearth_status compile_pre_tokenizer(bpe_tokenizer *b, const gguf_file *f,
     if (!b->pre)
         return error_set(err, HEARTH_ERR_UNSUPPORTED,
                          "key tokenizer.ggml.pre: pre-tokenizer '%.*s' is not known to hearth (known: gpt-2, phi-2, "
-                         "default, llama3, llama-v3, llama-bpe, qwen2, deepseek-r1-qwen)",
+                         "default, llama3, llama-v3, llama-bpe, qwen2, deepseek-r1-qwen, qwen35, smollm, deepseek-llm)",
                          (int)(name_len > 64 ? 64 : name_len), name);
     for (int k = 0; k < PRE_MAX_REGEXES && b->pre->regexes[k]; k++) {
         int code;
         PCRE2_SIZE at;
-        b->regexes[k] = pcre2_compile((PCRE2_SPTR)b->pre->regexes[k], PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP,
-                                      &code, &at, NULL);
+        char *pattern = spell_whitespace(b->pre->regexes[k]);
+        if (!pattern)
+            return error_set(err, HEARTH_ERR_NOMEM, "pre-tokenizer: out of memory");
+        /* DOLLAR_ENDONLY: a $ matches at the end only, as in llama.cpp's
+         * std::regex, never before a final newline. */
+        b->regexes[k] = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
+                                      PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY, &code, &at, NULL);
+        free(pattern);
         if (!b->regexes[k]) {
             PCRE2_UCHAR message[256];
             pcre2_get_error_message(code, message, sizeof message);

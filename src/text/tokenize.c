@@ -281,26 +281,13 @@ static bool partition(const vocab *v, const char *text, size_t len, bool parse_s
     return ok;
 }
 
-/* The offset of the first byte that does not start a valid UTF-8 sequence, or len. */
-static size_t first_invalid_utf8(const char *text, size_t len)
-{
-    for (size_t i = 0; i < len;) {
-        uint32_t cp;
-        size_t n = utf8_decode((const uint8_t *)text + i, len - i, &cp);
-        if (n == 0)
-            return i;
-        i += n;
-    }
-    return len;
-}
-
 int64_t vocab_tokenize(const vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
                        int32_t *out, size_t cap, hearth_error *err)
 {
     /* The pre-tokenizer regexes work on characters: bytes that are not UTF-8
      * have no meaning there (SentencePiece, by contrast, falls back to bytes). */
     if (v->kind == VOCAB_BPE) {
-        size_t bad = first_invalid_utf8(text, len);
+        size_t bad = utf8_first_invalid((const uint8_t *)text, len);
         if (bad < len) {
             error_set(err, HEARTH_ERR_FORMAT, "tokenizer: text is not valid UTF-8 at byte %zu of %zu", bad, len);
             return -1;
