@@ -73,108 +73,82 @@ static inline float dot_f16(uint16_t h)
 }
 
 /* The 32-element formats, weights as signed values (q - offset): Q4_0 and
- * Q5_0 store q + 8 and q + 16 unsigned. SIGNED_WEIGHTS(i) yields block i's
- * 32 weights as signed bytes; the products go through the sign trick
- * (|w| times x with w's sign moved onto x), so one vpdpbusd per block. */
-#define SIGNED_Q8_0(i) _mm256_loadu_si256((const __m256i *)wb[i].qs)
-#define SIGNED_Q4_0(i) _mm256_sub_epi8(dot_nibbles_32(wb[i].qs), _mm256_set1_epi8(8))
-#define SIGNED_Q5_0(i)                                                                                \
-    _mm256_sub_epi8(_mm256_or_si256(dot_nibbles_32(wb[i].qs), dot_bit4_from_bits(wb[i].qh)),         \
-                    _mm256_set1_epi8(16))
+ * Q5_0 store q + 8 and q + 16 unsigned. dot_weights_32 yields a block's 32
+ * weights as signed bytes; the products go through the sign trick (|w| times
+ * x with w's sign moved onto x), so one vpdpbusd per block. */
+enum dot_32_kind { DOT_Q8_0, DOT_Q4_0, DOT_Q5_0 };
 
-#define DOT1_32_BLOCKS(name, block_t, SIGNED_WEIGHTS)                                                 \
-    void DOT_ISA(name)(int64_t n, const void *w, const void *x, float *out)                           \
-    {                                                                                                 \
-        const block_t *wb = w;                                                                        \
-        const block_q8_0 *xb = x;                                                                     \
-        __m256 acc = _mm256_setzero_ps();                                                             \
-        for (int64_t i = 0; i < n / 32; i++) {                                                        \
-            __m256i q = SIGNED_WEIGHTS(i);                                                            \
-            __m256i xq = _mm256_loadu_si256((const __m256i *)xb[i].qs);                               \
-            __m256i sums = dot_u8s8_acc(_mm256_setzero_si256(), _mm256_sign_epi8(q, q), _mm256_sign_epi8(xq, q)); \
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(dot_f16(wb[i].d) * dot_f16(xb[i].d)), \
-                                  acc);                                                               \
-        }                                                                                             \
-        *out = dot_hsum_ps(acc);                                                                      \
+static inline size_t dot_32_block_bytes(int kind)
+{
+    return kind == DOT_Q8_0 ? sizeof(block_q8_0) : kind == DOT_Q4_0 ? sizeof(block_q4_0) : sizeof(block_q5_0);
+}
+
+static inline __m256i dot_weights_32(const void *block, int kind)
+{
+    if (kind == DOT_Q8_0)
+        return _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)block)->qs);
+    if (kind == DOT_Q4_0)
+        return _mm256_sub_epi8(dot_nibbles_32(((const block_q4_0 *)block)->qs), _mm256_set1_epi8(8));
+    const block_q5_0 *b = block;
+    return _mm256_sub_epi8(_mm256_or_si256(dot_nibbles_32(b->qs), dot_bit4_from_bits(b->qh)), _mm256_set1_epi8(16));
+}
+
+/* n_w (1 or 2) weight rows, w_stride bytes apart, against n_x (1 or 4)
+ * activation rows x_stride bytes apart: out[n_x * r + t]. Each weight block
+ * is unpacked once for all activation rows, each activation block loaded once
+ * for all weight rows; per (row, activation row) the operations and their
+ * order are the same whatever n_w and n_x, so the multi-row kernels give the
+ * one-row kernel's results bit for bit. */
+static inline __attribute__((always_inline)) void dot_32_rows(int kind, int64_t n, const void *w, size_t w_stride,
+                                                              int n_w, const void *x, size_t x_stride, int n_x,
+                                                              float *out)
+{
+    const size_t w_bytes = dot_32_block_bytes(kind);
+    __m256 acc[8];
+    for (int k = 0; k < n_w * n_x; k++)
+        acc[k] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 32; i++) {
+        __m256i q[2], magnitude[2];
+        float wd[2];
+        for (int r = 0; r < n_w; r++) {
+            const char *block = (const char *)w + (size_t)r * w_stride + (size_t)i * w_bytes;
+            q[r] = dot_weights_32(block, kind);
+            magnitude[r] = _mm256_sign_epi8(q[r], q[r]);
+            wd[r] = dot_f16(*(const uint16_t *)block); /* d leads every 32-element block */
+        }
+        for (int t = 0; t < n_x; t++) {
+            const block_q8_0 *a = (const block_q8_0 *)((const char *)x + (size_t)t * x_stride) + i;
+            __m256i xq = _mm256_loadu_si256((const __m256i *)a->qs);
+            float xd = dot_f16(a->d);
+            for (int r = 0; r < n_w; r++) {
+                __m256i sums = dot_u8s8_acc(_mm256_setzero_si256(), magnitude[r], _mm256_sign_epi8(xq, q[r]));
+                acc[n_x * r + t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(wd[r] * xd), acc[n_x * r + t]);
+            }
+        }
+    }
+    for (int k = 0; k < n_w * n_x; k++)
+        out[k] = dot_hsum_ps(acc[k]);
+}
+
+/* The one-row, four-row and two-by-four kernels of a 32-element format. */
+#define DOT_32_KERNELS(wname, aname, kind)                                                                        \
+    void DOT_ISA(ops_dot_##wname##_##aname)(int64_t n, const void *w, const void *x, float *out)                  \
+    {                                                                                                             \
+        dot_32_rows(kind, n, w, 0, 1, x, 0, 1, out);                                                              \
+    }                                                                                                             \
+    void DOT_ISA(ops_dot4_##wname##_##aname)(int64_t n, const void *w, const void *x, size_t x_stride, float out[4]) \
+    {                                                                                                             \
+        dot_32_rows(kind, n, w, 0, 1, x, x_stride, 4, out);                                                       \
+    }                                                                                                             \
+    void DOT_ISA(ops_dot4x2_##wname##_##aname)(int64_t n, const void *w, size_t w_stride, const void *x,         \
+                                               size_t x_stride, float out[8])                                     \
+    {                                                                                                             \
+        dot_32_rows(kind, n, w, w_stride, 2, x, x_stride, 4, out);                                                \
     }
 
-DOT1_32_BLOCKS(ops_dot_q8_0_q8_0, block_q8_0, SIGNED_Q8_0)
-DOT1_32_BLOCKS(ops_dot_q4_0_q8_0, block_q4_0, SIGNED_Q4_0)
-DOT1_32_BLOCKS(ops_dot_q5_0_q8_0, block_q5_0, SIGNED_Q5_0)
-
-/* Four activation rows against one weight row: each block's signed weights
- * (and their magnitudes) are made once and used four times. Per row, the
- * operations and their order are DOT1_32_BLOCKS's, so the results are
- * identical bit for bit. */
-#define DOT4_32_BLOCKS(name, block_t, SIGNED_WEIGHTS)                                                 \
-    void DOT_ISA(name)(int64_t n, const void *w, const void *x, size_t x_stride, float out[4])        \
-    {                                                                                                 \
-        const block_t *wb = w;                                                                        \
-        const block_q8_0 *xb[4];                                                                      \
-        for (int t = 0; t < 4; t++)                                                                   \
-            xb[t] = (const block_q8_0 *)((const char *)x + (size_t)t * x_stride);                     \
-        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),               \
-                         _mm256_setzero_ps()};                                                        \
-        for (int64_t i = 0; i < n / 32; i++) {                                                        \
-            __m256i q = SIGNED_WEIGHTS(i);                                                            \
-            __m256i magnitude = _mm256_sign_epi8(q, q);                                               \
-            float wd = dot_f16(wb[i].d);                                                              \
-            for (int t = 0; t < 4; t++) {                                                             \
-                __m256i xq = _mm256_loadu_si256((const __m256i *)xb[t][i].qs);                       \
-                __m256i sums = dot_u8s8_acc(_mm256_setzero_si256(), magnitude, _mm256_sign_epi8(xq, q)); \
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(wd * dot_f16(xb[t][i].d)), \
-                                         acc[t]);                                                     \
-            }                                                                                         \
-        }                                                                                             \
-        for (int t = 0; t < 4; t++)                                                                   \
-            out[t] = dot_hsum_ps(acc[t]);                                                             \
-    }
-
-/* Two weight rows against four activation rows: each activation block is
- * loaded once for both rows. Per (row, activation) pair, the operations are
- * DOT4_32_BLOCKS's, so the results are again bit-identical to the one-row
- * kernel. out[4 * r + t] is weight row r with activation row t. */
-#define DOT4X2_32_BLOCKS(name, block_t, SIGNED_WEIGHTS)                                               \
-    void DOT_ISA(name)(int64_t n, const void *w, size_t w_stride, const void *x, size_t x_stride,     \
-                       float out[8])                                                                  \
-    {                                                                                                 \
-        const block_t *wrows[2] = {w, (const block_t *)((const char *)w + w_stride)};                 \
-        const block_q8_0 *xb[4];                                                                      \
-        for (int t = 0; t < 4; t++)                                                                   \
-            xb[t] = (const block_q8_0 *)((const char *)x + (size_t)t * x_stride);                     \
-        __m256 acc[8];                                                                                \
-        for (int k = 0; k < 8; k++)                                                                   \
-            acc[k] = _mm256_setzero_ps();                                                             \
-        for (int64_t i = 0; i < n / 32; i++) {                                                        \
-            __m256i q[2], magnitude[2];                                                               \
-            float wd[2];                                                                              \
-            for (int r = 0; r < 2; r++) {                                                             \
-                const block_t *wb = wrows[r];                                                         \
-                q[r] = SIGNED_WEIGHTS(i);                                                             \
-                magnitude[r] = _mm256_sign_epi8(q[r], q[r]);                                          \
-                wd[r] = dot_f16(wb[i].d);                                                             \
-            }                                                                                         \
-            for (int t = 0; t < 4; t++) {                                                             \
-                __m256i xq = _mm256_loadu_si256((const __m256i *)xb[t][i].qs);                       \
-                float xd = dot_f16(xb[t][i].d);                                                       \
-                for (int r = 0; r < 2; r++) {                                                         \
-                    __m256i sums =                                                                    \
-                        dot_u8s8_acc(_mm256_setzero_si256(), magnitude[r], _mm256_sign_epi8(xq, q[r])); \
-                    acc[4 * r + t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(wd[r] * xd), \
-                                                     acc[4 * r + t]);                                 \
-                }                                                                                     \
-            }                                                                                         \
-        }                                                                                             \
-        for (int k = 0; k < 8; k++)                                                                   \
-            out[k] = dot_hsum_ps(acc[k]);                                                             \
-    }
-
-DOT4_32_BLOCKS(ops_dot4_q8_0_q8_0, block_q8_0, SIGNED_Q8_0)
-DOT4_32_BLOCKS(ops_dot4_q4_0_q8_0, block_q4_0, SIGNED_Q4_0)
-DOT4_32_BLOCKS(ops_dot4_q5_0_q8_0, block_q5_0, SIGNED_Q5_0)
-DOT4X2_32_BLOCKS(ops_dot4x2_q8_0_q8_0, block_q8_0, SIGNED_Q8_0)
-DOT4X2_32_BLOCKS(ops_dot4x2_q4_0_q8_0, block_q4_0, SIGNED_Q4_0)
-DOT4X2_32_BLOCKS(ops_dot4x2_q5_0_q8_0, block_q5_0, SIGNED_Q5_0)
+DOT_32_KERNELS(q8_0, q8_0, DOT_Q8_0)
+DOT_32_KERNELS(q4_0, q8_0, DOT_Q4_0)
+DOT_32_KERNELS(q5_0, q8_0, DOT_Q5_0)
 
 /* The eight 6-bit scales and mins of a Q4_K/Q5_K super-block (layout in
  * quant/quant_k.c), unpacked four at a time through 32-bit words. */
