@@ -406,6 +406,77 @@ static void check_dot4(uint32_t type)
     }
 }
 
+/* llama.cpp's own dot products (tests/fixtures/quant/TYPE.dot, written by
+ * scripts/oracle/make_quant_fixtures.py: rows of weights, one activation row
+ * in f32, and what ggml's CPU backend gives for each row). hearth quantizes
+ * the same activations and multiplies them with its reference and every
+ * SIMD level. ggml rounds Q8_1's s = d * sum(a) to f16, from d before its own
+ * rounding to f16; hearth keeps s in f32 from the rounded d. Per block the
+ * min term m * s therefore differs by at most two half roundings, 2^-10 of
+ * |m s| (times 1.01 for the second-order terms); beyond that the bound is
+ * the reference's of the header comment, applied to each side. */
+static void check_ggml_dot(uint32_t type)
+{
+    const quant_traits *t = quant_get_traits(type);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/quant/%s.dot", HEARTH_FIXTURES_DIR, t->name);
+    size_t size = 0;
+    unsigned char *buf = (unsigned char *)test_read_file(path, &size);
+    CHECK_MSG(buf != NULL, "%s: cannot read fixture", path);
+    if (!buf)
+        return;
+    uint32_t version = 0, ftype = 0, direction = 0;
+    uint64_t n = 0, rows = 0;
+    const size_t header = 4 + 3 * 4 + 2 * 8;
+    if (size >= header) {
+        memcpy(&version, buf + 4, 4), memcpy(&ftype, buf + 8, 4), memcpy(&direction, buf + 12, 4);
+        memcpy(&n, buf + 16, 8), memcpy(&rows, buf + 24, 8);
+    }
+    size_t row_bytes = n % t->block_size == 0 && n < (1u << 20) ? (size_t)n / t->block_size * t->type_size : 0;
+    bool sane = size >= header && memcmp(buf, "HQFX", 4) == 0 && version == 1 && ftype == type && direction == 2 &&
+                row_bytes > 0 && rows > 0 && rows < 1024 &&
+                size == header + rows * row_bytes + n * sizeof(float) + rows * sizeof(float);
+    CHECK_MSG(sane, "%s: malformed fixture", path);
+    if (!sane) {
+        free(buf);
+        return;
+    }
+    const unsigned char *weights = buf + header;
+    float *activations = malloc(n * sizeof *activations), *want = malloc(rows * sizeof *want);
+    memcpy(activations, weights + rows * row_bytes, n * sizeof *activations);
+    memcpy(want, weights + rows * row_bytes + n * sizeof(float), rows * sizeof *want);
+    double worst = 0, worst_ggml = 0, worst_ours = 0;
+    for (uint64_t r = 0; r < rows; r++) {
+        dot_case c;
+        if (!dot_case_alloc(&c, type, (int64_t)n)) {
+            CHECK_MSG(false, "out of memory");
+            dot_case_free(&c);
+            break;
+        }
+        memcpy(c.w, weights + r * row_bytes, row_bytes);
+        dot_case_finish(&c, activations);
+        const block_q8_1 *a = c.x;
+        double min_terms = 0;
+        for (uint64_t b = 0; b < n / 32; b++)
+            min_terms += fabs(block_min(&c, (int64_t)(32 * b)) * a[b].s);
+        double bound = 2 * c.tolerance + 1.01 * 0x1p-10 * min_terms;
+        for (int level = CPU_LEVEL_SCALAR; level <= (int)cpu_hardware_level(); level++) {
+            float got = NAN;
+            ops_dot_at_level(type, (cpu_level)level)((int64_t)n, c.w, c.x, &got);
+            double diff = fabs((double)got - want[r]);
+            worst = fmax(worst, diff / bound);
+            worst_ours = fmax(worst_ours, fabs((double)got - c.exact) / c.magnitude);
+            CHECK_MSG(diff <= bound, "%s row %" PRIu64 " %s: %.9g, llama.cpp %.9g, |diff| %.3g > %.3g", t->name, r,
+                      cpu_level_name((cpu_level)level), got, want[r], diff, bound);
+        }
+        worst_ggml = fmax(worst_ggml, fabs(want[r] - c.exact) / c.magnitude);
+        dot_case_free(&c);
+    }
+    printf("%s against llama.cpp, %" PRIu64 " rows: worst |diff| / bound %.3f; vs the exact answer, llama.cpp %.2e M, "
+           "hearth %.2e M\n", t->name, rows, worst, worst_ggml, worst_ours);
+    free(activations), free(want), free(buf);
+}
+
 /* ops_dot_ref covers exactly the types that can be dequantized, and the
  * activation size agrees with the activation format's geometry. */
 static void check_coverage(void)
@@ -449,6 +520,8 @@ int main(void)
     check_dot4(QUANT_Q5_1);
     check_min_format_edges(QUANT_Q4_1);
     check_min_format_edges(QUANT_Q5_1);
+    check_ggml_dot(QUANT_Q4_1);
+    check_ggml_dot(QUANT_Q5_1);
     check_dot4(QUANT_Q4_K);
     check_dot4(QUANT_Q5_K);
     check_dot4(QUANT_Q6_K);
