@@ -24,7 +24,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const uint32_t packed_types[] = {QUANT_Q4_0, QUANT_Q5_0, QUANT_Q8_0, QUANT_Q4_K, QUANT_Q5_K, QUANT_Q6_K};
+static const uint32_t packed_types[] = {QUANT_Q4_0, QUANT_Q5_0, QUANT_Q8_0, QUANT_Q4_1,
+                                        QUANT_Q5_1, QUANT_Q4_K, QUANT_Q5_K, QUANT_Q6_K};
+
+static bool has_block_min(uint32_t type)
+{
+    return type == QUANT_Q4_1 || type == QUANT_Q5_1;
+}
 
 /* Random bits, then every f16 scale set to something finite and moderate:
  * NaN or huge scales would only test float overflow. */
@@ -43,6 +49,10 @@ static void random_rows(uint32_t type, unsigned char *rows, int64_t n_rows, int6
             memcpy(block, &d, 2); /* d leads every other format */
             if (type == QUANT_Q4_K || type == QUANT_Q5_K)
                 memcpy(block + 2, &dmin, 2);
+            if (has_block_min(type)) { /* m of either sign, up to twice what d * 15 reaches */
+                uint16_t m = fp32_to_fp16(0.3f * test_rng_uniform());
+                memcpy(block + 2, &m, 2);
+            }
         }
     }
 }
@@ -53,14 +63,24 @@ static void random_activations(float *x, int64_t n)
         x[i] = (test_rng_uniform() + test_rng_uniform() + test_rng_uniform()) * (test_rng_next() % 32 == 0 ? 8.0f : 1.0f);
 }
 
-/* sum |w_k x_k| over the dequantized weights and the int8 activations' values. */
+/* sum |w_k x_k| over the dequantized weights and the int8 activations'
+ * values; for Q4_1 and Q5_1 the sum of both terms' magnitudes, |d q| + |m|
+ * <= |w| + 2 |m| per element, since the min term can cancel the other. */
 static double magnitude(uint32_t type, const unsigned char *row, const float *x, int64_t cols)
 {
+    const quant_traits *t = quant_get_traits(type);
     float *w = malloc((size_t)cols * sizeof *w);
-    quant_get_traits(type)->dequantize(row, w, cols);
+    t->dequantize(row, w, cols);
     double m = 0;
-    for (int64_t k = 0; k < cols; k++)
-        m += fabs((double)w[k] * x[k]);
+    for (int64_t k = 0; k < cols; k++) {
+        double term = fabs((double)w[k]);
+        if (has_block_min(type)) {
+            uint16_t min;
+            memcpy(&min, row + (size_t)(k / t->block_size) * t->type_size + 2, sizeof min);
+            term += 2 * fabs(fp16_to_fp32(min));
+        }
+        m += term * fabs(x[k]);
+    }
     free(w);
     return m;
 }

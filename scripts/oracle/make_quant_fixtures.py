@@ -8,7 +8,11 @@ Oracles:
   * llama.cpp's ggml (quantize_row_*_ref, dequantize_row_q8_K), called through
     scripts/oracle/ggml_quant_oracle.c against the oracle build
     (scripts/oracle/build-llama-cpp.sh), for Q8_K and the K-quant quantizers,
-    which the gguf package lacks.
+    which the gguf package lacks;
+  * the same build's CPU dot products (activations converted as its CPU
+    backend does, then vec_dot) for Q4_1 and Q5_1, which tests/test_dot.c
+    compares hearth's with, within a stated bound (not bit for bit: ggml
+    rounds Q8_1's s = d * sum to f16, hearth keeps it f32).
 
 Fixture file format (little-endian), one file per (type, direction), named
 TYPE.dequantize or TYPE.quantize:
@@ -19,6 +23,12 @@ TYPE.dequantize or TYPE.quantize:
     u64      n, the element count (a multiple of the block size)
     ...      input  (blocks, or n f32)
     ...      expected output (n f32, or blocks)
+
+and TYPE.dot for the dot products, the same header with direction 2 and n the
+row length, then
+    u64      rows
+    ...      rows x n weights (blocks), then n f32 activations
+    ...      rows f32: llama.cpp's dot product of each row with the activations
 
 Run:  python3 scripts/oracle/make_quant_fixtures.py   (deterministic: fixed seed)
 """
@@ -127,7 +137,7 @@ def float_edge_values(rng):
     return np.concatenate([specials, rand_bits]).view(np.float32)
 
 
-def run_ggml_oracle(op, qname, n, data: bytes) -> bytes:
+def run_ggml_oracle(op, qname, n, data: bytes, *extra) -> bytes:
     src = ORACLE_DIR / "src" / "vendor" / "llama.cpp"
     lib = ORACLE_DIR / "build" / "bin"
     if not (lib / "libggml-base.so").exists():
@@ -135,9 +145,11 @@ def run_ggml_oracle(op, qname, n, data: bytes) -> bytes:
     exe = Path(tempfile.gettempdir()) / "hearth_ggml_quant_oracle"
     if not exe.exists() or exe.stat().st_mtime < (ROOT / "scripts/oracle/ggml_quant_oracle.c").stat().st_mtime:
         subprocess.run(["cc", "-O1", "-o", str(exe), str(ROOT / "scripts/oracle/ggml_quant_oracle.c"),
-                        f"-L{lib}", "-lggml-base", f"-Wl,-rpath,{lib}"], check=True)
+                        f"-I{src / 'ggml' / 'include'}", f"-L{lib}", "-lggml-cpu", "-lggml-base",
+                        f"-Wl,-rpath,{lib}"], check=True)
     assert src.exists()
-    res = subprocess.run([str(exe), op, qname, str(n)], input=data, capture_output=True, check=True)
+    res = subprocess.run([str(exe), op, qname, str(n), *map(str, extra)], input=data, capture_output=True,
+                         check=True)
     return res.stdout
 
 
@@ -193,6 +205,20 @@ def main():
         write_fixture(qtype, 1, len(values), values.tobytes(), out)
     q8k_blocks = random_blocks(rng, T.Q8_K, 16).tobytes()
     write_fixture(T.Q8_K, 0, 16 * 256, q8k_blocks, run_ggml_oracle("dequantize", "q8_K", 16 * 256, q8k_blocks))
+
+    # ggml's CPU dot products of Q4_1 and Q5_1 rows (random blocks, then
+    # blocks quantized from the test values) with activations of every kind
+    # the test values hold.
+    for qtype, qname in [(T.Q4_1, "q4_1"), (T.Q5_1, "q5_1")]:
+        n, rows = 2048, 16
+        random_rows = random_blocks(rng, qtype, rows // 2 * n // 32)
+        quantized_rows = quants.quantize(test_values(rng, rows // 2 * n // 32, 32).reshape(-1, 32), qtype)
+        weights = random_rows.tobytes() + quantized_rows.tobytes()
+        activations = test_values(rng, n // 32, 32).tobytes()
+        out = run_ggml_oracle("dot", qname, n, weights + activations, rows)
+        with open(OUT / f"{qtype.name}.dot", "wb") as f:
+            f.write(b"HQFX" + struct.pack("<IIIQQ", 1, qtype.value, 2, n, rows) + weights + activations + out)
+        print(f"  {qtype.name}.dot: {rows} rows of {n}")
 
     total = sum(p.stat().st_size for p in OUT.iterdir())
     print(f"wrote {len(list(OUT.iterdir()))} fixtures, {total} bytes, to {OUT}")

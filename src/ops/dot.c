@@ -72,6 +72,45 @@ static void dot_q5_0_q8_0_ref(int64_t n, const void *w, const void *x, float *ou
     *out = sum;
 }
 
+/* ---- Q4_1 and Q5_1 against Q8_1 ------------------------------------------- */
+
+/* w = d*q + m with q unsigned (0..15, or 0..31 with Q5_1's fifth bit from
+ * qh; qh is NULL for Q4_1), so a block is d_w*d_a*sum(q*a) + m_w*d_a*sum(a):
+ * the first an exact integer sum, the second m_w*s with s = d_a*sum(a) from
+ * the Q8_1 block. */
+static float dot_min_32_block(uint16_t d, uint16_t m, const uint8_t qs[16], const uint8_t *qh, const block_q8_1 *a)
+{
+    uint32_t high = 0;
+    if (qh)
+        memcpy(&high, qh, sizeof high);
+    int32_t isum = 0;
+    for (int j = 0; j < 16; j++) {
+        isum += (int)((qs[j] & 0x0F) | (high >> j & 1) << 4) * a->qs[j];
+        isum += (int)((qs[j] >> 4) | (high >> (j + 16) & 1) << 4) * a->qs[j + 16];
+    }
+    return (float)isum * (fp16_to_fp32(d) * a->d) + fp16_to_fp32(m) * a->s;
+}
+
+static void dot_q4_1_q8_1_ref(int64_t n, const void *w, const void *x, float *out)
+{
+    const block_q4_1 *wb = w;
+    const block_q8_1 *xb = x;
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK4_1; i++)
+        sum += dot_min_32_block(wb[i].d, wb[i].m, wb[i].qs, NULL, &xb[i]);
+    *out = sum;
+}
+
+static void dot_q5_1_q8_1_ref(int64_t n, const void *w, const void *x, float *out)
+{
+    const block_q5_1 *wb = w;
+    const block_q8_1 *xb = x;
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK5_1; i++)
+        sum += dot_min_32_block(wb[i].d, wb[i].m, wb[i].qs, wb[i].qh, &xb[i]);
+    *out = sum;
+}
+
 /* ---- K-quants against Q8_K ------------------------------------------------- */
 
 /* Q4_K and Q5_K: x = d*sc*q - dmin*m per sub-block of 32. The min term needs
@@ -254,8 +293,7 @@ static void dot_dequantized_f32(uint32_t type, int64_t n, const void *w, const v
     {                                                                                 \
         dot_dequantized_f32(type, n, w, x, out);                                      \
     }
-DOT_DEQUANTIZED(q4_1, QUANT_Q4_1)
-DOT_DEQUANTIZED(q5_1, QUANT_Q5_1)
+DOT_DEQUANTIZED(q8_1, QUANT_Q8_1)
 DOT_DEQUANTIZED(q8_K, QUANT_Q8_K)
 DOT_DEQUANTIZED(iq4_nl, QUANT_IQ4_NL)
 DOT_DEQUANTIZED(iq4_xs, QUANT_IQ4_XS)
@@ -280,8 +318,9 @@ static const dot_pairing dot_pairings[QUANT_TYPE_COUNT] = {
     [QUANT_Q4_K] = {QUANT_Q8_K, dot_q4_K_q8_K_ref},
     [QUANT_Q5_K] = {QUANT_Q8_K, dot_q5_K_q8_K_ref},
     [QUANT_Q6_K] = {QUANT_Q8_K, dot_q6_K_q8_K_ref},
-    [QUANT_Q4_1] = {QUANT_F32, dot_q4_1_f32_ref},
-    [QUANT_Q5_1] = {QUANT_F32, dot_q5_1_f32_ref},
+    [QUANT_Q4_1] = {QUANT_Q8_1, dot_q4_1_q8_1_ref},
+    [QUANT_Q5_1] = {QUANT_Q8_1, dot_q5_1_q8_1_ref},
+    [QUANT_Q8_1] = {QUANT_F32, dot_q8_1_f32_ref},
     [QUANT_Q8_K] = {QUANT_F32, dot_q8_K_f32_ref},
     [QUANT_IQ4_NL] = {QUANT_F32, dot_iq4_nl_f32_ref},
     [QUANT_IQ4_XS] = {QUANT_F32, dot_iq4_xs_f32_ref},
@@ -312,6 +351,8 @@ ops_dot_fn ops_dot_ref(uint32_t weight_type)
         [QUANT_Q4_0] = ops_dot_q4_0_q8_0_##isa,             \
         [QUANT_Q5_0] = ops_dot_q5_0_q8_0_##isa,             \
         [QUANT_Q8_0] = ops_dot_q8_0_q8_0_##isa,             \
+        [QUANT_Q4_1] = ops_dot_q4_1_q8_1_##isa,             \
+        [QUANT_Q5_1] = ops_dot_q5_1_q8_1_##isa,             \
         [QUANT_Q4_K] = ops_dot_q4_K_q8_K_##isa,             \
         [QUANT_Q5_K] = ops_dot_q5_K_q8_K_##isa,             \
         [QUANT_Q6_K] = ops_dot_q6_K_q8_K_##isa,             \
@@ -325,6 +366,8 @@ static const ops_dot_fn dot_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT] = {
         [QUANT_Q4_0] = ops_dot4_q4_0_q8_0_##isa,            \
         [QUANT_Q5_0] = ops_dot4_q5_0_q8_0_##isa,            \
         [QUANT_Q8_0] = ops_dot4_q8_0_q8_0_##isa,            \
+        [QUANT_Q4_1] = ops_dot4_q4_1_q8_1_##isa,            \
+        [QUANT_Q5_1] = ops_dot4_q5_1_q8_1_##isa,            \
         [QUANT_Q4_K] = ops_dot4_q4_K_q8_K_##isa,            \
         [QUANT_Q5_K] = ops_dot4_q5_K_q8_K_##isa,            \
         [QUANT_Q6_K] = ops_dot4_q6_K_q8_K_##isa,            \
@@ -338,6 +381,8 @@ static const ops_dot4_fn dot4_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT] = {
         [QUANT_Q4_0] = ops_dot4x2_q4_0_q8_0_##isa,          \
         [QUANT_Q5_0] = ops_dot4x2_q5_0_q8_0_##isa,          \
         [QUANT_Q8_0] = ops_dot4x2_q8_0_q8_0_##isa,          \
+        [QUANT_Q4_1] = ops_dot4x2_q4_1_q8_1_##isa,          \
+        [QUANT_Q5_1] = ops_dot4x2_q5_1_q8_1_##isa,          \
     }
 static const ops_dot4x2_fn dot4x2_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT] = {
     [CPU_LEVEL_AVX2] = DOT4X2_VARIANTS(avx2),
@@ -416,11 +461,30 @@ static void quantize_activation_q8_0(const float *x, block_q8_0 *out, int64_t n)
     }
 }
 
+/* Q8_1: the Q8_0 values and scale (widened to f32), and s = d times the
+ * exact sum of the values. */
+static void quantize_activation_q8_1(const float *x, block_q8_1 *out, int64_t n)
+{
+    for (int64_t b = 0; b < n / QK8_1; b++) {
+        block_q8_0 q;
+        quantize_activation_q8_0(x + QK8_1 * b, &q, QK8_1);
+        int32_t sum = 0;
+        for (int k = 0; k < QK8_1; k++)
+            sum += q.qs[k];
+        out[b].d = fp16_to_fp32(q.d);
+        out[b].s = out[b].d * (float)sum;
+        memcpy(out[b].qs, q.qs, QK8_1);
+    }
+}
+
 void ops_quantize_activation(uint32_t weight_type, const float *x, void *dst, int64_t n)
 {
     switch (ops_activation_type(weight_type)) {
     case QUANT_Q8_0:
         quantize_activation_q8_0(x, dst, n);
+        break;
+    case QUANT_Q8_1:
+        quantize_activation_q8_1(x, dst, n);
         break;
     case QUANT_Q8_K:
         quantize_q8_K_ref(x, dst, n);
@@ -436,6 +500,8 @@ size_t ops_activation_row_bytes(uint32_t weight_type, int64_t n)
     switch (ops_activation_type(weight_type)) {
     case QUANT_Q8_0:
         return (size_t)(n / QK8_0) * sizeof(block_q8_0);
+    case QUANT_Q8_1:
+        return (size_t)(n / QK8_1) * sizeof(block_q8_1);
     case QUANT_Q8_K:
         return (size_t)(n / QK_K) * sizeof(block_q8_K);
     default:

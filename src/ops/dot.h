@@ -3,9 +3,10 @@
  *
  * As in ggml, activations are quantized once per matrix product into the
  * format the weight type pairs with (ops_activation_type): Q8_0 blocks for the
- * 32-element formats, Q8_K super-blocks for the K-quants, f32 for float
- * weights and for formats without an integer kernel yet (those are
- * dequantized a row at a time). The scalar references are the ground truth;
+ * symmetric 32-element formats, Q8_1 (Q8_0's values with their block sums)
+ * for Q4_1 and Q5_1, whose min term needs the sums, Q8_K super-blocks for
+ * the K-quants, f32 for float weights and for formats without an integer
+ * kernel yet (those are dequantized a row at a time). The scalar references are the ground truth;
  * each SIMD variant is tested against them (tests/test_dot.c). */
 #ifndef HEARTH_OPS_DOT_H
 #define HEARTH_OPS_DOT_H
@@ -19,7 +20,7 @@
 typedef void (*ops_dot_fn)(int64_t n, const void *w, const void *x, float *out);
 
 /* The activation format (a quant_type) weights of this type are multiplied
- * with: QUANT_Q8_0, QUANT_Q8_K or QUANT_F32. */
+ * with: QUANT_Q8_0, QUANT_Q8_1, QUANT_Q8_K or QUANT_F32. */
 uint32_t ops_activation_type(uint32_t weight_type);
 
 /* Scalar reference kernel, or NULL when the type cannot be multiplied. */

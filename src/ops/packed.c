@@ -9,26 +9,21 @@
 #include "quant/quant_ref.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 /* ---- packing ---------------------------------------------------------------- */
 
-/* A block's elements as the unsigned values the panels store. */
-static void q4_0_values(const block_q4_0 *b, uint8_t u[32])
+/* A block's elements as the unsigned values the panels store: the 4-bit
+ * values of Q4_0 and Q4_1 (qh NULL) or the 5-bit ones of Q5_0 and Q5_1. */
+static void nibble_values(const uint8_t qs[16], const uint8_t *qh, uint8_t u[32])
 {
+    uint32_t high = 0;
+    if (qh)
+        memcpy(&high, qh, sizeof high);
     for (int k = 0; k < 16; k++) {
-        u[k] = b->qs[k] & 0x0F;
-        u[k + 16] = b->qs[k] >> 4;
-    }
-}
-
-static void q5_0_values(const block_q5_0 *b, uint8_t u[32])
-{
-    uint32_t qh;
-    memcpy(&qh, b->qh, sizeof qh);
-    for (int k = 0; k < 16; k++) {
-        u[k] = (uint8_t)((b->qs[k] & 0x0F) | (qh >> k & 1) << 4);
-        u[k + 16] = (uint8_t)((b->qs[k] >> 4) | (qh >> (k + 16) & 1) << 4);
+        u[k] = (uint8_t)((qs[k] & 0x0F) | (high >> k & 1) << 4);
+        u[k + 16] = (uint8_t)((qs[k] >> 4) | (high >> (k + 16) & 1) << 4);
     }
 }
 
@@ -47,30 +42,58 @@ static void put_nibbles(uint8_t nibbles[4][64], int r, const uint8_t u[32])
             nibbles[g][4 * r + i] = (uint8_t)((u[4 * g + i] & 0x0F) | (u[16 + 4 * g + i] & 0x0F) << 4);
 }
 
+/* Row r of a Q4_0 panel block, or of the Q4_0 part of a Q4_1 one. */
+static void put_q4_0(panel_q4_0 *p, int r, uint16_t d, const uint8_t qs[16])
+{
+    uint8_t u[32];
+    nibble_values(qs, NULL, u);
+    p->d[r] = d;
+    put_nibbles(p->nibbles, r, u);
+}
+
+/* Row r of a Q5_0 panel block, or of the Q5_0 part of a Q5_1 one. */
+static void put_q5_0(panel_q5_0 *p, int r, uint16_t d, const uint8_t qs[16], const uint8_t qh[4])
+{
+    uint8_t u[32];
+    nibble_values(qs, qh, u);
+    p->d[r] = d;
+    put_nibbles(p->nibbles, r, u);
+    for (int g = 0; g < 8; g++)
+        for (int i = 0; i < 4; i++)
+            p->high[g] |= (uint64_t)(u[4 * g + i] >> 4 & 1) << (4 * r + i);
+}
+
 static void pack_q4_0(const uint8_t *row, int r, int64_t nb, void *dst)
 {
-    panel_q4_0 *p = dst;
-    for (int64_t b = 0; b < nb; b++) {
-        const block_q4_0 *src = (const block_q4_0 *)row + b;
-        uint8_t u[32];
-        q4_0_values(src, u);
-        p[b].d[r] = src->d;
-        put_nibbles(p[b].nibbles, r, u);
-    }
+    const block_q4_0 *src = (const block_q4_0 *)row;
+    for (int64_t b = 0; b < nb; b++)
+        put_q4_0((panel_q4_0 *)dst + b, r, src[b].d, src[b].qs);
 }
 
 static void pack_q5_0(const uint8_t *row, int r, int64_t nb, void *dst)
 {
-    panel_q5_0 *p = dst;
+    const block_q5_0 *src = (const block_q5_0 *)row;
+    for (int64_t b = 0; b < nb; b++)
+        put_q5_0((panel_q5_0 *)dst + b, r, src[b].d, src[b].qs, src[b].qh);
+}
+
+static void pack_q4_1(const uint8_t *row, int r, int64_t nb, void *dst)
+{
+    const block_q4_1 *src = (const block_q4_1 *)row;
+    panel_q4_1 *p = dst;
     for (int64_t b = 0; b < nb; b++) {
-        const block_q5_0 *src = (const block_q5_0 *)row + b;
-        uint8_t u[32];
-        q5_0_values(src, u);
-        p[b].d[r] = src->d;
-        put_nibbles(p[b].nibbles, r, u);
-        for (int g = 0; g < 8; g++)
-            for (int i = 0; i < 4; i++)
-                p[b].high[g] |= (uint64_t)(u[4 * g + i] >> 4 & 1) << (4 * r + i);
+        put_q4_0(&p[b].q, r, src[b].d, src[b].qs);
+        p[b].m[r] = src[b].m;
+    }
+}
+
+static void pack_q5_1(const uint8_t *row, int r, int64_t nb, void *dst)
+{
+    const block_q5_1 *src = (const block_q5_1 *)row;
+    panel_q5_1 *p = dst;
+    for (int64_t b = 0; b < nb; b++) {
+        put_q5_0(&p[b].q, r, src[b].d, src[b].qs, src[b].qh);
+        p[b].m[r] = src[b].m;
     }
 }
 
@@ -191,7 +214,7 @@ static void pack_q6_K(const uint8_t *row, int r, int64_t nb, void *dst)
 typedef struct packed_format {
     int block_size;      /* elements per panel block */
     size_t block_bytes;  /* bytes of one panel block (16 rows) */
-    int act_format;      /* 1: act_q8_32, 2: act_q8_256 */
+    int act_format;      /* 1: act_q8_32, 2: act_q8_256, 3: block_q8_1 */
     void (*pack_row)(const uint8_t *row, int r, int64_t n_blocks, void *panel);
     ops_panel_fn ref;
 } packed_format;
@@ -199,6 +222,8 @@ typedef struct packed_format {
 static void panel_q4_0_ref(int64_t, const void *, const void *, size_t, int, float *, size_t);
 static void panel_q5_0_ref(int64_t, const void *, const void *, size_t, int, float *, size_t);
 static void panel_q8_0_ref(int64_t, const void *, const void *, size_t, int, float *, size_t);
+static void panel_q4_1_ref(int64_t, const void *, const void *, size_t, int, float *, size_t);
+static void panel_q5_1_ref(int64_t, const void *, const void *, size_t, int, float *, size_t);
 static void panel_q4_K_ref(int64_t, const void *, const void *, size_t, int, float *, size_t);
 static void panel_q5_K_ref(int64_t, const void *, const void *, size_t, int, float *, size_t);
 static void panel_q6_K_ref(int64_t, const void *, const void *, size_t, int, float *, size_t);
@@ -207,6 +232,8 @@ static const packed_format packed_formats[QUANT_TYPE_COUNT] = {
     [QUANT_Q4_0] = {32, sizeof(panel_q4_0), 1, pack_q4_0, panel_q4_0_ref},
     [QUANT_Q5_0] = {32, sizeof(panel_q5_0), 1, pack_q5_0, panel_q5_0_ref},
     [QUANT_Q8_0] = {32, sizeof(panel_q8_0), 1, pack_q8_0, panel_q8_0_ref},
+    [QUANT_Q4_1] = {32, sizeof(panel_q4_1), 3, pack_q4_1, panel_q4_1_ref},
+    [QUANT_Q5_1] = {32, sizeof(panel_q5_1), 3, pack_q5_1, panel_q5_1_ref},
     [QUANT_Q4_K] = {256, sizeof(panel_q4_K), 2, pack_q4_K, panel_q4_K_ref},
     [QUANT_Q5_K] = {256, sizeof(panel_q5_K), 2, pack_q5_K, panel_q5_K_ref},
     [QUANT_Q6_K] = {256, sizeof(panel_q6_K), 2, pack_q6_K, panel_q6_K_ref},
@@ -254,16 +281,25 @@ int ops_packed_act_format(uint32_t type)
 
 size_t ops_packed_act_row_bytes(uint32_t type, int64_t cols)
 {
-    return ops_packed_act_format(type) == 1 ? (size_t)(cols / 32) * sizeof(act_q8_32)
-                                            : (size_t)(cols / QK_K) * sizeof(act_q8_256);
+    switch (ops_packed_act_format(type)) {
+    case 1:
+        return (size_t)(cols / 32) * sizeof(act_q8_32);
+    case 3:
+        return (size_t)(cols / 32) * sizeof(block_q8_1);
+    default:
+        return (size_t)(cols / QK_K) * sizeof(act_q8_256);
+    }
 }
 
 void ops_packed_quantize_act_at_level(uint32_t type, const float *x, void *dst, int64_t cols, cpu_level level)
 {
 #if defined(__x86_64__)
     if (level >= CPU_LEVEL_AVX512) {
-        if (ops_packed_act_format(type) == 1)
+        int format = ops_packed_act_format(type);
+        if (format == 1)
             ops_packed_quantize_q8_32_avx512(x, dst, cols / 32);
+        else if (format == 3)
+            ops_packed_quantize_q8_1_avx512(x, dst, cols / 32);
         else
             ops_packed_quantize_q8_256_avx512(x, dst, cols / QK_K);
         return;
@@ -282,6 +318,8 @@ void ops_packed_quantize_act_at_level(uint32_t type, const float *x, void *dst, 
                 a[b].sum += q.qs[k];
             memcpy(a[b].qs, q.qs, 32);
         }
+    } else if (ops_packed_act_format(type) == 3) {
+        ops_quantize_activation(type, x, dst, cols); /* the row kernels' Q8_1 */
     } else {
         act_q8_256 *a = dst;
         for (int64_t b = 0; b < cols / QK_K; b++) {
@@ -303,33 +341,75 @@ void ops_packed_quantize_act(uint32_t type, const float *x, void *dst, int64_t c
 
 /* ---- scalar references -------------------------------------------------------- */
 
+#define NIBBLE(planes) ((planes)[g % 4][4 * r + i] >> (4 * (g / 4)) & 0x0F)
+
+/* Element i of group g of row r of a 32-element panel block, as stored. */
+static int panel_32_value(uint32_t type, const void *block, int r, int g, int i)
+{
+    const panel_q4_0 *q4 = type == QUANT_Q4_1 ? &((const panel_q4_1 *)block)->q : block;
+    const panel_q5_0 *q5 = type == QUANT_Q5_1 ? &((const panel_q5_1 *)block)->q : block;
+    switch (type) {
+    case QUANT_Q8_0:
+        return ((const panel_q8_0 *)block)->u[g][4 * r + i];
+    case QUANT_Q4_0:
+    case QUANT_Q4_1:
+        return NIBBLE(q4->nibbles);
+    default:
+        return NIBBLE(q5->nibbles) | (int)(q5->high[g] >> (4 * r + i) & 1) << 4;
+    }
+}
+
 /* The 32-element formats: per block, the exact integer sum of u * a minus
- * offset * sum(a), then acc = fma(isum, d_w * d_a, acc). */
-#define PANEL_32_REF(name, panel_t, OFFSET, VALUE)                                                           \
+ * offset * sum(a), then acc = fma(isum, d_w * d_a, acc); for Q4_1 and Q5_1,
+ * whose mins are at min_at in a block (0 for the others), then
+ * acc = fma(m_w, s_a, acc) with their block_q8_1 activations' s = d_a * sum(a). */
+static void panel_32_ref(uint32_t type, int offset, size_t min_at, int64_t cols, const void *panel, const void *act,
+                         size_t act_stride, int n_tokens, float *y, size_t y_stride)
+{
+    size_t block_bytes = packed_formats[type].block_bytes;
+    for (int t = 0; t < n_tokens; t++) {
+        const char *token = (const char *)act + (size_t)t * act_stride;
+        for (int r = 0; r < OPS_PANEL_ROWS; r++) {
+            float acc = 0.0f;
+            for (int64_t b = 0; b < cols / 32; b++) {
+                const unsigned char *block = (const unsigned char *)panel + (size_t)b * block_bytes;
+                const int8_t *qs;
+                float d_a, s_a = 0.0f;
+                int32_t isum = 0;
+                if (min_at) {
+                    const block_q8_1 *a = (const block_q8_1 *)token + b;
+                    qs = a->qs, d_a = a->d, s_a = a->s;
+                } else {
+                    const act_q8_32 *a = (const act_q8_32 *)token + b;
+                    qs = a->qs, d_a = a->d, isum = -offset * a->sum;
+                }
+                for (int g = 0; g < 8; g++)
+                    for (int i = 0; i < 4; i++)
+                        isum += panel_32_value(type, block, r, g, i) * qs[4 * g + i];
+                uint16_t d_w, m_w; /* d[16] leads every 32-element panel block */
+                memcpy(&d_w, block + 2 * r, sizeof d_w);
+                acc = fmaf((float)isum, fp16_to_fp32(d_w) * d_a, acc);
+                if (min_at) {
+                    memcpy(&m_w, block + min_at + 2 * r, sizeof m_w);
+                    acc = fmaf(fp16_to_fp32(m_w), s_a, acc);
+                }
+            }
+            y[(size_t)t * y_stride + r] = acc;
+        }
+    }
+}
+
+#define PANEL_32_REF(name, type, offset, min_at)                                                             \
     static void name(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens,    \
                      float *y, size_t y_stride)                                                             \
     {                                                                                                       \
-        const panel_t *p = panel;                                                                           \
-        for (int t = 0; t < n_tokens; t++) {                                                                \
-            const act_q8_32 *a = (const act_q8_32 *)((const char *)act + (size_t)t * act_stride);           \
-            for (int r = 0; r < OPS_PANEL_ROWS; r++) {                                                      \
-                float acc = 0.0f;                                                                           \
-                for (int64_t b = 0; b < cols / 32; b++) {                                                   \
-                    int32_t isum = -(OFFSET) * a[b].sum;                                                    \
-                    for (int g = 0; g < 8; g++)                                                             \
-                        for (int i = 0; i < 4; i++)                                                         \
-                            isum += (int32_t)(VALUE) * a[b].qs[4 * g + i];                                  \
-                    acc = fmaf((float)isum, fp16_to_fp32(p[b].d[r]) * a[b].d, acc);                         \
-                }                                                                                           \
-                y[(size_t)t * y_stride + r] = acc;                                                          \
-            }                                                                                               \
-        }                                                                                                   \
+        panel_32_ref(type, offset, min_at, cols, panel, act, act_stride, n_tokens, y, y_stride);           \
     }
-
-#define NIBBLE(planes) ((planes)[g % 4][4 * r + i] >> (4 * (g / 4)) & 0x0F)
-PANEL_32_REF(panel_q4_0_ref, panel_q4_0, 8, NIBBLE(p[b].nibbles))
-PANEL_32_REF(panel_q5_0_ref, panel_q5_0, 16, NIBBLE(p[b].nibbles) | (p[b].high[g] >> (4 * r + i) & 1) << 4)
-PANEL_32_REF(panel_q8_0_ref, panel_q8_0, 128, p[b].u[g][4 * r + i])
+PANEL_32_REF(panel_q4_0_ref, QUANT_Q4_0, 8, 0)
+PANEL_32_REF(panel_q5_0_ref, QUANT_Q5_0, 16, 0)
+PANEL_32_REF(panel_q8_0_ref, QUANT_Q8_0, 128, 0)
+PANEL_32_REF(panel_q4_1_ref, QUANT_Q4_1, 0, offsetof(panel_q4_1, m))
+PANEL_32_REF(panel_q5_1_ref, QUANT_Q5_1, 0, offsetof(panel_q5_1, m))
 
 /* Q4_K and Q5_K per super-block: acc = fma(-mins, dmin_w * d_a, acc), then
  * acc = fma(scaled, d_w * d_a, acc), with mins = sum_j m_j * sum32_j and
@@ -404,6 +484,8 @@ static void panel_q6_K_ref(int64_t cols, const void *panel, const void *act, siz
         [QUANT_Q4_0] = ops_panel_q4_0_##isa,     \
         [QUANT_Q5_0] = ops_panel_q5_0_##isa,     \
         [QUANT_Q8_0] = ops_panel_q8_0_##isa,     \
+        [QUANT_Q4_1] = ops_panel_q4_1_##isa,     \
+        [QUANT_Q5_1] = ops_panel_q5_1_##isa,     \
         [QUANT_Q4_K] = ops_panel_q4_K_##isa,     \
         [QUANT_Q5_K] = ops_panel_q5_K_##isa,     \
         [QUANT_Q6_K] = ops_panel_q6_K_##isa,     \

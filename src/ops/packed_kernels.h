@@ -11,13 +11,18 @@
 
 #include "base/cpu.h"
 #include "ops/packed.h"
+#include "quant/blocks.h"
 
 #include <stdint.h>
 
 /* ---- activations ---- */
 
-/* For the 32-element formats: the Q8_0 activation block, its scale widened
- * to f32 (the f16 value, unchanged) and the sum of its values. */
+/* For the 32-element formats with an offset (Q4_0, Q5_0, Q8_0): the Q8_0
+ * activation block, its scale widened to f32 (the f16 value, unchanged) and
+ * the sum of its values, which takes the offset back out exactly. Q4_1 and
+ * Q5_1 take block_q8_1 (quant/blocks.h): the same but for the second field,
+ * s = d * sum, since their min term m * s is a float product anyway; read
+ * from memory it costs the kernel one broadcast multiply-add per block. */
 typedef struct act_q8_32 {
     float d;
     int32_t sum;
@@ -48,6 +53,18 @@ typedef struct panel_q5_0 {
     uint8_t nibbles[4][64];
     uint64_t high[8];
 } panel_q5_0;
+
+/* Q4_1 and Q5_1 (no offset: w = d*u + m): Q4_0's and Q5_0's panels, and
+ * the rows' mins, which multiply the activations' block sums. */
+typedef struct panel_q4_1 {
+    panel_q4_0 q;
+    uint16_t m[16];
+} panel_q4_1;
+
+typedef struct panel_q5_1 {
+    panel_q5_0 q;
+    uint16_t m[16];
+} panel_q5_1;
 
 /* Q8_0 (offset 128): u = q + 128. */
 typedef struct panel_q8_0 {
@@ -98,6 +115,8 @@ _Static_assert(sizeof(act_q8_32) == 40, "act_q8_32 layout");
 _Static_assert(sizeof(act_q8_256) == 308, "act_q8_256 layout");
 _Static_assert(sizeof(panel_q4_0) == 16 * 18, "panel_q4_0 layout");
 _Static_assert(sizeof(panel_q5_0) == 16 * 22, "panel_q5_0 layout");
+_Static_assert(sizeof(panel_q4_1) == 16 * 20, "panel_q4_1 layout");
+_Static_assert(sizeof(panel_q5_1) == 16 * 24, "panel_q5_1 layout");
 _Static_assert(sizeof(panel_q8_0) == 16 * 34, "panel_q8_0 layout");
 _Static_assert(sizeof(panel_q4_K) == 16 * 148, "panel_q4_K layout");
 _Static_assert(sizeof(panel_q5_K) == 16 * 180, "panel_q5_K layout");
@@ -117,6 +136,10 @@ ops_panel_fn ops_panel_at_level(uint32_t type, cpu_level level);
                               float *y, size_t y_stride);                                                       \
     void ops_panel_q8_0_##isa(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens, \
                               float *y, size_t y_stride);                                                       \
+    void ops_panel_q4_1_##isa(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens, \
+                              float *y, size_t y_stride);                                                       \
+    void ops_panel_q5_1_##isa(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens, \
+                              float *y, size_t y_stride);                                                       \
     void ops_panel_q4_K_##isa(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens, \
                               float *y, size_t y_stride);                                                       \
     void ops_panel_q5_K_##isa(int64_t cols, const void *panel, const void *act, size_t act_stride, int n_tokens, \
@@ -127,6 +150,7 @@ ops_panel_fn ops_panel_at_level(uint32_t type, cpu_level level);
 #if defined(__x86_64__)
 OPS_PANEL_DECLARE(avx512)
 void ops_packed_quantize_q8_32_avx512(const float *x, act_q8_32 *out, int64_t n_blocks);
+void ops_packed_quantize_q8_1_avx512(const float *x, block_q8_1 *out, int64_t n_blocks);
 void ops_packed_quantize_q8_256_avx512(const float *x, act_q8_256 *out, int64_t n_blocks);
 #endif
 

@@ -11,6 +11,7 @@
 #define QK5_0 32
 #define QK5_1 32
 #define QK8_0 32
+#define QK8_1 32
 #define QK4_NL 32
 #define QK_MXFP4 32
 #define QK_K 256 /* super-block of the K-quants and IQ4_XS */
@@ -42,6 +43,19 @@ typedef struct block_q8_0 {
     uint16_t d;
     int8_t qs[QK8_0];
 } block_q8_0;
+
+/* Q8_1, 40 bytes as the GGUF type table (gguf-py's) sizes it: ggml's first
+ * layout, an f32 scale, s = d * sum(qs) as a second f32, then the values
+ * (ggml's own code has since moved to 36 bytes with f16 fields; published
+ * files store no Q8_1 weights either way). Dequantizing reads only d and qs.
+ * It is the activation format of Q4_1 and Q5_1 (ops/dot.h): s carries their
+ * min term, m * s per block, and hearth computes it from the exact integer
+ * sum, so it is rounded once. */
+typedef struct block_q8_1 {
+    float d;
+    float s;
+    int8_t qs[QK8_1];
+} block_q8_1;
 
 typedef struct block_iq4_nl {
     uint16_t d;
@@ -110,6 +124,7 @@ _Static_assert(sizeof(block_q4_1) == 20, "Q4_1 layout");
 _Static_assert(sizeof(block_q5_0) == 22, "Q5_0 layout");
 _Static_assert(sizeof(block_q5_1) == 24, "Q5_1 layout");
 _Static_assert(sizeof(block_q8_0) == 34, "Q8_0 layout");
+_Static_assert(sizeof(block_q8_1) == 40, "Q8_1 layout");
 _Static_assert(sizeof(block_iq4_nl) == 18, "IQ4_NL layout");
 _Static_assert(sizeof(block_mxfp4) == 17, "MXFP4 layout");
 _Static_assert(sizeof(block_q2_K) == 84, "Q2_K layout");

@@ -236,6 +236,14 @@ void dequantize_q8_0_ref(const void *blocks, float *out, int64_t n)
     }
 }
 
+void dequantize_q8_1_ref(const void *blocks, float *out, int64_t n)
+{
+    const block_q8_1 *b = blocks;
+    for (int64_t i = 0; i < n / QK8_1; i++, out += QK8_1)
+        for (int j = 0; j < QK8_1; j++)
+            out[j] = (float)b[i].qs[j] * b[i].d;
+}
+
 /* Symmetric: |x| max maps to 127; values are rounded half away from zero. */
 void quantize_q8_0_ref(const float *in, void *blocks, int64_t n)
 {

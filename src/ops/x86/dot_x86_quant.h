@@ -13,9 +13,9 @@
  * Every kernel keeps the ggml scheme of the references in ops/dot.c: the
  * integer sum of a block is exact (split over 8 lanes), and one float
  * multiply-add per block applies the scales. Weight and activation rows are
- * not aligned (blocks are 18, 22, 34, 144, 176, 210 bytes): loads are loadu.
- * The activations come from the reference quantizers, whose values stay in
- * -127..127, which the sign trick below relies on. */
+ * not aligned (blocks are 18, 20, 22, 24, 34, 144, 176, 210 bytes): loads
+ * are loadu. The activations come from the reference quantizers, whose
+ * values stay in -127..127, which the sign trick below relies on. */
 #ifndef DOT_ISA
 #error "include from a file that defines the ISA primitives"
 #endif
@@ -72,109 +72,126 @@ static inline float dot_f16(uint16_t h)
     return _cvtsh_ss(h);
 }
 
-/* The 32-element formats, weights as signed values (q - offset): Q4_0 and
- * Q5_0 store q + 8 and q + 16 unsigned. SIGNED_WEIGHTS(i) yields block i's
- * 32 weights as signed bytes; the products go through the sign trick
- * (|w| times x with w's sign moved onto x), so one vpdpbusd per block. */
-#define SIGNED_Q8_0(i) _mm256_loadu_si256((const __m256i *)wb[i].qs)
-#define SIGNED_Q4_0(i) _mm256_sub_epi8(dot_nibbles_32(wb[i].qs), _mm256_set1_epi8(8))
-#define SIGNED_Q5_0(i)                                                                                \
-    _mm256_sub_epi8(_mm256_or_si256(dot_nibbles_32(wb[i].qs), dot_bit4_from_bits(wb[i].qh)),         \
-                    _mm256_set1_epi8(16))
+/* 32 bits -> 32 five-bit values: the nibbles of qs and the fifth bits of qh
+ * (Q5_0 and Q5_1). */
+static inline __m256i dot_five_bits_32(const uint8_t *qs, const uint8_t qh[4])
+{
+    return _mm256_or_si256(dot_nibbles_32(qs), dot_bit4_from_bits(qh));
+}
 
-#define DOT1_32_BLOCKS(name, block_t, SIGNED_WEIGHTS)                                                 \
-    void DOT_ISA(name)(int64_t n, const void *w, const void *x, float *out)                           \
-    {                                                                                                 \
-        const block_t *wb = w;                                                                        \
-        const block_q8_0 *xb = x;                                                                     \
-        __m256 acc = _mm256_setzero_ps();                                                             \
-        for (int64_t i = 0; i < n / 32; i++) {                                                        \
-            __m256i q = SIGNED_WEIGHTS(i);                                                            \
-            __m256i xq = _mm256_loadu_si256((const __m256i *)xb[i].qs);                               \
-            __m256i sums = dot_u8s8_acc(_mm256_setzero_si256(), _mm256_sign_epi8(q, q), _mm256_sign_epi8(xq, q)); \
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(dot_f16(wb[i].d) * dot_f16(xb[i].d)), \
-                                  acc);                                                               \
-        }                                                                                             \
-        *out = dot_hsum_ps(acc);                                                                      \
+/* The 32-element formats. Q8_0, Q4_0 and Q5_0 weights are signed values
+ * (Q4_0 and Q5_0 store q + 8 and q + 16 unsigned), and their products go
+ * through the sign trick (|w| times x with w's sign moved onto x): one
+ * vpdpbusd per block. Q4_1 and Q5_1 weights (w = d*q + m) are unsigned q and
+ * multiply as they are; their min term, m_w * d_a * sum(a), is m_w times the
+ * s of the Q8_1 activation block: one scalar multiply-add per block. */
+enum dot_32_kind { DOT_Q8_0, DOT_Q4_0, DOT_Q5_0, DOT_Q4_1, DOT_Q5_1 };
+
+static inline size_t dot_32_block_bytes(int kind)
+{
+    static const size_t bytes[] = {sizeof(block_q8_0), sizeof(block_q4_0), sizeof(block_q5_0), sizeof(block_q4_1),
+                                   sizeof(block_q5_1)};
+    return bytes[kind];
+}
+
+/* A block's 32 weights: signed for Q8_0, Q4_0 and Q5_0, unsigned for Q4_1 and Q5_1. */
+static inline __m256i dot_weights_32(const void *block, int kind)
+{
+    switch (kind) {
+    case DOT_Q8_0:
+        return _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)block)->qs);
+    case DOT_Q4_0:
+        return _mm256_sub_epi8(dot_nibbles_32(((const block_q4_0 *)block)->qs), _mm256_set1_epi8(8));
+    case DOT_Q5_0: {
+        const block_q5_0 *b = block;
+        return _mm256_sub_epi8(dot_five_bits_32(b->qs, b->qh), _mm256_set1_epi8(16));
+    }
+    case DOT_Q4_1:
+        return dot_nibbles_32(((const block_q4_1 *)block)->qs);
+    default: {
+        const block_q5_1 *b = block;
+        return dot_five_bits_32(b->qs, b->qh);
+    }
+    }
+}
+
+/* n_w (1 or 2) weight rows, w_stride bytes apart, against n_x (1 or 4)
+ * activation rows x_stride bytes apart: out[n_x * r + t]. Each weight block
+ * is unpacked once for all activation rows, each activation block loaded once
+ * for all weight rows; per (row, activation row) the operations and their
+ * order are the same whatever n_w and n_x, so the multi-row kernels give the
+ * one-row kernel's results bit for bit. */
+static inline __attribute__((always_inline)) void dot_32_rows(int kind, int64_t n, const void *w, size_t w_stride,
+                                                              int n_w, const void *x, size_t x_stride, int n_x,
+                                                              float *out)
+{
+    const int has_min = kind == DOT_Q4_1 || kind == DOT_Q5_1;
+    const size_t w_bytes = dot_32_block_bytes(kind), x_bytes = has_min ? sizeof(block_q8_1) : sizeof(block_q8_0);
+    __m256 acc[8];
+    float acc_min[8];
+    for (int k = 0; k < n_w * n_x; k++) {
+        acc[k] = _mm256_setzero_ps();
+        acc_min[k] = 0.0f;
+    }
+    for (int64_t i = 0; i < n / 32; i++) {
+        __m256i q[2], magnitude[2];
+        float wd[2], wm[2];
+        for (int r = 0; r < n_w; r++) {
+            const char *block = (const char *)w + (size_t)r * w_stride + (size_t)i * w_bytes;
+            q[r] = dot_weights_32(block, kind);
+            magnitude[r] = has_min ? q[r] : _mm256_sign_epi8(q[r], q[r]);
+            /* d leads every 32-element block; m follows it in Q4_1 and Q5_1. */
+            wd[r] = dot_f16(*(const uint16_t *)block);
+            wm[r] = has_min ? dot_f16(*(const uint16_t *)(block + 2)) : 0.0f;
+        }
+        for (int t = 0; t < n_x; t++) {
+            const char *a = (const char *)x + (size_t)t * x_stride + (size_t)i * x_bytes;
+            __m256i xq;
+            float xd, xs = 0.0f;
+            if (has_min) {
+                const block_q8_1 *a1 = (const block_q8_1 *)a;
+                xq = _mm256_loadu_si256((const __m256i *)a1->qs);
+                xd = a1->d;
+                xs = a1->s;
+            } else {
+                const block_q8_0 *a0 = (const block_q8_0 *)a;
+                xq = _mm256_loadu_si256((const __m256i *)a0->qs);
+                xd = dot_f16(a0->d);
+            }
+            for (int r = 0; r < n_w; r++) {
+                __m256i s = has_min ? xq : _mm256_sign_epi8(xq, q[r]);
+                __m256i sums = dot_u8s8_acc(_mm256_setzero_si256(), magnitude[r], s);
+                acc[n_x * r + t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(wd[r] * xd), acc[n_x * r + t]);
+                if (has_min)
+                    acc_min[n_x * r + t] += wm[r] * xs;
+            }
+        }
+    }
+    for (int k = 0; k < n_w * n_x; k++)
+        out[k] = has_min ? dot_hsum_ps(acc[k]) + acc_min[k] : dot_hsum_ps(acc[k]);
+}
+
+/* The one-row, four-row and two-by-four kernels of a 32-element format. */
+#define DOT_32_KERNELS(wname, aname, kind)                                                                        \
+    void DOT_ISA(ops_dot_##wname##_##aname)(int64_t n, const void *w, const void *x, float *out)                  \
+    {                                                                                                             \
+        dot_32_rows(kind, n, w, 0, 1, x, 0, 1, out);                                                              \
+    }                                                                                                             \
+    void DOT_ISA(ops_dot4_##wname##_##aname)(int64_t n, const void *w, const void *x, size_t x_stride, float out[4]) \
+    {                                                                                                             \
+        dot_32_rows(kind, n, w, 0, 1, x, x_stride, 4, out);                                                       \
+    }                                                                                                             \
+    void DOT_ISA(ops_dot4x2_##wname##_##aname)(int64_t n, const void *w, size_t w_stride, const void *x,         \
+                                               size_t x_stride, float out[8])                                     \
+    {                                                                                                             \
+        dot_32_rows(kind, n, w, w_stride, 2, x, x_stride, 4, out);                                                \
     }
 
-DOT1_32_BLOCKS(ops_dot_q8_0_q8_0, block_q8_0, SIGNED_Q8_0)
-DOT1_32_BLOCKS(ops_dot_q4_0_q8_0, block_q4_0, SIGNED_Q4_0)
-DOT1_32_BLOCKS(ops_dot_q5_0_q8_0, block_q5_0, SIGNED_Q5_0)
-
-/* Four activation rows against one weight row: each block's signed weights
- * (and their magnitudes) are made once and used four times. Per row, the
- * operations and their order are DOT1_32_BLOCKS's, so the results are
- * identical bit for bit. */
-#define DOT4_32_BLOCKS(name, block_t, SIGNED_WEIGHTS)                                                 \
-    void DOT_ISA(name)(int64_t n, const void *w, const void *x, size_t x_stride, float out[4])        \
-    {                                                                                                 \
-        const block_t *wb = w;                                                                        \
-        const block_q8_0 *xb[4];                                                                      \
-        for (int t = 0; t < 4; t++)                                                                   \
-            xb[t] = (const block_q8_0 *)((const char *)x + (size_t)t * x_stride);                     \
-        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),               \
-                         _mm256_setzero_ps()};                                                        \
-        for (int64_t i = 0; i < n / 32; i++) {                                                        \
-            __m256i q = SIGNED_WEIGHTS(i);                                                            \
-            __m256i magnitude = _mm256_sign_epi8(q, q);                                               \
-            float wd = dot_f16(wb[i].d);                                                              \
-            for (int t = 0; t < 4; t++) {                                                             \
-                __m256i xq = _mm256_loadu_si256((const __m256i *)xb[t][i].qs);                       \
-                __m256i sums = dot_u8s8_acc(_mm256_setzero_si256(), magnitude, _mm256_sign_epi8(xq, q)); \
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(wd * dot_f16(xb[t][i].d)), \
-                                         acc[t]);                                                     \
-            }                                                                                         \
-        }                                                                                             \
-        for (int t = 0; t < 4; t++)                                                                   \
-            out[t] = dot_hsum_ps(acc[t]);                                                             \
-    }
-
-/* Two weight rows against four activation rows: each activation block is
- * loaded once for both rows. Per (row, activation) pair, the operations are
- * DOT4_32_BLOCKS's, so the results are again bit-identical to the one-row
- * kernel. out[4 * r + t] is weight row r with activation row t. */
-#define DOT4X2_32_BLOCKS(name, block_t, SIGNED_WEIGHTS)                                               \
-    void DOT_ISA(name)(int64_t n, const void *w, size_t w_stride, const void *x, size_t x_stride,     \
-                       float out[8])                                                                  \
-    {                                                                                                 \
-        const block_t *wrows[2] = {w, (const block_t *)((const char *)w + w_stride)};                 \
-        const block_q8_0 *xb[4];                                                                      \
-        for (int t = 0; t < 4; t++)                                                                   \
-            xb[t] = (const block_q8_0 *)((const char *)x + (size_t)t * x_stride);                     \
-        __m256 acc[8];                                                                                \
-        for (int k = 0; k < 8; k++)                                                                   \
-            acc[k] = _mm256_setzero_ps();                                                             \
-        for (int64_t i = 0; i < n / 32; i++) {                                                        \
-            __m256i q[2], magnitude[2];                                                               \
-            float wd[2];                                                                              \
-            for (int r = 0; r < 2; r++) {                                                             \
-                const block_t *wb = wrows[r];                                                         \
-                q[r] = SIGNED_WEIGHTS(i);                                                             \
-                magnitude[r] = _mm256_sign_epi8(q[r], q[r]);                                          \
-                wd[r] = dot_f16(wb[i].d);                                                             \
-            }                                                                                         \
-            for (int t = 0; t < 4; t++) {                                                             \
-                __m256i xq = _mm256_loadu_si256((const __m256i *)xb[t][i].qs);                       \
-                float xd = dot_f16(xb[t][i].d);                                                       \
-                for (int r = 0; r < 2; r++) {                                                         \
-                    __m256i sums =                                                                    \
-                        dot_u8s8_acc(_mm256_setzero_si256(), magnitude[r], _mm256_sign_epi8(xq, q[r])); \
-                    acc[4 * r + t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(wd[r] * xd), \
-                                                     acc[4 * r + t]);                                 \
-                }                                                                                     \
-            }                                                                                         \
-        }                                                                                             \
-        for (int k = 0; k < 8; k++)                                                                   \
-            out[k] = dot_hsum_ps(acc[k]);                                                             \
-    }
-
-DOT4_32_BLOCKS(ops_dot4_q8_0_q8_0, block_q8_0, SIGNED_Q8_0)
-DOT4_32_BLOCKS(ops_dot4_q4_0_q8_0, block_q4_0, SIGNED_Q4_0)
-DOT4_32_BLOCKS(ops_dot4_q5_0_q8_0, block_q5_0, SIGNED_Q5_0)
-DOT4X2_32_BLOCKS(ops_dot4x2_q8_0_q8_0, block_q8_0, SIGNED_Q8_0)
-DOT4X2_32_BLOCKS(ops_dot4x2_q4_0_q8_0, block_q4_0, SIGNED_Q4_0)
-DOT4X2_32_BLOCKS(ops_dot4x2_q5_0_q8_0, block_q5_0, SIGNED_Q5_0)
+DOT_32_KERNELS(q8_0, q8_0, DOT_Q8_0)
+DOT_32_KERNELS(q4_0, q8_0, DOT_Q4_0)
+DOT_32_KERNELS(q5_0, q8_0, DOT_Q5_0)
+DOT_32_KERNELS(q4_1, q8_1, DOT_Q4_1)
+DOT_32_KERNELS(q5_1, q8_1, DOT_Q5_1)
 
 /* The eight 6-bit scales and mins of a Q4_K/Q5_K super-block (layout in
  * quant/quant_k.c), unpacked four at a time through 32-bit words. */

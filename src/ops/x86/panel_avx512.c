@@ -12,6 +12,7 @@
 #include "ops/packed_kernels.h"
 
 #include <immintrin.h>
+#include <stddef.h>
 #include <string.h>
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -82,8 +83,13 @@ ALWAYS_INLINE void store_tokens(float *y, size_t y_stride, const __m512 *acc, in
 
 enum { UNPACK_Q4_0, UNPACK_Q5_0, UNPACK_Q8_0 };
 
+/* kind: how to unpack the weights (Q4_1 and Q5_1 blocks begin with a Q4_0 or
+ * Q5_0 one); offset: what the stored values exceed the weights by; min_at:
+ * where a Q4_1/Q5_1 block keeps its mins, 0 for the other formats, whose
+ * activations are act_q8_32 rather than block_q8_1. */
 ALWAYS_INLINE void tile_32(int64_t cols, const void *panel, size_t block_bytes, int kind, int offset,
-                            const void *act, size_t act_stride, const int n_tokens, float *y, size_t y_stride)
+                            size_t min_at, const void *act, size_t act_stride, const int n_tokens, float *y,
+                            size_t y_stride)
 {
     __m512 acc[OPS_PANEL_TOKENS];
 #pragma GCC unroll 16
@@ -110,11 +116,19 @@ ALWAYS_INLINE void tile_32(int64_t cols, const void *panel, size_t block_bytes, 
         }
         /* d is the first member of every 32-element panel block. */
         __m512 dw = scales_f16((const uint16_t *)block);
+        __m512 mw = min_at ? scales_f16((const uint16_t *)(block + min_at)) : _mm512_setzero_ps();
 #pragma GCC unroll 8
         for (int t = 0; t < n_tokens; t++) {
-            const act_q8_32 *a = (const act_q8_32 *)token_row(act, act_stride, t) + b;
-            __m512i isum = dot_groups(_mm512_set1_epi32(-offset * a->sum), w, a->qs, split);
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(a->d)), acc[t]);
+            if (min_at) {
+                const block_q8_1 *a = (const block_q8_1 *)token_row(act, act_stride, t) + b;
+                __m512i isum = dot_groups(_mm512_setzero_si512(), w, a->qs, split);
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(a->d)), acc[t]);
+                acc[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(a->s), acc[t]);
+            } else {
+                const act_q8_32 *a = (const act_q8_32 *)token_row(act, act_stride, t) + b;
+                __m512i isum = dot_groups(_mm512_set1_epi32(-offset * a->sum), w, a->qs, split);
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(a->d)), acc[t]);
+            }
         }
     }
     store_tokens(y, y_stride, acc, n_tokens);
@@ -146,12 +160,18 @@ ALWAYS_INLINE void tile_32(int64_t cols, const void *panel, size_t block_bytes, 
         }                                                                                                 \
     }
 
-#define CALL_Q4_0(T) tile_32(cols, panel, sizeof(panel_q4_0), UNPACK_Q4_0, 8, tile_act, act_stride, T, tile_y, y_stride)
-#define CALL_Q5_0(T) tile_32(cols, panel, sizeof(panel_q5_0), UNPACK_Q5_0, 16, tile_act, act_stride, T, tile_y, y_stride)
-#define CALL_Q8_0(T) tile_32(cols, panel, sizeof(panel_q8_0), UNPACK_Q8_0, 128, tile_act, act_stride, T, tile_y, y_stride)
+#define CALL_32(T, panel_t, kind, offset, min_at) \
+    tile_32(cols, panel, sizeof(panel_t), kind, offset, min_at, tile_act, act_stride, T, tile_y, y_stride)
+#define CALL_Q4_0(T) CALL_32(T, panel_q4_0, UNPACK_Q4_0, 8, 0)
+#define CALL_Q5_0(T) CALL_32(T, panel_q5_0, UNPACK_Q5_0, 16, 0)
+#define CALL_Q8_0(T) CALL_32(T, panel_q8_0, UNPACK_Q8_0, 128, 0)
+#define CALL_Q4_1(T) CALL_32(T, panel_q4_1, UNPACK_Q4_0, 0, offsetof(panel_q4_1, m))
+#define CALL_Q5_1(T) CALL_32(T, panel_q5_1, UNPACK_Q5_0, 0, offsetof(panel_q5_1, m))
 PANEL_BY_TOKENS(ops_panel_q4_0_avx512, CALL_Q4_0, 16)
 PANEL_BY_TOKENS(ops_panel_q5_0_avx512, CALL_Q5_0, 16)
 PANEL_BY_TOKENS(ops_panel_q8_0_avx512, CALL_Q8_0, 16)
+PANEL_BY_TOKENS(ops_panel_q4_1_avx512, CALL_Q4_1, 16)
+PANEL_BY_TOKENS(ops_panel_q5_1_avx512, CALL_Q5_1, 16)
 
 /* ---- Q4_K and Q5_K ---- */
 
@@ -297,19 +317,33 @@ PANEL_BY_TOKENS(ops_panel_q6_K_avx512, CALL_Q6_K, 8)
 
 /* As ops/packed.c's reference (ggml's x86 Q8_0): scale amax/127 rounded to
  * f16, values x * (127/amax) rounded half to even, which is what cvtps does
- * in the default rounding mode. */
+ * in the default rounding mode. One block into d and qs; returns the sum of
+ * the values. */
+ALWAYS_INLINE int32_t quantize_block_32(const float *x, float *d, int8_t qs[32])
+{
+    __m512 lo = _mm512_loadu_ps(x), hi = _mm512_loadu_ps(x + 16);
+    float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
+    float inverse = amax != 0.0f ? 127.0f / amax : 0.0f;
+    __m512 scale = _mm512_set1_ps(inverse);
+    __m512i qlo = _mm512_cvtps_epi32(_mm512_mul_ps(lo, scale)), qhi = _mm512_cvtps_epi32(_mm512_mul_ps(hi, scale));
+    _mm_storeu_si128((__m128i *)qs, _mm512_cvtepi32_epi8(qlo));
+    _mm_storeu_si128((__m128i *)(qs + 16), _mm512_cvtepi32_epi8(qhi));
+    *d = _cvtsh_ss(_cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT));
+    return _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
+}
+
 void ops_packed_quantize_q8_32_avx512(const float *x, act_q8_32 *out, int64_t n_blocks)
 {
-    for (int64_t b = 0; b < n_blocks; b++, x += 32) {
-        __m512 lo = _mm512_loadu_ps(x), hi = _mm512_loadu_ps(x + 16);
-        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
-        float inverse = amax != 0.0f ? 127.0f / amax : 0.0f;
-        __m512 scale = _mm512_set1_ps(inverse);
-        __m512i qlo = _mm512_cvtps_epi32(_mm512_mul_ps(lo, scale)), qhi = _mm512_cvtps_epi32(_mm512_mul_ps(hi, scale));
-        _mm_storeu_si128((__m128i *)out[b].qs, _mm512_cvtepi32_epi8(qlo));
-        _mm_storeu_si128((__m128i *)(out[b].qs + 16), _mm512_cvtepi32_epi8(qhi));
-        out[b].sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
-        out[b].d = _cvtsh_ss(_cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT));
+    for (int64_t b = 0; b < n_blocks; b++)
+        out[b].sum = quantize_block_32(x + 32 * b, &out[b].d, out[b].qs);
+}
+
+/* Q8_1 as ops/dot.c makes it: s = d * sum, rounded once. */
+void ops_packed_quantize_q8_1_avx512(const float *x, block_q8_1 *out, int64_t n_blocks)
+{
+    for (int64_t b = 0; b < n_blocks; b++) {
+        int32_t sum = quantize_block_32(x + 32 * b, &out[b].d, out[b].qs);
+        out[b].s = out[b].d * (float)sum;
     }
 }
 
