@@ -167,8 +167,11 @@ static void check_pre_tokenizers(void)
     CHECK_MSG(load("llama-bpe", true, &l, &err) == HEARTH_OK, "%s", err.message);
     if (l.v) /* digits in threes, and a pre-token that is a token is taken whole */
         EXPECT_IDS(l.v, "1234", false, ID_123, '4');
+    /* The file leaves out add_bos_token: Llama 3 adds BOS, as in llama.cpp. */
+    CHECK(l.v && vocab_adds_bos(l.v));
     unload(&l);
     CHECK_MSG(load("qwen2", true, &l, &err) == HEARTH_OK, "%s", err.message);
+    CHECK(l.v && !vocab_adds_bos(l.v)); /* other byte-level BPE families do not */
     if (l.v) /* every digit alone */
         EXPECT_IDS(l.v, "123 hello", false, '1', '2', '3', ' ', ID_HELLO);
     unload(&l);

@@ -34,8 +34,8 @@ enum { PRE_MAX_NAMES = 8, PRE_MAX_REGEXES = 6 };
  * regexes, as llama.cpp (src/llama-vocab.cpp) defines them, mostly the
  * models' tokenizer.json patterns. Adding a model family is adding an entry.
  *
- * Of llama.cpp's per-type settings only ignore_merges changes token ids:
- * its clean_spaces (false for qwen2, qwen35, deepseek-llm, smollm) is a
+ * Of llama.cpp's per-type settings ignore_merges changes token ids and
+ * adds_bos the default of tokenizer.ggml.add_bos_token; its clean_spaces (false for qwen2, qwen35, deepseek-llm, smollm) is a
  * pass of its whole-text detokenizer, which hearth does not have; pieces
  * (vocab_token_to_piece) are the same either way. */
 typedef struct pre_tokenizer_def {
@@ -44,6 +44,8 @@ typedef struct pre_tokenizer_def {
     /* A pre-token that is itself a token is taken whole, without merging
      * (tokenizer.json's "ignore_merges", set by Llama 3). */
     bool ignore_merges;
+    /* BOS is added when the file does not say (llama.cpp's default for Llama 3). */
+    bool adds_bos;
 } pre_tokenizer_def;
 
 static const pre_tokenizer_def pre_tokenizers[] = {
@@ -67,6 +69,7 @@ static const pre_tokenizer_def pre_tokenizers[] = {
         .regexes = {"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
                     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
         .ignore_merges = true,
+        .adds_bos = true,
     },
     {
         /* Qwen 2's tokenizer.json: every digit on its own. */
@@ -318,6 +321,8 @@ hearth_status bpe_load(const gguf_file *f, bpe_tokenizer **out, hearth_error *er
     *out = b;
     return HEARTH_OK;
 }
+
+bool bpe_adds_bos_by_default(const bpe_tokenizer *b) { return b->pre->adds_bos; }
 
 void bpe_free(bpe_tokenizer *b)
 {

@@ -13,6 +13,9 @@ typedef struct bpe_tokenizer bpe_tokenizer;
  * HEARTH_ERR_UNSUPPORTED naming it. The merge texts stay in the GGUF map. */
 hearth_status bpe_load(const gguf_file *f, bpe_tokenizer **out, hearth_error *err);
 void bpe_free(bpe_tokenizer *b);
+/* Whether the pre-tokenizer's family adds BOS when tokenizer.ggml.add_bos_token
+ * is absent. */
+bool bpe_adds_bos_by_default(const bpe_tokenizer *b);
 
 /* Tokenizes len bytes of valid UTF-8 (the caller checks) containing no
  * special tokens, appending ids to sink. */

@@ -295,6 +295,8 @@ hearth_status vocab_load(const gguf_file *f, vocab **out, hearth_error *err)
      * every byte as a character of its own alphabet instead, and merges by rank. */
     if (st == HEARTH_OK)
         st = spm ? load_byte_tokens(v, err) : bpe_load(f, &v->bpe, err);
+    if (st == HEARTH_OK && !spm)
+        v->add_bos = bpe_adds_bos_by_default(v->bpe);
     static const struct {
         const char *key;
         size_t offset;
