@@ -118,7 +118,10 @@ static tv strip(tpl_render *r, const tv_str *s, const tv_str *chars, bool left, 
     return tv_str_n(tpl_render_ctx(r), s->s + a, b - a);
 }
 
-static tv case_map(tpl_render *r, const tv_str *s, int mode)
+enum case_mode { CASE_UPPER, CASE_LOWER, CASE_TITLE, CASE_CAPITALIZE, CASE_TITLE_FILTER };
+
+/* str.upper / lower / title / capitalize, and jinja2's title filter. */
+static tv case_map(tpl_render *r, const tv_str *s, enum case_mode mode)
 {
     tv out = tv_str_n(tpl_render_ctx(r), s->s, s->len);
     char *p = out.u.s->s;
@@ -126,29 +129,26 @@ static tv case_map(tpl_render *r, const tv_str *s, int mode)
     for (size_t i = 0; i < s->len; i++) {
         char ch = p[i];
         bool alpha = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
-        bool upper_it = mode == 0 || ((mode == 2 || mode == 3) && start);
-        if (mode == 3 && i > 0)
+        bool upper_it = mode == CASE_UPPER || (mode != CASE_LOWER && start);
+        if (mode == CASE_CAPITALIZE && i > 0)
             upper_it = false;
         if (alpha)
             p[i] = upper_it ? (char)(ch & ~0x20) : (char)(ch | 0x20);
-        if (mode == 2)
+        if (mode == CASE_TITLE) /* str.title(): a word starts after any non-letter */
             start = !alpha && !((uint8_t)ch >= 0x80);
+        if (mode == CASE_TITLE_FILTER) /* jinja2's title filter: after spaces and -({[< */
+            start = ch == ' ' || (ch >= '\t' && ch <= '\r') || (ch && strchr("-({[<", ch));
     }
     return out;
 }
 
-static bool find_bytes(const tv_str *h, size_t from, const tv_str *n, size_t *at)
+/* Finds n in h from `from`, charging the search to the step budget. */
+static bool find_bytes(tpl_render *r, const node *at, const tv_str *h, size_t from, const tv_str *n, size_t *hit)
 {
-    if (n->len == 0) {
-        *at = from;
-        return from <= h->len;
-    }
-    for (size_t i = from; i + n->len <= h->len; i++)
-        if (memcmp(h->s + i, n->s, n->len) == 0) {
-            *at = i;
-            return true;
-        }
-    return false;
+    bool found = tv_find(h->s, h->len, from, n->s, n->len, hit);
+    size_t scanned = (found ? *hit : h->len) - (from < h->len ? from : h->len);
+    tpl_step(r, at, (uint64_t)scanned * (n->len / 64 + 1) / 1024);
+    return found;
 }
 
 static tv replace(tpl_render *r, const node *at, const tv_str *s, const tv_str *old, const tv_str *new_, int64_t count)
@@ -174,7 +174,7 @@ static tv replace(tpl_render *r, const node *at, const tv_str *s, const tv_str *
         buf_put(c, &b, s->s + pos, s->len - pos);
         return buf_to_str(c, &b);
     }
-    while ((count < 0 || done < count) && find_bytes(s, pos, old, &hit)) {
+    while ((count < 0 || done < count) && find_bytes(r, at, s, pos, old, &hit)) {
         buf_put(c, &b, s->s + pos, hit - pos);
         buf_put(c, &b, new_->s, new_->len);
         pos = hit + old->len;
@@ -194,7 +194,7 @@ static tv split(tpl_render *r, const node *at, const tv_str *s, const tv_str *se
             tpl_error(r, at, "split: empty separator");
         size_t pos = 0, hit;
         int64_t done = 0;
-        while ((maxsplit < 0 || done < maxsplit) && find_bytes(s, pos, sep, &hit)) {
+        while ((maxsplit < 0 || done < maxsplit) && find_bytes(r, at, s, pos, sep, &hit)) {
             tv_list_push(c, out.u.l, tv_str_n(c, s->s + pos, hit - pos));
             pos = hit + sep->len;
             done++;
@@ -223,6 +223,26 @@ static tv split(tpl_render *r, const node *at, const tv_str *s, const tv_str *se
         done++;
     }
     return out;
+}
+
+/* jinja2's attribute= argument: "a.b.0" looks up a, then b, then item 0,
+ * each with getitem (an item first, then an attribute). */
+static tv attr_path(tpl_render *r, const node *at, tv v, tv path)
+{
+    tpl_ctx *c = tpl_render_ctx(r);
+    if (path.type == TV_INT)
+        return tpl_getitem(r, at, v, path);
+    const tv_str *p = want_str(r, at, path, "attribute");
+    for (size_t i = 0; i <= p->len;) {
+        const char *dot = memchr(p->s + i, '.', p->len - i);
+        size_t end = dot ? (size_t)(dot - p->s) : p->len;
+        bool digits = end > i && end - i < 18;
+        for (size_t k = i; k < end && digits; k++)
+            digits = p->s[k] >= '0' && p->s[k] <= '9';
+        v = tpl_getitem(r, at, v, digits ? tv_int(strtoll(p->s + i, NULL, 10)) : tv_str_n(c, p->s + i, end - i));
+        i = end + 1;
+    }
+    return v;
 }
 
 /* ---- str and dict methods ------------------------------------------------- */
@@ -290,10 +310,10 @@ NATIVE(m_replace)
                    want_int(r, at, count, "replace"));
 }
 
-NATIVE(m_upper) { return case_map(r, self.u.s, 0); }
-NATIVE(m_lower) { return case_map(r, self.u.s, 1); }
-NATIVE(m_title) { return case_map(r, self.u.s, 2); }
-NATIVE(m_capitalize) { return case_map(r, self.u.s, 3); }
+NATIVE(m_upper) { return case_map(r, self.u.s, CASE_UPPER); }
+NATIVE(m_lower) { return case_map(r, self.u.s, CASE_LOWER); }
+NATIVE(m_title) { return case_map(r, self.u.s, CASE_TITLE); }
+NATIVE(m_capitalize) { return case_map(r, self.u.s, CASE_CAPITALIZE); }
 
 NATIVE(m_find)
 {
@@ -301,7 +321,7 @@ NATIVE(m_find)
     if (!ARG(0, NULL, &sub))
         tpl_error(r, at, "find: missing argument");
     size_t hit;
-    if (!find_bytes(self.u.s, 0, want_str(r, at, sub, "find"), &hit))
+    if (!find_bytes(r, at, self.u.s, 0, want_str(r, at, sub, "find"), &hit))
         return tv_int(-1);
     return tv_int((int64_t)utf8_count(self.u.s->s, hit));
 }
@@ -316,7 +336,7 @@ NATIVE(m_count)
         return tv_int((int64_t)utf8_count(self.u.s->s, self.u.s->len) + 1);
     int64_t count = 0;
     size_t pos = 0, hit;
-    while (find_bytes(self.u.s, pos, n, &hit)) {
+    while (find_bytes(r, at, self.u.s, pos, n, &hit)) {
         count++;
         pos = hit + n->len;
     }
@@ -437,10 +457,10 @@ NATIVE(f_length)
     }
 }
 
-NATIVE(f_upper) { return case_map(r, str_of(r, self).u.s, 0); }
-NATIVE(f_lower) { return case_map(r, str_of(r, self).u.s, 1); }
-NATIVE(f_title) { return case_map(r, str_of(r, self).u.s, 2); }
-NATIVE(f_capitalize) { return case_map(r, str_of(r, self).u.s, 3); }
+NATIVE(f_upper) { return case_map(r, str_of(r, self).u.s, CASE_UPPER); }
+NATIVE(f_lower) { return case_map(r, str_of(r, self).u.s, CASE_LOWER); }
+NATIVE(f_title) { return case_map(r, str_of(r, self).u.s, CASE_TITLE_FILTER); }
+NATIVE(f_capitalize) { return case_map(r, str_of(r, self).u.s, CASE_CAPITALIZE); }
 
 NATIVE(f_replace)
 {
@@ -466,8 +486,8 @@ NATIVE(f_join)
         if (i)
             buf_put(c, &b, sep_s.u.s->s, sep_s.u.s->len);
         tv item = items->items[i];
-        if (attribute.type == TV_STR)
-            item = tpl_getattr(r, at, item, attribute.u.s->s);
+        if (attribute.type != TV_NONE)
+            item = attr_path(r, at, item, attribute);
         tv_write_str(c, &b, item);
     }
     return buf_to_str(c, &b);
@@ -514,13 +534,10 @@ NATIVE(f_items)
     return dict_pairs(r, self.u.d, 0);
 }
 
-static tpl_render *sort_render;
-static const node *sort_at;
-
 /* Lower-cases ASCII for case-insensitive sorting, as jinja2's ignore_case. */
 static tv fold(tpl_render *r, tv v)
 {
-    return v.type == TV_STR ? case_map(r, v.u.s, 1) : v;
+    return v.type == TV_STR ? case_map(r, v.u.s, CASE_LOWER) : v;
 }
 
 typedef struct sort_item {
@@ -532,6 +549,10 @@ static int py_cmp(tpl_render *r, const node *at, tv a, tv b)
 {
     if ((a.type == TV_INT || a.type == TV_FLOAT || a.type == TV_BOOL) &&
         (b.type == TV_INT || b.type == TV_FLOAT || b.type == TV_BOOL)) {
+        if (a.type != TV_FLOAT && b.type != TV_FLOAT) {
+            int64_t x = a.type == TV_INT ? a.u.i : a.u.b, y = b.type == TV_INT ? b.u.i : b.u.b;
+            return (x > y) - (x < y);
+        }
         double x = a.type == TV_FLOAT ? a.u.f : a.type == TV_INT ? (double)a.u.i : a.u.b;
         double y = b.type == TV_FLOAT ? b.u.f : b.type == TV_INT ? (double)b.u.i : b.u.b;
         return (x > y) - (x < y);
@@ -549,40 +570,38 @@ static int py_cmp(tpl_render *r, const node *at, tv a, tv b)
         }
         return (a.u.l->n > b.u.l->n) - (a.u.l->n < b.u.l->n);
     }
-    if (a.type == TV_NONE && b.type == TV_NONE)
-        return 0;
     tpl_error(r, at, "'<' not supported between instances of '%s' and '%s'", tv_type_name(a), tv_type_name(b));
 }
 
-static int sort_cmp(const void *pa, const void *pb)
-{
-    const sort_item *a = pa, *b = pb;
-    int c = py_cmp(sort_render, sort_at, a->key, b->key);
-    return c ? c : (a->pos > b->pos) - (a->pos < b->pos); /* stable, as Python's sort */
-}
-
+/* Python's sorted(): stable, and reverse keeps equal items in their order.
+ * A merge sort of our own, since a comparison may fail (and jump out), which
+ * qsort does not allow for. */
 static void sort_items(tpl_render *r, const node *at, sort_item *items, size_t n, bool reverse)
 {
-    sort_render = r;
-    sort_at = at;
-    qsort(items, n, sizeof *items, sort_cmp);
-    if (reverse) { /* Python's reverse sort keeps equal items in order */
-        for (size_t i = 0, j = n ? n - 1 : 0; i < j; i++, j--) {
-            sort_item t = items[i];
-            items[i] = items[j];
-            items[j] = t;
-        }
-        for (size_t i = 0; i < n;) {
-            size_t k = i + 1;
-            while (k < n && py_cmp(r, at, items[k].key, items[i].key) == 0)
-                k++;
-            for (size_t a = i, b = k - 1; a < b; a++, b--) {
-                sort_item t = items[a];
-                items[a] = items[b];
-                items[b] = t;
+    uint64_t weight = 0;
+    for (size_t i = 0; i < n; i++)
+        weight += tv_weight(items[i].key);
+    uint64_t passes = 1;
+    for (size_t k = 1; k < n; k *= 2)
+        passes++;
+    tpl_step(r, at, weight * passes / 16 + n);
+    sort_item *tmp = tpl_alloc(tpl_render_ctx(r), (n ? n : 1) * sizeof *tmp);
+    for (size_t width = 1; width < n; width *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * width) {
+            size_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
+            size_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) {
+                int c = py_cmp(r, at, items[j].key, items[i].key);
+                /* take from the right only when strictly before the left */
+                bool right = reverse ? c > 0 : c < 0;
+                tmp[k++] = right ? items[j++] : items[i++];
             }
-            i = k;
+            while (i < mid)
+                tmp[k++] = items[i++];
+            while (j < hi)
+                tmp[k++] = items[j++];
         }
+        memcpy(items, tmp, n * sizeof *items);
     }
 }
 
@@ -626,8 +645,8 @@ NATIVE(f_sort)
     sort_item *items = tpl_alloc(c, (src->n ? src->n : 1) * sizeof *items);
     for (size_t i = 0; i < src->n; i++) {
         tv key = src->items[i];
-        if (attribute.type == TV_STR)
-            key = tpl_getattr(r, at, key, attribute.u.s->s);
+        if (attribute.type != TV_NONE)
+            key = attr_path(r, at, key, attribute);
         items[i] = (sort_item){tv_truthy(cs) ? key : fold(r, key), src->items[i], i};
     }
     tpl_step(r, at, src->n);
@@ -664,8 +683,8 @@ NATIVE(f_unique)
     tv out = tv_list_new(c, 0), seen = tv_list_new(c, 0);
     for (size_t i = 0; i < items->n; i++) {
         tv key = items->items[i];
-        if (attribute.type == TV_STR)
-            key = tpl_getattr(r, at, key, attribute.u.s->s);
+        if (attribute.type != TV_NONE)
+            key = attr_path(r, at, key, attribute);
         if (!tv_truthy(cs))
             key = fold(r, key);
         bool dup = false;
@@ -683,14 +702,14 @@ NATIVE(f_unique)
 NATIVE(f_map)
 {
     tpl_ctx *c = tpl_render_ctx(r);
-    tv_list *items = items_of(r, at, self);
+    /* jinja2 walks the value only when it is truthy */
+    tv_list *items = tv_truthy(self) ? items_of(r, at, self) : tv_list_new(c, 0).u.l;
     tv out = tv_list_new(c, items->n);
     tv attribute, def = tv_undef();
     bool has_default = ARG((size_t)-1, "default", &def);
     if (nargs == 0 && ARG((size_t)-1, "attribute", &attribute)) {
         for (size_t i = 0; i < items->n; i++) {
-            tv v = attribute.type == TV_STR ? tpl_getattr(r, at, items->items[i], attribute.u.s->s)
-                                            : tpl_getitem(r, at, items->items[i], attribute);
+            tv v = attr_path(r, at, items->items[i], attribute);
             tv_list_push(c, out.u.l, v.type == TV_UNDEF && has_default ? def : v);
         }
         return out;
@@ -708,7 +727,7 @@ NATIVE(f_map)
 static tv select_items(tpl_render *r, const node *at, tv self, const tv *args, size_t nargs, bool by_attr, bool keep)
 {
     tpl_ctx *c = tpl_render_ctx(r);
-    tv_list *items = items_of(r, at, self);
+    tv_list *items = tv_truthy(self) ? items_of(r, at, self) : tv_list_new(c, 0).u.l;
     size_t skip = by_attr ? 1 : 0;
     if (by_attr && nargs < 1)
         tpl_error(r, at, "selectattr: missing attribute name");
@@ -716,7 +735,7 @@ static tv select_items(tpl_render *r, const node *at, tv self, const tv *args, s
     for (size_t i = 0; i < items->n; i++) {
         tv v = items->items[i];
         if (by_attr)
-            v = tpl_getattr(r, at, v, want_str(r, at, args[0], "selectattr")->s);
+            v = attr_path(r, at, v, args[0]);
         bool ok = nargs > skip ? tpl_apply_test(r, at, want_str(r, at, args[skip], "select")->s, v, args + skip + 1,
                                                 nargs - skip - 1)
                                : tv_truthy(v);
@@ -845,6 +864,14 @@ NATIVE(f_round)
         return tv_float(floor(x * scale) / scale);
     if (method.type == TV_STR && !strcmp(method.u.s->s, "ceil"))
         return tv_float(ceil(x * scale) / scale);
+    bool common = method.type != TV_STR || !strcmp(method.u.s->s, "common");
+    if (common && self.type != TV_FLOAT) { /* round() of an int is an int */
+        int64_t v = self.type == TV_INT ? self.u.i : self.u.b;
+        if (p >= 0)
+            return tv_int(v);
+        double q = nearbyint((double)v / pow(10, (double)-p)) * pow(10, (double)-p);
+        return fabs(q) < 9.2e18 ? tv_int((int64_t)q) : tv_float(q);
+    }
     if (!isfinite(x) || p < 0)
         return tv_float(p < 0 ? nearbyint(x / pow(10, (double)-p)) * pow(10, (double)-p) : x);
     char tmp[400]; /* Python's round(): correctly rounded, ties to even */
@@ -884,7 +911,9 @@ NATIVE(f_indent)
             buf_put(c, &sp, " ", 1);
         ind = buf_to_str(c, &sp);
     }
-    tv s = str_of(r, self);
+    if (self.type != TV_STR) /* jinja2 appends "\n" to it first */
+        tpl_error(r, at, "indent: expected a string, got %s", tv_type_name(self));
+    tv s = self;
     tv_buf b = {0};
     if (tv_truthy(first))
         buf_put(c, &b, ind.u.s->s, ind.u.s->len);
@@ -987,7 +1016,7 @@ bool tpl_apply_test(tpl_render *r, const node *at, const char *name, tv v, const
             if (v.type != TV_STR)
                 tpl_error(r, at, "'in <string>' requires string as left operand");
             size_t hit;
-            return find_bytes(arg.u.s, 0, v.u.s, &hit);
+            return find_bytes(r, at, arg.u.s, 0, v.u.s, &hit);
         }
         if (arg.type == TV_DICT)
             return tv_dict_get(arg.u.d, v) != NULL;
@@ -1005,19 +1034,33 @@ bool tpl_apply_test(tpl_render *r, const node *at, const char *name, tv v, const
         return name[1] == 'e' || name[1] == '=' ? c >= 0 : c > 0;
     }
     if (!strcmp(name, "odd") || !strcmp(name, "even") || !strcmp(name, "divisibleby")) {
-        int64_t x = want_int(r, at, v, name);
-        if (name[0] == 'o')
-            return x % 2 != 0;
-        if (name[0] == 'e')
-            return x % 2 == 0;
-        int64_t d = want_int(r, at, arg, name);
+        /* value % 2 == 1, value % 2 == 0, value % num == 0, with Python's %. */
+        tv divisor = name[0] == 'd' ? arg : tv_int(2);
+        bool ints = (v.type == TV_INT || v.type == TV_BOOL) && (divisor.type == TV_INT || divisor.type == TV_BOOL);
+        if (!ints && !((v.type == TV_INT || v.type == TV_BOOL || v.type == TV_FLOAT) &&
+                       (divisor.type == TV_INT || divisor.type == TV_BOOL || divisor.type == TV_FLOAT)))
+            tpl_error(r, at, "%s: expected numbers, got %s", name, tv_type_name(v));
+        if (ints) {
+            int64_t x = v.type == TV_INT ? v.u.i : v.u.b, d = divisor.type == TV_INT ? divisor.u.i : divisor.u.b;
+            if (d == 0)
+                tpl_error(r, at, "integer division or modulo by zero");
+            int64_t m = d == -1 ? 0 : x % d;
+            if (m != 0 && ((m < 0) != (d < 0)))
+                m += d;
+            return name[0] == 'o' ? m == 1 : m == 0;
+        }
+        double x = v.type == TV_FLOAT ? v.u.f : v.type == TV_INT ? (double)v.u.i : v.u.b;
+        double d = divisor.type == TV_FLOAT ? divisor.u.f : divisor.type == TV_INT ? (double)divisor.u.i : divisor.u.b;
         if (d == 0)
-            tpl_error(r, at, "divisibleby: division by zero");
-        return d == -1 || x % d == 0;
+            tpl_error(r, at, "float modulo");
+        double m = fmod(x, d);
+        if (m != 0 && ((m < 0) != (d < 0)))
+            m += d;
+        return name[0] == 'o' ? m == 1 : m == 0;
     }
     if (!strcmp(name, "lower") || !strcmp(name, "upper")) {
         tv s = str_of(r, v);
-        return tv_equal(case_map(r, s.u.s, name[0] == 'l' ? 1 : 0), s);
+        return tv_equal(case_map(r, s.u.s, name[0] == 'l' ? CASE_LOWER : CASE_UPPER), s);
     }
     if (!strcmp(name, "escaped"))
         return false;
@@ -1060,7 +1103,7 @@ static tv make_dict(tpl_render *r, const node *at, const tv *args, size_t nargs,
                     const tv *kwargs, size_t nkw, tv_type type)
 {
     tpl_ctx *c = tpl_render_ctx(r);
-    tv d = tv_dict_new(c);
+    tv d = type == TV_NS ? tv_mutable_dict_new(c) : tv_dict_new(c);
     d.type = (uint8_t)type;
     if (nargs > 1)
         tpl_error(r, at, "expected at most 1 positional argument");

@@ -89,7 +89,7 @@ static tv undef_hint(tpl_render *r, const char *fmt, const char *a, const char *
 static tpl_frame *frame_new(tpl_render *r, tpl_frame *parent)
 {
     tpl_frame *f = tpl_alloc(&r->c, sizeof *f);
-    f->vars = tv_dict_new(&r->c).u.d;
+    f->vars = tv_mutable_dict_new(&r->c).u.d;
     f->parent = parent;
     return f;
 }
@@ -238,6 +238,10 @@ static void slice_indices(int64_t n, tv start, tv stop, int64_t step, int64_t *s
 static tv slice_value(tpl_render *r, const node *at, tv obj, tv start, tv stop, tv step_v)
 {
     tpl_check_defined(r, at, obj);
+    /* jinja2 slices with Python's own subscript (not its forgiving getitem):
+     * what Python refuses is an error. */
+    if (obj.type != TV_LIST && obj.type != TV_STR)
+        tpl_error(r, at, "'%s' object is not subscriptable", tv_type_name(obj));
     tv *parts[3] = {&start, &stop, &step_v};
     for (int k = 0; k < 3; k++) {
         tv *p = parts[k];
@@ -316,6 +320,7 @@ static tv repeat(tpl_render *r, const node *at, tv seq, int64_t times)
         return buf_to_str(&r->c, &b);
     }
     tv out = tv_list_new(&r->c, 0);
+    out.u.l->tuple = seq.u.l->tuple;
     if (seq.u.l->n && (uint64_t)times > (1u << 24) / seq.u.l->n)
         tpl_error(r, at, "list repetition too long");
     for (int64_t i = 0; i < times; i++)
@@ -455,16 +460,13 @@ static bool contains(tpl_render *r, const node *at, tv haystack, tv needle)
     case TV_STR:
         if (needle.type != TV_STR)
             tpl_error(r, at, "'in <string>' requires string as left operand, not %s", tv_type_name(needle));
-        if (needle.u.s->len == 0)
-            return true;
-        if (needle.u.s->len > haystack.u.s->len)
-            return false;
-        for (size_t i = 0; i + needle.u.s->len <= haystack.u.s->len; i++)
-            if (memcmp(haystack.u.s->s + i, needle.u.s->s, needle.u.s->len) == 0)
-                return true;
-        return false;
+        {
+            size_t hit;
+            bool found = tv_find(haystack.u.s->s, haystack.u.s->len, 0, needle.u.s->s, needle.u.s->len, &hit);
+            tpl_step(r, at, (uint64_t)(found ? hit : haystack.u.s->len) * (needle.u.s->len / 64 + 1) / 1024);
+            return found;
+        }
     case TV_LIST:
-        tpl_step(r, at, haystack.u.l->n / 16);
         for (size_t i = 0; i < haystack.u.l->n; i++)
             if (tv_equal(haystack.u.l->items[i], needle))
                 return true;
@@ -478,6 +480,9 @@ static bool contains(tpl_render *r, const node *at, tv haystack, tv needle)
 
 static bool compare(tpl_render *r, const node *at, int op, tv a, tv b)
 {
+    /* Walking nested values costs up to their weight. */
+    uint64_t wa = tv_weight(a), wb = tv_weight(b);
+    tpl_step(r, at, (op == CMP_IN || op == CMP_NOTIN ? wb : wa < wb ? wa : wb) / 16);
     switch (op) {
     case CMP_EQ:
         return tv_equal(a, b);

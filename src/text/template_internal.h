@@ -81,10 +81,21 @@ typedef struct tv {
     } u;
 } tv;
 
+/* Lists and dicts are immutable once built, so a value's nesting depth and
+ * weight (its node count when expanded) are known as it is built, and
+ * bounded: the recursive walks (repr, json, ==, <) then end, and can be
+ * charged to the step budget. Namespaces and scopes are the only mutable
+ * containers; the walks treat a namespace as opaque, so no walk can follow a
+ * cycle. */
+enum { TV_MAX_DEPTH = 1000 };
+#define TV_MAX_WEIGHT ((uint64_t)1 << 26)
+
 struct tv_list {
     size_t n, cap;
     tv *items;
     bool tuple;
+    uint32_t depth;
+    uint64_t weight;
 };
 
 struct tv_dict {
@@ -92,6 +103,9 @@ struct tv_dict {
     tv *keys, *vals;
     uint32_t *index; /* open-addressed slots (entry + 1, 0 empty) once large */
     size_t index_cap;
+    bool is_mutable; /* a namespace or a scope: not accounted, not walked */
+    uint32_t depth;
+    uint64_t weight;
 };
 
 static inline tv tv_undef(void) { return (tv){.type = TV_UNDEF}; }
@@ -117,6 +131,10 @@ void tv_dict_set(tpl_ctx *c, tv_dict *d, tv key, tv val);
 tv *tv_dict_get(const tv_dict *d, tv key);
 void tv_dict_clear(tv_dict *d);
 tv *tv_dict_get_cstr(const tv_dict *d, const char *key);
+
+/* An empty namespace or scope dict. */
+tv tv_mutable_dict_new(tpl_ctx *c);
+uint64_t tv_weight(tv v);
 
 bool tv_truthy(tv v);
 bool tv_equal(tv a, tv b);
@@ -154,6 +172,11 @@ tv tv_parse_json(tpl_ctx *c, const char *s, size_t n, const char *what);
  * ends at s + n; 0 when there is none. */
 size_t py_space_at(const char *s, size_t n);
 size_t py_space_before(const char *s, size_t n);
+
+/* The first occurrence of needle in hay at or after from: true and its
+ * offset in *at. The naive search is O(hay x needle) at worst; the callers
+ * charge the scanned bytes times the needle's length to the step budget. */
+bool tv_find(const char *hay, size_t hay_len, size_t from, const char *needle, size_t needle_len, size_t *at);
 
 /* Code points of a UTF-8 string (bytes that are not valid UTF-8 count one each). */
 size_t utf8_count(const char *s, size_t n);

@@ -209,11 +209,15 @@ static size_t lex_number(parser *p, size_t i)
     size_t start = i;
     char tmp[64];
     size_t n = 0;
-    bool is_float = false;
+    bool is_float = false, too_long = false;
 #define DIGITS()                                                                                             \
     while (i < p->len && (is_digit(p->src[i]) || (p->src[i] == '_' && i + 1 < p->len && is_digit(p->src[i + 1])))) { \
-        if (p->src[i] != '_' && n < sizeof tmp - 8)                                                          \
-            tmp[n++] = p->src[i];                                                                            \
+        if (p->src[i] != '_') {                                                                              \
+            if (n < sizeof tmp - 8)                                                                          \
+                tmp[n++] = p->src[i];                                                                        \
+            else                                                                                             \
+                too_long = true;                                                                             \
+        }                                                                                                    \
         i++;                                                                                                 \
     }
     DIGITS();
@@ -238,7 +242,7 @@ static size_t lex_number(parser *p, size_t i)
     }
 #undef DIGITS
     tmp[n] = '\0';
-    if (n >= sizeof tmp - 8)
+    if (too_long)
         lex_fail(p, start, "number literal too long");
     token *t = push_tok(p, is_float ? T_FLOAT : T_INT, start);
     if (is_float) {

@@ -94,10 +94,41 @@ tv tv_str_n(tpl_ctx *c, const char *s, size_t n)
 
 tv tv_cstr(tpl_ctx *c, const char *s) { return tv_str_n(c, s, strlen(s)); }
 
+uint64_t tv_weight(tv v)
+{
+    if (v.type == TV_LIST)
+        return v.u.l->weight;
+    if (v.type == TV_DICT)
+        return v.u.d->weight;
+    return 1;
+}
+
+static uint32_t tv_depth(tv v)
+{
+    if (v.type == TV_LIST)
+        return v.u.l->depth;
+    if (v.type == TV_DICT)
+        return v.u.d->depth;
+    return 0;
+}
+
+/* Adds child's depth and weight to its container's. */
+static void account(tpl_ctx *c, uint32_t *depth, uint64_t *weight, tv child)
+{
+    uint32_t d = tv_depth(child) + 1;
+    if (d > *depth)
+        *depth = d;
+    *weight += tv_weight(child);
+    if (*depth > TV_MAX_DEPTH)
+        tpl_fail(c, 0, 0, "value nested too deeply (more than %d levels)", TV_MAX_DEPTH);
+    if (*weight > TV_MAX_WEIGHT)
+        tpl_fail(c, 0, 0, "value too large (more than %llu elements)", (unsigned long long)TV_MAX_WEIGHT);
+}
+
 tv tv_list_new(tpl_ctx *c, size_t cap)
 {
     tv_list *l = tpl_alloc(c, sizeof *l);
-    *l = (tv_list){0};
+    *l = (tv_list){.depth = 1, .weight = 1};
     if (cap) {
         if (cap > SIZE_MAX / sizeof(tv))
             tpl_fail(c, 0, 0, "list too long");
@@ -119,14 +150,22 @@ void tv_list_push(tpl_ctx *c, tv_list *l, tv v)
         l->items = items;
         l->cap = cap;
     }
+    account(c, &l->depth, &l->weight, v);
     l->items[l->n++] = v;
 }
 
 tv tv_dict_new(tpl_ctx *c)
 {
     tv_dict *d = tpl_alloc(c, sizeof *d);
-    *d = (tv_dict){0};
+    *d = (tv_dict){.depth = 1, .weight = 1};
     return (tv){.type = TV_DICT, .u.d = d};
+}
+
+tv tv_mutable_dict_new(tpl_ctx *c)
+{
+    tv d = tv_dict_new(c);
+    d.u.d->is_mutable = true;
+    return d;
 }
 
 static uint64_t hash_bytes(const char *s, size_t n)
@@ -202,6 +241,10 @@ tv *tv_dict_get_cstr(const tv_dict *d, const char *key)
 
 void tv_dict_set(tpl_ctx *c, tv_dict *d, tv key, tv val)
 {
+    if (!d->is_mutable) {
+        account(c, &d->depth, &d->weight, key);
+        account(c, &d->depth, &d->weight, val);
+    }
     tv *slot = dict_find(d, key);
     if (slot) {
         *slot = val;
@@ -277,6 +320,8 @@ bool tv_equal(tv a, tv b)
     case TV_STR:
         return a.u.s->len == b.u.s->len && memcmp(a.u.s->s, b.u.s->s, a.u.s->len) == 0;
     case TV_LIST:
+        if (a.u.l == b.u.l)
+            return true;
         if (a.u.l->n != b.u.l->n || a.u.l->tuple != b.u.l->tuple)
             return false;
         for (size_t i = 0; i < a.u.l->n; i++)
@@ -284,6 +329,8 @@ bool tv_equal(tv a, tv b)
                 return false;
         return true;
     case TV_DICT:
+        if (a.u.d == b.u.d)
+            return true;
         if (a.u.d->n != b.u.d->n)
             return false;
         for (size_t i = 0; i < a.u.d->n; i++) {
@@ -347,6 +394,28 @@ static size_t utf8_step(const char *s, size_t n, uint32_t *cp)
         k = 1;
     }
     return k;
+}
+
+bool tv_find(const char *hay, size_t hay_len, size_t from, const char *needle, size_t needle_len, size_t *at)
+{
+    if (from > hay_len || needle_len > hay_len - from)
+        return false;
+    if (needle_len == 0) {
+        *at = from;
+        return true;
+    }
+    const char *p = hay + from, *end = hay + hay_len - needle_len + 1;
+    while (p < end) {
+        p = memchr(p, needle[0], (size_t)(end - p));
+        if (!p)
+            return false;
+        if (memcmp(p, needle, needle_len) == 0) {
+            *at = (size_t)(p - hay);
+            return true;
+        }
+        p++;
+    }
+    return false;
 }
 
 static bool py_space_cp(uint32_t cp)
@@ -597,10 +666,12 @@ void tv_write_repr(tpl_ctx *c, tv_buf *b, tv v)
         buf_puts(c, b, l->tuple ? (l->n == 1 ? ",)" : ")") : "]");
         break;
     }
-    case TV_DICT:
-    case TV_NS: {
+    case TV_NS: /* opaque: a namespace may hold itself */
+        buf_puts(c, b, "<Namespace>");
+        break;
+    case TV_DICT: {
         const tv_dict *d = v.u.d;
-        buf_puts(c, b, v.type == TV_NS ? "<Namespace {" : "{");
+        buf_puts(c, b, "{");
         for (size_t i = 0; i < d->n; i++) {
             if (i)
                 buf_puts(c, b, ", ");
@@ -608,7 +679,7 @@ void tv_write_repr(tpl_ctx *c, tv_buf *b, tv v)
             buf_puts(c, b, ": ");
             tv_write_repr(c, b, d->vals[i]);
         }
-        buf_puts(c, b, v.type == TV_NS ? "}>" : "}");
+        buf_puts(c, b, "}");
         break;
     }
     default:
