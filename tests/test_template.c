@@ -271,6 +271,12 @@ static void test_budgets(void)
                  "{% endfor %}{% endfor %}",
                  "output");
     expect_error("{{ 'x' * 100000000 }}", "too long");
+    /* Work that allocates nothing is charged by size: comparing, searching
+     * and measuring long strings over and over. */
+    expect_error("{% set s = 'x' * 1000000 %}{% set t = s ~ '' %}{% set r = range(100000) %}"
+                 "{% for i in r %}{% for j in r %}{% if s == t and 'y' in s and s|length %}{% endif %}"
+                 "{% endfor %}{% endfor %}",
+                 "steps");
     expect_error("{{ raise_exception('stop here') }}", "line 1, column 4: raise_exception: stop here");
     expect_error("\n\n  {{ missing.attr }}", "line 3");
     expect_error("{% for %}", "line 1");

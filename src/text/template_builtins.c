@@ -966,7 +966,12 @@ tv tpl_apply_filter(tpl_render *r, const node *at, const char *name, tv v, const
     const tpl_native_entry *e = find_native(filters, name);
     if (!e)
         tpl_error(r, at, "no filter named '%s'", name);
-    tpl_step(r, at, 1);
+    uint64_t cost = 1 + tv_cost(v);
+    for (size_t i = 0; i < nargs; i++)
+        cost += tv_cost(args[i]);
+    for (size_t i = 0; i < nkw; i++)
+        cost += tv_cost(kwargs[i]);
+    tpl_step(r, at, cost);
     return e->fn(r, at, v, args, nargs, kwnames, kwargs, nkw);
 }
 
@@ -975,6 +980,7 @@ tv tpl_apply_filter(tpl_render *r, const node *at, const char *name, tv v, const
 bool tpl_apply_test(tpl_render *r, const node *at, const char *name, tv v, const tv *args, size_t nargs)
 {
     tv arg = nargs ? args[0] : tv_undef();
+    tpl_step(r, at, tv_cost(v) + tv_cost(arg));
     if (!strcmp(name, "defined"))
         return v.type != TV_UNDEF;
     if (!strcmp(name, "undefined"))

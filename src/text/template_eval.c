@@ -171,6 +171,7 @@ static bool as_index(tv key, int64_t *out)
 tv tpl_getitem(tpl_render *r, const node *at, tv obj, tv key)
 {
     tpl_check_defined(r, at, obj);
+    tpl_step(r, at, (obj.type == TV_STR ? tv_cost(obj) : 0) + tv_cost(key));
     int64_t i;
     switch (obj.type) {
     case TV_DICT:
@@ -242,6 +243,7 @@ static tv slice_value(tpl_render *r, const node *at, tv obj, tv start, tv stop, 
      * what Python refuses is an error. */
     if (obj.type != TV_LIST && obj.type != TV_STR)
         tpl_error(r, at, "'%s' object is not subscriptable", tv_type_name(obj));
+    tpl_step(r, at, tv_cost(obj));
     tv *parts[3] = {&start, &stop, &step_v};
     for (int k = 0; k < 3; k++) {
         tv *p = parts[k];
@@ -480,9 +482,7 @@ static bool contains(tpl_render *r, const node *at, tv haystack, tv needle)
 
 static bool compare(tpl_render *r, const node *at, int op, tv a, tv b)
 {
-    /* Walking nested values costs up to their weight. */
-    uint64_t wa = tv_weight(a), wb = tv_weight(b);
-    tpl_step(r, at, (op == CMP_IN || op == CMP_NOTIN ? wb : wa < wb ? wa : wb) / 16);
+    tpl_step(r, at, tv_cost(a) + tv_cost(b));
     switch (op) {
     case CMP_EQ:
         return tv_equal(a, b);
@@ -928,6 +928,14 @@ tv tpl_call(tpl_render *r, const node *at, tv fn, const tv *args, size_t nargs, 
     if (fn.type != TV_FUNC)
         tpl_error(r, at, "'%s' object is not callable", tv_type_name(fn));
     enter(r, at);
+    if (!fn.u.fn->macro) {
+        uint64_t cost = tv_cost(fn.u.fn->self);
+        for (size_t i = 0; i < nargs; i++)
+            cost += tv_cost(args[i]);
+        for (size_t i = 0; i < nkw; i++)
+            cost += tv_cost(kwargs[i]);
+        tpl_step(r, at, cost);
+    }
     tv v = fn.u.fn->macro ? call_macro(r, at, fn.u.fn, args, nargs, kwnames, kwargs, nkw)
                           : fn.u.fn->native(r, at, fn.u.fn->self, args, nargs, kwnames, kwargs, nkw);
     r->depth--;

@@ -135,6 +135,10 @@ tv *tv_dict_get_cstr(const tv_dict *d, const char *key);
 /* An empty namespace or scope dict. */
 tv tv_mutable_dict_new(tpl_ctx *c);
 uint64_t tv_weight(tv v);
+/* Steps to charge for walking v once: its weight for containers, its length
+ * in KiB for strings. Work that allocates is bounded by the memory budget;
+ * this bounds the work that does not (scans, compares, hashes). */
+uint64_t tv_cost(tv v);
 
 bool tv_truthy(tv v);
 bool tv_equal(tv a, tv b);

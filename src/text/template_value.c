@@ -103,6 +103,15 @@ uint64_t tv_weight(tv v)
     return 1;
 }
 
+uint64_t tv_cost(tv v)
+{
+    if (v.type == TV_STR)
+        return v.u.s->len / 1024;
+    if (v.type == TV_LIST || v.type == TV_DICT)
+        return tv_weight(v) / 16;
+    return 0;
+}
+
 static uint32_t tv_depth(tv v)
 {
     if (v.type == TV_LIST)
