@@ -247,37 +247,24 @@ static tv attr_path(tpl_render *r, const node *at, tv v, tv path)
 
 /* ---- str and dict methods ------------------------------------------------- */
 
-NATIVE(m_startswith)
+/* str.startswith / endswith: a string or a tuple of them. */
+static tv affix_test(tpl_render *r, const node *at, tv self, const tv *args, size_t nargs, bool suffix)
 {
     const tv_str *s = self.u.s;
-    tv prefix;
-    if (!ARG(0, NULL, &prefix))
-        tpl_error(r, at, "startswith: missing argument");
-    tv_list one = {.n = 1, .items = &prefix};
-    const tv_list *options = prefix.type == TV_LIST ? prefix.u.l : &one;
+    if (nargs < 1)
+        tpl_error(r, at, "%s: missing argument", suffix ? "endswith" : "startswith");
+    tv_list one = {.n = 1, .items = (tv *)&args[0]};
+    const tv_list *options = args[0].type == TV_LIST ? args[0].u.l : &one;
     for (size_t i = 0; i < options->n; i++) {
-        const tv_str *p = want_str(r, at, options->items[i], "startswith");
-        if (p->len <= s->len && memcmp(s->s, p->s, p->len) == 0)
+        const tv_str *p = want_str(r, at, options->items[i], suffix ? "endswith" : "startswith");
+        if (p->len <= s->len && memcmp(s->s + (suffix ? s->len - p->len : 0), p->s, p->len) == 0)
             return tv_bool(true);
     }
     return tv_bool(false);
 }
 
-NATIVE(m_endswith)
-{
-    const tv_str *s = self.u.s;
-    tv suffix;
-    if (!ARG(0, NULL, &suffix))
-        tpl_error(r, at, "endswith: missing argument");
-    tv_list one = {.n = 1, .items = &suffix};
-    const tv_list *options = suffix.type == TV_LIST ? suffix.u.l : &one;
-    for (size_t i = 0; i < options->n; i++) {
-        const tv_str *p = want_str(r, at, options->items[i], "endswith");
-        if (p->len <= s->len && memcmp(s->s + s->len - p->len, p->s, p->len) == 0)
-            return tv_bool(true);
-    }
-    return tv_bool(false);
-}
+NATIVE(m_startswith) { return affix_test(r, at, self, args, nargs, false); }
+NATIVE(m_endswith) { return affix_test(r, at, self, args, nargs, true); }
 
 NATIVE(m_split)
 {

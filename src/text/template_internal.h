@@ -151,6 +151,7 @@ typedef struct tv_buf {
 } tv_buf;
 void buf_put(tpl_ctx *c, tv_buf *b, const char *s, size_t n);
 void buf_puts(tpl_ctx *c, tv_buf *b, const char *s);
+void buf_put_utf8(tpl_ctx *c, tv_buf *b, uint32_t cp);
 tv buf_to_str(tpl_ctx *c, const tv_buf *b);
 
 /* Python's str() and repr() of a value, appended to b. */

@@ -108,32 +108,6 @@ static int hex_value(char ch)
     return -1;
 }
 
-static void put_cp(tpl_ctx *c, tv_buf *b, uint32_t cp)
-{
-    char o[4];
-    size_t n;
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        o[0] = (char)(0xC0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        o[0] = (char)(0xF0 | (cp >> 18));
-        o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    buf_put(c, b, o, n);
-}
-
 /* A string literal, unescaped as Python's unicode-escape codec does. */
 static size_t lex_string(parser *p, size_t i)
 {
@@ -176,7 +150,7 @@ static size_t lex_string(parser *p, size_t i)
             uint32_t v = (uint32_t)(e - '0');
             for (int k = 0; k < 2 && i < p->len && p->src[i] >= '0' && p->src[i] <= '7'; k++)
                 v = v * 8 + (uint32_t)(p->src[i++] - '0');
-            put_cp(p->c, &b, v);
+            buf_put_utf8(p->c, &b, v);
             continue;
         }
         int digits = e == 'x' ? 2 : e == 'u' ? 4 : e == 'U' ? 8 : 0;
@@ -191,7 +165,7 @@ static size_t lex_string(parser *p, size_t i)
             }
             if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
                 lex_fail(p, start, "string literal escape is not a Unicode scalar value");
-            put_cp(p->c, &b, v);
+            buf_put_utf8(p->c, &b, v);
             continue;
         }
         /* Unknown escapes stay as they are, backslash included. */
@@ -934,31 +908,22 @@ static node *parse_not(parser *p)
     return parse_compare(p);
 }
 
-static node *parse_and(parser *p)
+/* left-associative `a and b and c` / `a or b or c` */
+static node *parse_logic(parser *p, node_kind kind, const char *word, node *(*operand)(parser *))
 {
-    node *n = parse_not(p);
-    while (is_name(peek(p), "and")) {
+    node *n = operand(p);
+    while (is_name(peek(p), word)) {
         token *t = next(p);
-        node *a = new_node(p, N_AND, t);
-        a->a = n;
-        a->b = parse_not(p);
-        n = a;
+        node *op = new_node(p, kind, t);
+        op->a = n;
+        op->b = operand(p);
+        n = op;
     }
     return n;
 }
 
-static node *parse_or(parser *p)
-{
-    node *n = parse_and(p);
-    while (is_name(peek(p), "or")) {
-        token *t = next(p);
-        node *o = new_node(p, N_OR, t);
-        o->a = n;
-        o->b = parse_and(p);
-        n = o;
-    }
-    return n;
-}
+static node *parse_and(parser *p) { return parse_logic(p, N_AND, "and", parse_not); }
+static node *parse_or(parser *p) { return parse_logic(p, N_OR, "or", parse_and); }
 
 /* expr: or_expr [if or_expr [else expr]] */
 static node *parse_expr(parser *p)

@@ -479,7 +479,7 @@ size_t utf8_offset(const char *s, size_t n, size_t index)
     return i;
 }
 
-static void put_utf8(tpl_ctx *c, tv_buf *b, uint32_t cp)
+void buf_put_utf8(tpl_ctx *c, tv_buf *b, uint32_t cp)
 {
     char o[4];
     size_t n;
@@ -906,6 +906,17 @@ static void json_ws(json_reader *j)
         j->pos++;
 }
 
+/* Skips whitespace, then ch if it is next. */
+static bool json_accept(json_reader *j, char ch)
+{
+    json_ws(j);
+    if (j->pos < j->n && j->s[j->pos] == ch) {
+        j->pos++;
+        return true;
+    }
+    return false;
+}
+
 static bool json_lit(json_reader *j, const char *word)
 {
     size_t k = strlen(word);
@@ -978,7 +989,7 @@ static tv json_string(json_reader *j)
                         json_fail(j, "lone high surrogate in \\u escape");
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 }
-                put_utf8(j->c, &b, cp);
+                buf_put_utf8(j->c, &b, cp);
                 continue;
             }
             default:
@@ -1065,58 +1076,29 @@ static tv json_value(json_reader *j, int depth)
     if (j->pos >= j->n)
         json_fail(j, "unexpected end of input");
     char ch = j->s[j->pos];
-    if (ch == '{') {
+    if (ch == '{' || ch == '[') {
+        bool object = ch == '{';
+        char close = object ? '}' : ']';
         j->pos++;
-        tv d = tv_dict_new(j->c);
-        json_ws(j);
-        if (j->pos < j->n && j->s[j->pos] == '}') {
-            j->pos++;
-            return d;
-        }
-        for (;;) {
-            json_ws(j);
-            if (j->pos >= j->n || j->s[j->pos] != '"')
-                json_fail(j, "expected a string key");
-            tv key = json_string(j);
-            json_ws(j);
-            if (j->pos >= j->n || j->s[j->pos] != ':')
-                json_fail(j, "expected ':'");
-            j->pos++;
-            tv val = json_value(j, depth + 1);
-            tv_dict_set(j->c, d.u.d, key, val);
-            json_ws(j);
-            if (j->pos < j->n && j->s[j->pos] == ',') {
-                j->pos++;
-                continue;
+        tv out = object ? tv_dict_new(j->c) : tv_list_new(j->c, 0);
+        if (json_accept(j, close))
+            return out;
+        do {
+            if (object) {
+                json_ws(j);
+                if (j->pos >= j->n || j->s[j->pos] != '"')
+                    json_fail(j, "expected a string key");
+                tv key = json_string(j);
+                if (!json_accept(j, ':'))
+                    json_fail(j, "expected ':'");
+                tv_dict_set(j->c, out.u.d, key, json_value(j, depth + 1));
+            } else {
+                tv_list_push(j->c, out.u.l, json_value(j, depth + 1));
             }
-            if (j->pos < j->n && j->s[j->pos] == '}') {
-                j->pos++;
-                return d;
-            }
-            json_fail(j, "expected ',' or '}'");
-        }
-    }
-    if (ch == '[') {
-        j->pos++;
-        tv l = tv_list_new(j->c, 0);
-        json_ws(j);
-        if (j->pos < j->n && j->s[j->pos] == ']') {
-            j->pos++;
-            return l;
-        }
-        for (;;) {
-            tv_list_push(j->c, l.u.l, json_value(j, depth + 1));
-            json_ws(j);
-            if (j->pos < j->n && j->s[j->pos] == ',') {
-                j->pos++;
-                continue;
-            }
-            if (j->pos < j->n && j->s[j->pos] == ']') {
-                j->pos++;
-                return l;
-            }
-            json_fail(j, "expected ',' or ']'");
-        }
+        } while (json_accept(j, ','));
+        if (!json_accept(j, close))
+            json_fail(j, object ? "expected ',' or '}'" : "expected ',' or ']'");
+        return out;
     }
     if (ch == '"')
         return json_string(j);

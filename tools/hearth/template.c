@@ -32,6 +32,22 @@ static const char template_usage[] =
 
 enum { MAX_VARS = 64 };
 
+/* The options that take a value, and where each one's value goes. */
+typedef struct option {
+    const char *name;
+    const char **dest;
+} option;
+
+static bool value_option(const char *arg, const option *options, const char ***dest)
+{
+    for (; options->name; options++)
+        if (strcmp(arg, options->name) == 0) {
+            *dest = options->dest;
+            return true;
+        }
+    return false;
+}
+
 /* The --var pairs as one JSON object, or NULL after saying why. */
 static char *vars_json(char **vars, int n)
 {
@@ -88,32 +104,22 @@ int cli_template(int argc, char **argv)
     char *vars[MAX_VARS];
     int n_vars = 0;
     bool add_generation_prompt = false;
+    const option options[] = {
+        {"-m", &model},           {"--model", &model},      {"--template", &template_path},
+        {"--messages", &messages_path}, {"--tools", &tools_path}, {"--bos", &bos_arg},
+        {"--eos", &eos_arg},      {NULL, NULL},
+    };
+    const char **dest;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has_value = i + 1 < argc;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(template_usage, stdout);
             return CLI_EXIT_OK;
-        } else if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) {
+        } else if (value_option(a, options, &dest)) {
             if (!has_value)
-                return usage_error("%s needs a file", a);
-            model = argv[++i];
-        } else if (strcmp(a, "--template") == 0) {
-            if (!has_value)
-                return usage_error("%s needs a file", a);
-            template_path = argv[++i];
-        } else if (strcmp(a, "--messages") == 0) {
-            if (!has_value)
-                return usage_error("%s needs a file", a);
-            messages_path = argv[++i];
-        } else if (strcmp(a, "--tools") == 0) {
-            if (!has_value)
-                return usage_error("%s needs a file", a);
-            tools_path = argv[++i];
-        } else if (strcmp(a, "--bos") == 0 || strcmp(a, "--eos") == 0) {
-            if (!has_value)
-                return usage_error("%s needs a text", a);
-            *(a[2] == 'b' ? &bos_arg : &eos_arg) = argv[++i];
+                return usage_error("%s needs a value", a);
+            *dest = argv[++i];
         } else if (strcmp(a, "--var") == 0) {
             if (!has_value)
                 return usage_error("%s needs NAME=JSON", a);
