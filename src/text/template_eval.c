@@ -661,7 +661,7 @@ static tv capture(tpl_render *r, node_list body, tpl_frame *frame)
     r->frame = frame;
     exec_body(r, body);
     r->frame = saved;
-    tv s = tv_str_n(&r->c, r->out.p + mark, r->out.n - mark);
+    tv s = tv_str_n(&r->c, r->out.n > mark ? r->out.p + mark : "", r->out.n - mark);
     r->out.n = mark;
     return s;
 }
