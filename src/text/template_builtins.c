@@ -379,6 +379,124 @@ NATIVE(m_items) { return dict_pairs(r, self.u.d, 0); }
 NATIVE(m_keys) { return dict_pairs(r, self.u.d, 1); }
 NATIVE(m_values) { return dict_pairs(r, self.u.d, 2); }
 
+/* Python's printf-style formatting (str % args, the format filter), for the
+ * conversions templates use: %s %r %d %i %f %x %% with flags, width and
+ * precision. */
+static tv percent_format(tpl_render *r, const node *at, const tv_str *fmt, const tv *args, size_t nargs)
+{
+    tpl_ctx *c = tpl_render_ctx(r);
+    tv_buf b = {0};
+    size_t next_arg = 0;
+    for (size_t i = 0; i < fmt->len; i++) {
+        if (fmt->s[i] != '%') {
+            buf_put(c, &b, fmt->s + i, 1);
+            continue;
+        }
+        char spec[32];
+        size_t k = 0;
+        spec[k++] = '%';
+        i++;
+        bool alt = false; /* '#': kept only where C defines it (%#x, %#f) */
+        while (i < fmt->len && fmt->s[i] && strchr("-+ 0#", fmt->s[i]) && k < 8) {
+            if (fmt->s[i] == '#')
+                alt = true;
+            else
+                spec[k++] = fmt->s[i];
+            i++;
+        }
+        int dots = 0;
+        while (i < fmt->len && ((fmt->s[i] >= '0' && fmt->s[i] <= '9') || (fmt->s[i] == '.' && !dots++)) && k < 16)
+            spec[k++] = fmt->s[i++];
+        char conv = i < fmt->len ? fmt->s[i] : '\0';
+        if (alt && (conv == 'x' || conv == 'f')) {
+            memmove(spec + 2, spec + 1, k - 1);
+            spec[1] = '#';
+            k++;
+        }
+        if (conv == '%' && k == 1) {
+            buf_put(c, &b, "%", 1);
+            continue;
+        }
+        if (!conv || !strchr("srdifx", conv))
+            tpl_error(r, at, "unsupported format character in '%s'", fmt->s);
+        if (next_arg >= nargs)
+            tpl_error(r, at, "not enough arguments for format string");
+        tv v = args[next_arg++];
+        int width = 0, prec = -1;
+        const char *dot = memchr(spec, '.', k);
+        for (size_t m = 1; m < k && spec + m != dot; m++)
+            if (spec[m] >= '0' && spec[m] <= '9')
+                width = width * 10 + (spec[m] - '0');
+        if (dot)
+            prec = atoi(dot + 1);
+        if (width > 1000 || prec > 100)
+            tpl_error(r, at, "format width or precision too large");
+        char out[1200];
+        if (conv == 's' || conv == 'r') {
+            tv_buf sb = {0};
+            if (conv == 's')
+                tv_write_str(c, &sb, v);
+            else
+                tv_write_repr(c, &sb, v);
+            size_t len = sb.n;
+            if (prec >= 0 && (size_t)prec < len)
+                len = utf8_offset(sb.p, sb.n, (size_t)prec);
+            size_t cps = utf8_count(sb.p, len), pad = (size_t)width > cps ? (size_t)width - cps : 0;
+            bool left = memchr(spec, '-', k) != NULL;
+            for (size_t m = 0; !left && m < pad; m++)
+                buf_put(c, &b, " ", 1);
+            buf_put(c, &b, len ? sb.p : "", len);
+            for (size_t m = 0; left && m < pad; m++)
+                buf_put(c, &b, " ", 1);
+            continue;
+        }
+        if (v.type != TV_INT && v.type != TV_FLOAT && v.type != TV_BOOL)
+            tpl_error(r, at, "%%%c format: a real number is required, not %s", conv, tv_type_name(v));
+        double f = v.type == TV_FLOAT ? v.u.f : v.type == TV_INT ? (double)v.u.i : v.u.b;
+        if (conv == 'f') {
+            spec[k++] = 'f';
+            spec[k] = '\0';
+            snprintf(out, sizeof out, spec, f);
+        } else {
+            long long n = v.type == TV_FLOAT ? (long long)f : v.type == TV_INT ? (long long)v.u.i : v.u.b;
+            if (v.type == TV_FLOAT && !(fabs(f) < 9.2e18))
+                tpl_error(r, at, "cannot convert float to integer");
+            spec[k++] = 'l';
+            spec[k++] = 'l';
+            spec[k++] = conv == 'x' ? 'x' : 'd';
+            spec[k] = '\0';
+            snprintf(out, sizeof out, spec, n);
+        }
+        buf_puts(c, &b, out);
+    }
+    if (next_arg < nargs)
+        tpl_error(r, at, "not all arguments converted during string formatting");
+    return buf_to_str(c, &b);
+}
+
+tv tpl_percent_format(tpl_render *r, const node *at, tv fmt, tv args)
+{
+    if (args.type == TV_LIST && args.u.l->tuple)
+        return percent_format(r, at, fmt.u.s, args.u.l->items, args.u.l->n);
+    return percent_format(r, at, fmt.u.s, &args, 1);
+}
+
+NATIVE(f_format)
+{
+    if (self.type != TV_STR)
+        tpl_error(r, at, "format: expected a string, got %s", tv_type_name(self));
+    return percent_format(r, at, self.u.s, args, nargs);
+}
+
+NATIVE(m_cycle)
+{
+    if (nargs == 0)
+        tpl_error(r, at, "no items for cycling given");
+    return args[self.u.loop->index0 % nargs];
+}
+
+static const tpl_native_entry loop_methods[] = {{"cycle", m_cycle}, {NULL, NULL}};
+
 static const tpl_native_entry str_methods[] = {
     {"startswith", m_startswith}, {"endswith", m_endswith}, {"split", m_split},   {"strip", m_strip},
     {"lstrip", m_lstrip},         {"rstrip", m_rstrip},     {"replace", m_replace}, {"upper", m_upper},
@@ -411,6 +529,8 @@ tv tpl_get_method(tpl_render *r, tv v, const char *name)
         e = find_native(str_methods, name);
     else if (v.type == TV_DICT)
         e = find_native(dict_methods, name);
+    else if (v.type == TV_LOOP)
+        e = find_native(loop_methods, name);
     return e ? bind(r, e->name, e->fn, v) : tv_undef();
 }
 
@@ -944,7 +1064,8 @@ static const tpl_native_entry filters[] = {
     {"unique", f_unique},     {"map", f_map},         {"select", f_select},     {"reject", f_reject},
     {"selectattr", f_selectattr}, {"rejectattr", f_rejectattr}, {"tojson", f_tojson}, {"escape", f_escape},
     {"e", f_escape},          {"int", f_int},         {"float", f_float},       {"round", f_round},
-    {"abs", f_abs},           {"indent", f_indent},   {"attr", f_attr},         {NULL, NULL},
+    {"abs", f_abs},           {"indent", f_indent},   {"attr", f_attr},         {"format", f_format},
+    {NULL, NULL},
 };
 
 tv tpl_apply_filter(tpl_render *r, const node *at, const char *name, tv v, const tv *args, size_t nargs,

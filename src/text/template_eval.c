@@ -144,9 +144,9 @@ static tv loop_attr(tpl_render *r, const tv_loop *l, const char *name)
 tv tpl_getattr(tpl_render *r, const node *at, tv obj, const char *name)
 {
     tpl_check_defined(r, at, obj);
-    if (obj.type == TV_LOOP)
-        return loop_attr(r, obj.u.loop, name);
     tv m = tpl_get_method(r, obj, name);
+    if (obj.type == TV_LOOP)
+        return m.type != TV_UNDEF ? m : loop_attr(r, obj.u.loop, name);
     if (m.type != TV_UNDEF)
         return m;
     if (obj.type == TV_DICT || obj.type == TV_NS) {
@@ -418,6 +418,8 @@ static tv binary_op(tpl_render *r, const node *at, int op, tv a, tv b)
             tv_list_push(&r->c, out.u.l, b.u.l->items[i]);
         return out;
     }
+    if (op == OP_MOD && a.type == TV_STR)
+        return tpl_percent_format(r, at, a, b);
     if (op == OP_MUL && (a.type == TV_STR || a.type == TV_LIST) && (b.type == TV_INT || b.type == TV_BOOL))
         return repeat(r, at, a, num_i(b));
     if (op == OP_MUL && (b.type == TV_STR || b.type == TV_LIST) && (a.type == TV_INT || a.type == TV_BOOL))

@@ -289,6 +289,8 @@ bool tpl_apply_test(tpl_render *r, const node *at, const char *name, tv v, const
 /* The attribute `name` of v when it is a method (str.split, dict.items...) or
  * loop/namespace attribute; TV_UNDEF when there is none. */
 tv tpl_get_method(tpl_render *r, tv v, const char *name);
+/* fmt % args, Python's printf-style formatting (args a tuple or one value). */
+tv tpl_percent_format(tpl_render *r, const node *at, tv fmt, tv args);
 /* The globals every render sees (range, namespace, raise_exception, ...). */
 void tpl_add_globals(tpl_render *r, tv_dict *globals);
 
