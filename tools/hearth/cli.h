@@ -19,6 +19,7 @@ int cli_tokenize(int argc, char **argv);
 int cli_run(int argc, char **argv);
 int cli_perplexity(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_template(int argc, char **argv);
 
 /* Argument helpers (args.c). */
 /* "hearth COMMAND: <message>", a blank line and the usage on stderr;
