@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 int cli_usage_error(const char *command, const char *usage, const char *fmt, ...)
@@ -53,4 +54,71 @@ const char *cli_default_model(char *buf, size_t cap, const char *command)
         return NULL;
     }
     return buf;
+}
+
+int cli_sampler_option(const char *command, const char *usage, int argc, char **argv, int *i, sampler_params *sp)
+{
+    static const char *const names[][2] = {
+        {"--temp", "--temperature"}, {"--top-k", NULL}, {"--top-p", NULL}, {"--min-p", NULL},
+        {"--repeat-penalty", NULL}, {"--repeat-last-n", NULL}, {"--frequency-penalty", NULL},
+        {"--presence-penalty", NULL}, {"-s", "--seed"},
+    };
+    const char *a = argv[*i];
+    size_t which = 0, n = sizeof names / sizeof *names;
+    while (which < n && !cli_is_option(a, names[which][0], names[which][1]))
+        which++;
+    if (which == n)
+        return -1;
+    if (*i + 1 >= argc)
+        return cli_usage_error(command, usage, "%s needs a value", a);
+    const char *v = argv[++*i];
+    double value;
+    long count;
+    switch (which) {
+    case 0:
+        if (!cli_parse_float(v, 0.0, 100.0, &value))
+            return cli_usage_error(command, usage, "--temp %s: expected a number from 0 to 100", v);
+        sp->temperature = (float)value;
+        break;
+    case 1:
+        if (!cli_parse_long(v, 0, INT32_MAX, &count))
+            return cli_usage_error(command, usage, "--top-k %s: expected a number >= 0", v);
+        sp->top_k = (int32_t)count;
+        break;
+    case 2:
+        if (!cli_parse_float(v, 0.0, 1.0, &value))
+            return cli_usage_error(command, usage, "--top-p %s: expected a number from 0 to 1", v);
+        sp->top_p = (float)value;
+        break;
+    case 3:
+        if (!cli_parse_float(v, 0.0, 1.0, &value))
+            return cli_usage_error(command, usage, "--min-p %s: expected a number from 0 to 1", v);
+        sp->min_p = (float)value;
+        break;
+    case 4:
+        if (!cli_parse_float(v, 0.0, 100.0, &value) || value <= 0.0)
+            return cli_usage_error(command, usage, "--repeat-penalty %s: expected a number above 0", v);
+        sp->repeat_penalty = (float)value;
+        break;
+    case 5:
+        if (!cli_parse_long(v, -1, SAMPLER_MAX_PENALTY_WINDOW, &count))
+            return cli_usage_error(command, usage, "--repeat-last-n %s: expected a number from -1 to 65536", v);
+        sp->repeat_last_n = (int32_t)count;
+        break;
+    case 6:
+    case 7:
+        if (!cli_parse_float(v, -100.0, 100.0, &value))
+            return cli_usage_error(command, usage, "%s %s: expected a number from -100 to 100", a, v);
+        *(which == 6 ? &sp->frequency_penalty : &sp->presence_penalty) = (float)value;
+        break;
+    default: {
+        char *end;
+        errno = 0;
+        unsigned long long seed = strtoull(v, &end, 10);
+        if (errno || end == v || *end != '\0' || v[0] == '-')
+            return cli_usage_error(command, usage, "--seed %s: expected a non-negative number", v);
+        sp->seed = seed;
+    }
+    }
+    return CLI_EXIT_OK;
 }

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "runtime/sampler.h"
+
 /* Exit codes shared by every subcommand. */
 enum {
     CLI_EXIT_OK = 0,
@@ -19,6 +21,7 @@ int cli_tokenize(int argc, char **argv);
 int cli_run(int argc, char **argv);
 int cli_perplexity(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_chat(int argc, char **argv);
 int cli_template(int argc, char **argv);
 
 /* Argument helpers (args.c). */
@@ -32,6 +35,21 @@ bool cli_parse_long(const char *s, long min, long max, long *out);
 bool cli_parse_float(const char *s, double min, double max, double *out);
 /* The default model's path into buf, or NULL after telling the user why. */
 const char *cli_default_model(char *buf, size_t cap, const char *command);
+/* The help lines of the sampler options every generating command takes. */
+#define CLI_SAMPLER_USAGE                                                                    \
+    "  --temp T                 temperature (default 0.8; 0: greedy)\n"                      \
+    "  --top-k K                keep the K most likely tokens (default 40; 0: off)\n"        \
+    "  --top-p P                nucleus sampling (default 0.95; 1: off)\n"                   \
+    "  --min-p P                drop tokens below P times the best (default 0.05)\n"         \
+    "  --repeat-penalty X       penalise recent tokens (default 1.0: off)\n"                 \
+    "  --repeat-last-n N        how many recent tokens (default 64; -1: all)\n"              \
+    "  --frequency-penalty X    subtract X per earlier occurrence (default 0)\n"             \
+    "  --presence-penalty X     subtract X once if seen (default 0)\n"                       \
+    "  -s, --seed N             random seed (default 42): same seed, same text\n"
+/* If argv[*i] is a sampler option, parses it and its value (advancing *i)
+ * into sp and returns CLI_EXIT_OK, or a usage error's code; -1 if it is not
+ * one. */
+int cli_sampler_option(const char *command, const char *usage, int argc, char **argv, int *i, sampler_params *sp);
 
 /* Reads a whole file, or standard input for "-", NUL-terminated (the text may
  * itself hold NULs: *len is its length). On failure returns NULL and says why. */

@@ -26,15 +26,7 @@ static const char run_usage[] =
     "  -c, --ctx-size N         context size in tokens (default: the model's, at\n"
     "                           most 4096)\n"
     "  -t, --threads N          threads (default: physical cores)\n"
-    "  --temp T                 temperature (default 0.8; 0: greedy)\n"
-    "  --top-k K                keep the K most likely tokens (default 40; 0: off)\n"
-    "  --top-p P                nucleus sampling (default 0.95; 1: off)\n"
-    "  --min-p P                drop tokens below P times the best (default 0.05)\n"
-    "  --repeat-penalty X       penalise recent tokens (default 1.0: off)\n"
-    "  --repeat-last-n N        how many recent tokens (default 64; -1: all)\n"
-    "  --frequency-penalty X    subtract X per earlier occurrence (default 0)\n"
-    "  --presence-penalty X     subtract X once if seen (default 0)\n"
-    "  -s, --seed N             random seed (default 42): same seed, same text\n"
+    CLI_SAMPLER_USAGE
     "  --stop TEXT              stop when TEXT is generated (repeatable, up to 8)\n"
     "  --context-shift          when the context fills, drop the older half and go on\n"
     "  --ignore-eos             do not stop at end-of-generation tokens\n"
@@ -57,8 +49,7 @@ static bool takes_value(const char *arg)
 {
     static const char *const options[] = {
         "-m", "--model", "-p", "--prompt", "-f", "--file", "-n", "--n-predict", "-c", "--ctx-size", "-t",
-        "--threads", "--temp", "--temperature", "--top-k", "--top-p", "--min-p", "--repeat-penalty",
-        "--repeat-last-n", "--frequency-penalty", "--presence-penalty", "-s", "--seed", "--stop",
+        "--threads", "--stop",
     };
     for (size_t i = 0; i < sizeof options / sizeof *options; i++)
         if (strcmp(arg, options[i]) == 0)
@@ -70,14 +61,17 @@ int cli_run(int argc, char **argv)
 {
     const char *model_path = NULL, *prompt = NULL, *file = NULL, *stops[MAX_STOPS];
     int n_stops = 0;
-    long n_predict = 256, n_ctx = 0, n_threads = 0, last_n, top_k;
-    double value;
+    long n_predict = 256, n_ctx = 0, n_threads = 0;
     bool context_shift = false, add_bos = true, ignore_eos = false;
     sampler_params sp = sampler_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (cli_is_option(a, "-h", "--help")) {
+        int sampler_rc = cli_sampler_option("run", run_usage, argc, argv, &i, &sp);
+        if (sampler_rc >= 0) {
+            if (sampler_rc != CLI_EXIT_OK)
+                return sampler_rc;
+        } else if (cli_is_option(a, "-h", "--help")) {
             fputs(run_usage, stdout);
             return CLI_EXIT_OK;
         } else if (cli_is_option(a, "--context-shift", NULL)) {
@@ -103,45 +97,6 @@ int cli_run(int argc, char **argv)
         } else if (cli_is_option(a, "-t", "--threads")) {
             if (!cli_parse_long(argv[++i], 1, 1024, &n_threads))
                 return usage_error("-t %s: expected a number from 1 to 1024", argv[i]);
-        } else if (cli_is_option(a, "--temp", "--temperature")) {
-            if (!cli_parse_float(argv[++i], 0.0, 100.0, &value))
-                return usage_error("--temp %s: expected a number from 0 to 100", argv[i]);
-            sp.temperature = (float)value;
-        } else if (cli_is_option(a, "--top-k", NULL)) {
-            if (!cli_parse_long(argv[++i], 0, INT32_MAX, &top_k))
-                return usage_error("--top-k %s: expected a number >= 0", argv[i]);
-            sp.top_k = (int32_t)top_k;
-        } else if (cli_is_option(a, "--top-p", NULL)) {
-            if (!cli_parse_float(argv[++i], 0.0, 1.0, &value))
-                return usage_error("--top-p %s: expected a number from 0 to 1", argv[i]);
-            sp.top_p = (float)value;
-        } else if (cli_is_option(a, "--min-p", NULL)) {
-            if (!cli_parse_float(argv[++i], 0.0, 1.0, &value))
-                return usage_error("--min-p %s: expected a number from 0 to 1", argv[i]);
-            sp.min_p = (float)value;
-        } else if (cli_is_option(a, "--repeat-penalty", NULL)) {
-            if (!cli_parse_float(argv[++i], 0.0, 100.0, &value) || value <= 0.0)
-                return usage_error("--repeat-penalty %s: expected a number above 0", argv[i]);
-            sp.repeat_penalty = (float)value;
-        } else if (cli_is_option(a, "--repeat-last-n", NULL)) {
-            if (!cli_parse_long(argv[++i], -1, SAMPLER_MAX_PENALTY_WINDOW, &last_n))
-                return usage_error("--repeat-last-n %s: expected a number from -1 to 65536", argv[i]);
-            sp.repeat_last_n = (int32_t)last_n;
-        } else if (cli_is_option(a, "--frequency-penalty", NULL)) {
-            if (!cli_parse_float(argv[++i], -100.0, 100.0, &value))
-                return usage_error("--frequency-penalty %s: expected a number from -100 to 100", argv[i]);
-            sp.frequency_penalty = (float)value;
-        } else if (cli_is_option(a, "--presence-penalty", NULL)) {
-            if (!cli_parse_float(argv[++i], -100.0, 100.0, &value))
-                return usage_error("--presence-penalty %s: expected a number from -100 to 100", argv[i]);
-            sp.presence_penalty = (float)value;
-        } else if (cli_is_option(a, "-s", "--seed")) {
-            char *end;
-            errno = 0;
-            unsigned long long seed = strtoull(argv[++i], &end, 10);
-            if (errno || end == argv[i] || *end != '\0' || argv[i][0] == '-')
-                return usage_error("--seed %s: expected a non-negative number", argv[i]);
-            sp.seed = seed;
         } else if (cli_is_option(a, "--stop", NULL)) {
             if (n_stops == MAX_STOPS)
                 return usage_error("--stop: at most %d stop strings", MAX_STOPS);
