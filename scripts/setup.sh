@@ -11,6 +11,8 @@ packages=(
     clang            # the ASan+UBSan and libFuzzer builds
     libclang-rt-dev  # clang's sanitizer and libFuzzer runtimes
     libpcre2-dev     # the byte-level BPE pre-tokenizer regexes (Unicode properties, JIT)
+    libedit-dev      # hearth chat's line editing and history
+    libcjson-dev     # hearth chat's /save and /load
     pkg-config       # finds PCRE2 for CMake
     python3          # the default model's installer, tests' JSON checks and models, scripts/oracle
 )

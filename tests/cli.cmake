@@ -2,6 +2,11 @@
 add_test(NAME cli COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cli_test.sh
     $<TARGET_FILE:hearth> ${CMAKE_BINARY_DIR}/demo.gguf ${CMAKE_CURRENT_BINARY_DIR}/tmp)
 
+# hearth chat on the tiny Qwen 3 model: prefix reuse across turns, commands, errors.
+add_test(NAME chat COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/chat_test.sh $<TARGET_FILE:hearth>
+    ${CMAKE_CURRENT_BINARY_DIR}/tmp/dense ${CMAKE_CURRENT_BINARY_DIR}/tmp)
+set_tests_properties(chat PROPERTIES SKIP_RETURN_CODE 77 FIXTURES_REQUIRED dense_tiny_models)
+
 # Perplexity of the real model on the fixture text, against llama-perplexity's.
 # Under the sanitizers, which run several times slower, only the first chunk.
 if(HEARTH_SANITIZE)

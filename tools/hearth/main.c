@@ -15,6 +15,7 @@ static const command commands[] = {
     {"run", cli_run, "generate text from a prompt (streams to stdout)"},
     {"info", cli_info, "describe a GGUF model file: architecture, size, types, metadata"},
     {"tokenize", cli_tokenize, "turn text into the model's token ids (and pieces)"},
+    {"chat", cli_chat, "talk with the model through its chat template"},
     {"template", cli_template, "render the model's chat template over a conversation"},
     {"bench", cli_bench, "measure prompt and generation speed, like llama-bench"},
     {"perplexity", cli_perplexity, "measure a model's perplexity on a text, as llama-perplexity does"},
