@@ -2,8 +2,8 @@
  * is its own hyper-parameter (key_length): Qwen 3 0.6B has 16 heads of 128
  * over an embedding of 1024. */
 #include "model/dense.h"
+#include "model/decoder_state.h"
 
-#include "base/checked.h"
 #include "base/error.h"
 #include "base/fp16.h"
 #include "ops/attention.h"
@@ -35,15 +35,6 @@ typedef struct dense {
     dense_layer *layers;
 } dense;
 
-typedef struct dense_state {
-    int32_t n_ctx, n_batch;
-    uint16_t *k_cache, *v_cache; /* per layer n_ctx rows of n_kv_heads * head_dim, f16 */
-    size_t kv_layer;             /* elements per layer, in each cache */
-    /* T rows each: x, xn, proj [E]; q, attn [H*D]; k, v [Hkv*D]; gate, up [F] */
-    float *x, *xn, *proj, *q, *k, *v, *attn, *gate, *up;
-    int32_t *positions;
-    void *act_scratch;
-} dense_state;
 
 static hearth_status read_hparams(const gguf_file *f, dense *m, hearth_error *err)
 {
@@ -177,78 +168,26 @@ int32_t dense_n_ctx_train(const void *p)
     return m->n_ctx_train > INT32_MAX ? INT32_MAX : (int32_t)m->n_ctx_train;
 }
 
-void dense_state_free(void *p)
-{
-    dense_state *s = p;
-    if (!s)
-        return;
-    free(s->k_cache);
-    free(s->v_cache);
-    free(s->x);
-    free(s->positions);
-    free(s->act_scratch);
-    free(s);
-}
-
-static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
-
 hearth_status dense_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out, size_t *bytes,
                                  hearth_error *err)
 {
     const dense *m = p;
-    *out = NULL;
-    dense_state *s = calloc(1, sizeof *s);
-    if (!s)
-        return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
-    s->n_ctx = n_ctx;
-    s->n_batch = n_batch;
-    size_t kv_dim = (size_t)m->n_kv_heads * m->head_dim;
-    s->kv_layer = (size_t)n_ctx * kv_dim;
-    uint64_t cache_bytes;
-    bool fits = checked_mul_u64(s->kv_layer, (uint64_t)m->n_layers * sizeof(uint16_t), &cache_bytes) &&
-                cache_bytes < SIZE_MAX / 4;
-
-    /* Activations: one block of floats carved into the batch's buffers. */
-    size_t b = (size_t)n_batch, d = m->n_embd, q_dim = (size_t)m->n_heads * m->head_dim;
-    size_t floats = b * (3 * d + 2 * q_dim + 2 * kv_dim + 2 * (size_t)m->n_ff);
-    size_t act = ops_matmul_scratch_bytes(&m->output, n_batch);
-    for (uint32_t il = 0; il < m->n_layers; il++) {
-        const dense_layer *l = &m->layers[il];
-        const ops_matrix *ms[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->gate, &l->up, &l->down};
-        for (size_t i = 0; i < sizeof ms / sizeof *ms; i++)
-            act = max_size(act, ops_matmul_scratch_bytes(ms[i], n_batch));
-    }
-    if (fits) {
-        s->k_cache = malloc(cache_bytes);
-        s->v_cache = malloc(cache_bytes);
-        s->x = malloc(floats * sizeof(float));
-        s->positions = malloc(b * sizeof *s->positions);
-        s->act_scratch = malloc(act);
-    }
-    if (!fits || !s->k_cache || !s->v_cache || !s->x || !s->positions || !s->act_scratch) {
-        dense_state_free(s);
-        return error_set(err, HEARTH_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MiB)",
-                         n_ctx, fits ? 2.0 * (double)cache_bytes / 1048576.0 : INFINITY);
-    }
-    float *cursor = s->x + b * d;
-    s->xn = cursor, cursor += b * d;
-    s->proj = cursor, cursor += b * d;
-    s->q = cursor, cursor += b * q_dim;
-    s->attn = cursor, cursor += b * q_dim;
-    s->k = cursor, cursor += b * kv_dim;
-    s->v = cursor, cursor += b * kv_dim;
-    s->gate = cursor, cursor += b * m->n_ff;
-    s->up = cursor;
-    *bytes = 2 * cache_bytes + floats * sizeof(float) + act;
+    int64_t q_dim = (int64_t)m->n_heads * m->head_dim, kv_dim = (int64_t)m->n_kv_heads * m->head_dim;
+    decoder_dims dims = {
+        .n_layers = m->n_layers, .n_embd = m->n_embd, .n_ff = m->n_ff,
+        .q_dim = q_dim, .k_dim = kv_dim, .v_dim = kv_dim, .attn_dim = q_dim,
+    };
+    decoder_state *s = NULL;
+    hearth_status st = decoder_state_create(&dims, dense_for_each_matrix, m, n_ctx, n_batch, &s, bytes, err);
     *out = s;
-    return HEARTH_OK;
+    return st;
 }
 
 /* One layer's per-token work between its matrix products, in steps that
  * ops_parallel_rows runs over token ranges. */
 typedef struct dense_step {
     const dense *m;
-    dense_state *s;
+    decoder_state *s;
     const dense_layer *l;
     const int32_t *tokens;
     int32_t pos0, first_output;
@@ -287,7 +226,7 @@ static void qkv_rope_store_rows(void *p, int64_t first, int64_t last)
     const dense_step *st = p;
     const dense *m = st->m;
     const dense_layer *l = st->l;
-    const dense_state *s = st->s;
+    const decoder_state *s = st->s;
     const int64_t hd = m->head_dim, q_dim = (int64_t)m->n_heads * hd, kv_dim = (int64_t)m->n_kv_heads * hd;
     float *q = s->q + first * q_dim, *k = s->k + first * kv_dim, *v = s->v + first * kv_dim;
     add_bias(q, l->bq, q_dim, last - first);
@@ -310,7 +249,7 @@ static void attention_residual_rows(void *p, int64_t first, int64_t last)
 {
     const dense_step *st = p;
     const int64_t d = st->m->n_embd;
-    dense_state *s = st->s;
+    decoder_state *s = st->s;
     add_bias(s->proj + first * d, st->l->bo, d, last - first);
     ops_add(s->x + first * d, s->proj + first * d, (last - first) * d);
     ops_rmsnorm_rows(s->x + first * d, d, st->l->ffn_norm, d, st->m->eps, s->xn + first * d, d, last - first);
@@ -346,7 +285,7 @@ void dense_forward(const void *p, void *state, threadpool *pool, const int32_t *
                    int32_t first_output, float *logits)
 {
     const dense *m = p;
-    dense_state *s = state;
+    decoder_state *s = state;
     const int64_t d = m->n_embd, ff = m->n_ff, hd = m->head_dim;
     const int64_t q_dim = (int64_t)m->n_heads * hd, kv_dim = (int64_t)m->n_kv_heads * hd;
     dense_step step = {.m = m, .s = s, .tokens = tokens, .pos0 = pos0, .first_output = first_output};
@@ -356,8 +295,8 @@ void dense_forward(const void *p, void *state, threadpool *pool, const int32_t *
     for (uint32_t il = 0; il < m->n_layers; il++) {
         const dense_layer *l = &m->layers[il];
         step.l = l;
-        step.k_cache = s->k_cache + il * s->kv_layer;
-        step.v_cache = s->v_cache + il * s->kv_layer;
+        step.k_cache = s->k_cache + il * s->k_layer;
+        step.v_cache = s->v_cache + il * s->v_layer;
 
         ops_parallel_rows(pool, n, attention_norm_rows, &step);
         ops_matmul_shared_input(pool, 3, (const ops_matrix *[]){&l->wq, &l->wk, &l->wv}, s->xn, d, n,

@@ -18,7 +18,7 @@
 #ifndef HEARTH_MODEL_DENSE_H
 #define HEARTH_MODEL_DENSE_H
 
-#include "model/arch.h"
+#include "model/decoder_state.h"
 
 typedef struct dense_traits {
     const char *name; /* general.architecture, and the prefix of its keys */
@@ -36,7 +36,6 @@ hearth_status dense_load(const dense_traits *traits, const gguf_file *file, cons
 void dense_free_weights(void *weights);
 hearth_status dense_state_create(const void *weights, int32_t n_ctx, int32_t n_batch, void **state, size_t *bytes,
                                  hearth_error *err);
-void dense_state_free(void *state);
 void dense_forward(const void *weights, void *state, threadpool *pool, const int32_t *tokens, int32_t n,
                    int32_t pos0, int32_t first_output, float *logits);
 int32_t dense_n_ctx_train(const void *weights);
@@ -46,7 +45,7 @@ void dense_for_each_matrix(void *weights, void (*visit)(ops_matrix *m, void *ctx
 #define DENSE_MODEL_ARCH(arch_name, load_fn)                                                          \
     {                                                                                                 \
         .name = (arch_name), .load = (load_fn), .free_weights = dense_free_weights,                   \
-        .state_create = dense_state_create, .state_free = dense_state_free, .forward = dense_forward, \
+        .state_create = dense_state_create, .state_free = decoder_state_free, .forward = dense_forward, \
         .n_ctx_train = dense_n_ctx_train, .for_each_matrix = dense_for_each_matrix,                   \
     }
 

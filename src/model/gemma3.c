@@ -11,9 +11,8 @@
  * Every norm is RMSNorm with its weight as stored in the GGUF (the converter
  * already folded Gemma's "1 +" into it). Local (sliding) layers rotate with
  * base 10000, global ones with rope.freq_base and the optional linear scaling. */
-#include "model/arch.h"
+#include "model/decoder_state.h"
 
-#include "base/checked.h"
 #include "base/error.h"
 #include "ops/attention.h"
 #include "ops/ops.h"
@@ -42,14 +41,6 @@ typedef struct gemma3 {
     gemma3_layer *layers;
 } gemma3;
 
-typedef struct gemma3_state {
-    int32_t n_ctx, n_batch;
-    uint16_t *k_cache, *v_cache; /* per layer n_ctx rows of n_kv_heads * head_dim, f16 */
-    size_t k_layer, v_layer;     /* elements per layer */
-    float *x, *xn, *q, *k, *v, *attn, *proj, *gate, *up;
-    int32_t *positions;
-    void *act_scratch;
-} gemma3_state;
 
 static hearth_status read_hparams(const gguf_file *f, gemma3 *g, hearth_error *err)
 {
@@ -161,81 +152,28 @@ static int32_t gemma3_n_ctx_train(const void *p)
     return g->n_ctx_train > INT32_MAX ? INT32_MAX : (int32_t)g->n_ctx_train;
 }
 
-static void gemma3_state_free(void *p)
-{
-    gemma3_state *s = p;
-    if (!s)
-        return;
-    free(s->k_cache);
-    free(s->v_cache);
-    free(s->x);
-    free(s->positions);
-    free(s->act_scratch);
-    free(s);
-}
-
-static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+static void gemma3_for_each_matrix(void *p, void (*visit)(ops_matrix *m, void *ctx), void *ctx);
 
 static hearth_status gemma3_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out, size_t *bytes,
                                          hearth_error *err)
 {
     const gemma3 *g = p;
-    *out = NULL;
-    gemma3_state *s = calloc(1, sizeof *s);
-    if (!s)
-        return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
-    s->n_ctx = n_ctx;
-    s->n_batch = n_batch;
-    s->k_layer = (size_t)n_ctx * g->n_kv_heads * g->head_dim_k;
-    s->v_layer = (size_t)n_ctx * g->n_kv_heads * g->head_dim_v;
-    uint64_t k_bytes, v_bytes;
-    bool fits = checked_mul_u64(s->k_layer, (uint64_t)g->n_layers * sizeof(uint16_t), &k_bytes) &&
-                checked_mul_u64(s->v_layer, (uint64_t)g->n_layers * sizeof(uint16_t), &v_bytes) &&
-                k_bytes < SIZE_MAX / 4 && v_bytes < SIZE_MAX / 4;
-
-    /* Activations: one block of floats carved into the batch's buffers. */
-    size_t b = (size_t)n_batch, d = g->n_embd;
-    size_t q_dim = (size_t)g->n_heads * g->head_dim_k, kv_k = (size_t)g->n_kv_heads * g->head_dim_k;
-    size_t kv_v = (size_t)g->n_kv_heads * g->head_dim_v, o_dim = (size_t)g->n_heads * g->head_dim_v;
-    size_t floats = b * (3 * d + q_dim + kv_k + kv_v + o_dim + 2 * (size_t)g->n_ff);
-    size_t act = ops_matmul_scratch_bytes(&g->output, n_batch);
-    for (uint32_t il = 0; il < g->n_layers; il++) {
-        const gemma3_layer *l = &g->layers[il];
-        const ops_matrix *ms[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->gate, &l->up, &l->down};
-        for (size_t i = 0; i < sizeof ms / sizeof *ms; i++)
-            act = max_size(act, ops_matmul_scratch_bytes(ms[i], n_batch));
-    }
-    if (fits) {
-        s->k_cache = malloc(k_bytes);
-        s->v_cache = malloc(v_bytes);
-        s->x = malloc(floats * sizeof(float));
-        s->positions = malloc(b * sizeof *s->positions);
-        s->act_scratch = malloc(act);
-    }
-    if (!fits || !s->k_cache || !s->v_cache || !s->x || !s->positions || !s->act_scratch) {
-        gemma3_state_free(s);
-        return error_set(err, HEARTH_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MiB)",
-                         n_ctx, fits ? (double)(k_bytes + v_bytes) / 1048576.0 : INFINITY);
-    }
-    float *cursor = s->x + b * d;
-    s->xn = cursor, cursor += b * d;
-    s->proj = cursor, cursor += b * d;
-    s->q = cursor, cursor += b * q_dim;
-    s->k = cursor, cursor += b * kv_k;
-    s->v = cursor, cursor += b * kv_v;
-    s->attn = cursor, cursor += b * o_dim;
-    s->gate = cursor, cursor += b * g->n_ff;
-    s->up = cursor;
-    *bytes = k_bytes + v_bytes + floats * sizeof(float) + act;
+    decoder_dims dims = {
+        .n_layers = g->n_layers, .n_embd = g->n_embd, .n_ff = g->n_ff,
+        .q_dim = (int64_t)g->n_heads * g->head_dim_k, .k_dim = (int64_t)g->n_kv_heads * g->head_dim_k,
+        .v_dim = (int64_t)g->n_kv_heads * g->head_dim_v, .attn_dim = (int64_t)g->n_heads * g->head_dim_v,
+    };
+    decoder_state *s = NULL;
+    hearth_status st = decoder_state_create(&dims, gemma3_for_each_matrix, g, n_ctx, n_batch, &s, bytes, err);
     *out = s;
-    return HEARTH_OK;
+    return st;
 }
 
 /* One layer's per-token work between its matrix products, in steps that
  * ops_parallel_rows runs over token ranges. */
 typedef struct gemma3_step {
     const gemma3 *g;
-    gemma3_state *s;
+    decoder_state *s;
     const gemma3_layer *l;
     const int32_t *tokens;
     int32_t pos0, first_output;
@@ -267,7 +205,7 @@ static void qk_rope_store_rows(void *p, int64_t first, int64_t last)
 {
     const gemma3_step *st = p;
     const gemma3 *g = st->g;
-    const gemma3_state *s = st->s;
+    const decoder_state *s = st->s;
     const int64_t q_dim = (int64_t)g->n_heads * g->head_dim_k;
     const int64_t kv_k = (int64_t)g->n_kv_heads * g->head_dim_k, kv_v = (int64_t)g->n_kv_heads * g->head_dim_v;
     const int64_t dk = g->head_dim_k;
@@ -288,7 +226,7 @@ static void qk_rope_store_rows(void *p, int64_t first, int64_t last)
 static void add_normed_projection(const gemma3_step *st, const float *norm, int64_t first, int64_t last)
 {
     const int64_t d = st->g->n_embd;
-    gemma3_state *s = st->s;
+    decoder_state *s = st->s;
     ops_rmsnorm_rows(s->proj + first * d, d, norm, d, st->g->eps, s->proj + first * d, d, last - first);
     ops_add(s->x + first * d, s->proj + first * d, (last - first) * d);
 }
@@ -329,7 +267,7 @@ static void gemma3_forward(const void *p, void *state, threadpool *pool, const i
                            int32_t pos0, int32_t first_output, float *logits)
 {
     const gemma3 *g = p;
-    gemma3_state *s = state;
+    decoder_state *s = state;
     const int64_t d = g->n_embd, ff = g->n_ff;
     const int64_t q_dim = (int64_t)g->n_heads * g->head_dim_k;
     const int64_t kv_k = (int64_t)g->n_kv_heads * g->head_dim_k, kv_v = (int64_t)g->n_kv_heads * g->head_dim_v;
@@ -391,7 +329,7 @@ const model_arch model_arch_gemma3 = {
     .load = gemma3_load,
     .free_weights = gemma3_free_weights,
     .state_create = gemma3_state_create,
-    .state_free = gemma3_state_free,
+    .state_free = decoder_state_free,
     .forward = gemma3_forward,
     .n_ctx_train = gemma3_n_ctx_train,
     .for_each_matrix = gemma3_for_each_matrix,
