@@ -122,3 +122,23 @@ int cli_sampler_option(const char *command, const char *usage, int argc, char **
     }
     return CLI_EXIT_OK;
 }
+
+int cli_generation_option(const char *command, const char *usage, int argc, char **argv, int *i,
+                          cli_generation_options *o)
+{
+    const char *a = argv[*i];
+    bool predict = cli_is_option(a, "-n", "--n-predict"), ctx = cli_is_option(a, "-c", "--ctx-size");
+    bool threads = cli_is_option(a, "-t", "--threads");
+    if (!predict && !ctx && !threads)
+        return -1;
+    if (*i + 1 >= argc)
+        return cli_usage_error(command, usage, "%s needs a value", a);
+    const char *v = argv[++*i];
+    if (predict && !cli_parse_long(v, -1, INT32_MAX, &o->n_predict))
+        return cli_usage_error(command, usage, "-n %s: expected a number >= -1", v);
+    if (ctx && !cli_parse_long(v, 0, 1 << 24, &o->n_ctx))
+        return cli_usage_error(command, usage, "-c %s: expected a number from 0 to 16777216", v);
+    if (threads && !cli_parse_long(v, 1, 1024, &o->n_threads))
+        return cli_usage_error(command, usage, "-t %s: expected a number from 1 to 1024", v);
+    return CLI_EXIT_OK;
+}

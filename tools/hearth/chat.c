@@ -357,8 +357,7 @@ static char *read_message(bool interactive, bool *cancelled)
 
 static bool takes_value(const char *arg)
 {
-    static const char *const options[] = {"-m", "--model", "--system", "--template", "-n", "--n-predict",
-                                          "-c", "--ctx-size", "-t", "--threads"};
+    static const char *const options[] = {"-m", "--model", "--system", "--template"};
     for (size_t i = 0; i < sizeof options / sizeof *options; i++)
         if (strcmp(arg, options[i]) == 0)
             return true;
@@ -368,15 +367,17 @@ static bool takes_value(const char *arg)
 int cli_chat(int argc, char **argv)
 {
     const char *model_path = NULL, *system = NULL, *template_path = NULL;
-    long n_predict = -1, n_ctx = 0, n_threads = 0;
+    cli_generation_options gen = {.n_predict = -1};
     bool verbose = false;
     sampler_params sp = sampler_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int sampler_rc = cli_sampler_option("chat", chat_usage, argc, argv, &i, &sp);
-        if (sampler_rc >= 0) {
-            if (sampler_rc != CLI_EXIT_OK)
-                return sampler_rc;
+        int option_rc = cli_sampler_option("chat", chat_usage, argc, argv, &i, &sp);
+        if (option_rc < 0)
+            option_rc = cli_generation_option("chat", chat_usage, argc, argv, &i, &gen);
+        if (option_rc >= 0) {
+            if (option_rc != CLI_EXIT_OK)
+                return option_rc;
         } else if (cli_is_option(a, "-h", "--help")) {
             fputs(chat_usage, stdout);
             return CLI_EXIT_OK;
@@ -390,15 +391,6 @@ int cli_chat(int argc, char **argv)
             system = argv[++i];
         } else if (cli_is_option(a, "--template", NULL)) {
             template_path = argv[++i];
-        } else if (cli_is_option(a, "-n", "--n-predict")) {
-            if (!cli_parse_long(argv[++i], -1, INT32_MAX, &n_predict))
-                return usage_error("-n %s: expected a number >= -1", argv[i]);
-        } else if (cli_is_option(a, "-c", "--ctx-size")) {
-            if (!cli_parse_long(argv[++i], 0, 1 << 24, &n_ctx))
-                return usage_error("-c %s: expected a number from 0 to 16777216", argv[i]);
-        } else if (cli_is_option(a, "-t", "--threads")) {
-            if (!cli_parse_long(argv[++i], 1, 1024, &n_threads))
-                return usage_error("-t %s: expected a number from 1 to 1024", argv[i]);
         } else {
             return usage_error("unknown argument '%s'", a);
         }
@@ -411,12 +403,12 @@ int cli_chat(int argc, char **argv)
     hearth_error err = {0};
     model *m = NULL;
     threadpool *pool = NULL;
-    chat c = {.n_predict = (int32_t)n_predict, .verbose = verbose};
+    chat c = {.n_predict = (int32_t)gen.n_predict, .verbose = verbose};
     char *source = NULL, why[512];
     size_t source_len = 0;
     if (model_load(model_path, &m, &err) != HEARTH_OK ||
-        threadpool_create(n_threads ? (int)n_threads : threadpool_default_threads(), &pool, &err) != HEARTH_OK ||
-        session_create(m, pool, &(session_params){.n_ctx = (int32_t)n_ctx}, &c.s, &err) != HEARTH_OK ||
+        threadpool_create(gen.n_threads ? (int)gen.n_threads : threadpool_default_threads(), &pool, &err) != HEARTH_OK ||
+        session_create(m, pool, &(session_params){.n_ctx = (int32_t)gen.n_ctx}, &c.s, &err) != HEARTH_OK ||
         sampler_create(&sp, model_n_vocab(m), &c.smp, &err) != HEARTH_OK) {
         fprintf(stderr, "hearth chat: %s\n", err.message);
         goto done;

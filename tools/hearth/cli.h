@@ -50,6 +50,13 @@ const char *cli_default_model(char *buf, size_t cap, const char *command);
  * into sp and returns CLI_EXIT_OK, or a usage error's code; -1 if it is not
  * one. */
 int cli_sampler_option(const char *command, const char *usage, int argc, char **argv, int *i, sampler_params *sp);
+/* -n (tokens to generate, -1: no limit), -c (context, 0: the model's) and -t
+ * (threads, 0: the default), the same way. */
+typedef struct cli_generation_options {
+    long n_predict, n_ctx, n_threads;
+} cli_generation_options;
+int cli_generation_option(const char *command, const char *usage, int argc, char **argv, int *i,
+                          cli_generation_options *o);
 
 /* Reads a whole file, or standard input for "-", NUL-terminated (the text may
  * itself hold NULs: *len is its length). On failure returns NULL and says why. */

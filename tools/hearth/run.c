@@ -48,8 +48,7 @@ enum { MAX_STOPS = 8 };
 static bool takes_value(const char *arg)
 {
     static const char *const options[] = {
-        "-m", "--model", "-p", "--prompt", "-f", "--file", "-n", "--n-predict", "-c", "--ctx-size", "-t",
-        "--threads", "--stop",
+        "-m", "--model", "-p", "--prompt", "-f", "--file", "--stop",
     };
     for (size_t i = 0; i < sizeof options / sizeof *options; i++)
         if (strcmp(arg, options[i]) == 0)
@@ -61,16 +60,18 @@ int cli_run(int argc, char **argv)
 {
     const char *model_path = NULL, *prompt = NULL, *file = NULL, *stops[MAX_STOPS];
     int n_stops = 0;
-    long n_predict = 256, n_ctx = 0, n_threads = 0;
+    cli_generation_options gen = {.n_predict = 256};
     bool context_shift = false, add_bos = true, ignore_eos = false;
     sampler_params sp = sampler_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        int sampler_rc = cli_sampler_option("run", run_usage, argc, argv, &i, &sp);
-        if (sampler_rc >= 0) {
-            if (sampler_rc != CLI_EXIT_OK)
-                return sampler_rc;
+        int option_rc = cli_sampler_option("run", run_usage, argc, argv, &i, &sp);
+        if (option_rc < 0)
+            option_rc = cli_generation_option("run", run_usage, argc, argv, &i, &gen);
+        if (option_rc >= 0) {
+            if (option_rc != CLI_EXIT_OK)
+                return option_rc;
         } else if (cli_is_option(a, "-h", "--help")) {
             fputs(run_usage, stdout);
             return CLI_EXIT_OK;
@@ -88,15 +89,6 @@ int cli_run(int argc, char **argv)
             prompt = argv[++i];
         } else if (cli_is_option(a, "-f", "--file")) {
             file = argv[++i];
-        } else if (cli_is_option(a, "-n", "--n-predict")) {
-            if (!cli_parse_long(argv[++i], -1, INT32_MAX, &n_predict))
-                return usage_error("-n %s: expected a number >= -1", argv[i]);
-        } else if (cli_is_option(a, "-c", "--ctx-size")) {
-            if (!cli_parse_long(argv[++i], 0, 1 << 24, &n_ctx))
-                return usage_error("-c %s: expected a number from 0 to 16777216", argv[i]);
-        } else if (cli_is_option(a, "-t", "--threads")) {
-            if (!cli_parse_long(argv[++i], 1, 1024, &n_threads))
-                return usage_error("-t %s: expected a number from 1 to 1024", argv[i]);
         } else if (cli_is_option(a, "--stop", NULL)) {
             if (n_stops == MAX_STOPS)
                 return usage_error("--stop: at most %d stop strings", MAX_STOPS);
@@ -136,8 +128,8 @@ int cli_run(int argc, char **argv)
 
     double t_load = clock_seconds();
     if (model_load(model_path, &m, &err) != HEARTH_OK ||
-        threadpool_create(n_threads ? (int)n_threads : threadpool_default_threads(), &pool, &err) != HEARTH_OK ||
-        session_create(m, pool, &(session_params){.n_ctx = (int32_t)n_ctx}, &s, &err) != HEARTH_OK ||
+        threadpool_create(gen.n_threads ? (int)gen.n_threads : threadpool_default_threads(), &pool, &err) != HEARTH_OK ||
+        session_create(m, pool, &(session_params){.n_ctx = (int32_t)gen.n_ctx}, &s, &err) != HEARTH_OK ||
         sampler_create(&sp, model_n_vocab(m), &smp, &err) != HEARTH_OK) {
         fprintf(stderr, "hearth run: %s\n", err.message);
         goto done;
@@ -169,7 +161,7 @@ int cli_run(int argc, char **argv)
     fwrite(text, 1, len, stdout);
     fflush(stdout);
     generate_params gp = {
-        .n_predict = (int32_t)n_predict, .stops = stops, .n_stops = n_stops,
+        .n_predict = (int32_t)gen.n_predict, .stops = stops, .n_stops = n_stops,
         .context_shift = context_shift, .n_keep = add_bos ? 1 : 0, .ignore_eog = ignore_eos,
     };
     generate_stats stats;
