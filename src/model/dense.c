@@ -5,14 +5,12 @@
 #include "model/decoder_state.h"
 
 #include "base/error.h"
-#include "base/fp16.h"
 #include "ops/attention.h"
 #include "ops/ops.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #define MAX_LAYERS 512
 #define MAX_HEAD_DIM 1024
