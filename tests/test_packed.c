@@ -85,6 +85,21 @@ static double magnitude(uint32_t type, const unsigned char *row, const float *x,
     return m;
 }
 
+/* y (n_tokens rows of every panel's outputs) = the panels times the
+ * activations, fn called on tiles of `tile` tokens. */
+static void multiply_in_tiles(ops_panel_fn fn, int tile, int64_t cols, const unsigned char *packed,
+                              size_t panel_bytes, int64_t n_panels, const unsigned char *act, size_t act_bytes,
+                              int n_tokens, float *y)
+{
+    size_t y_stride = (size_t)(n_panels * OPS_PANEL_ROWS);
+    for (int64_t p = 0; p < n_panels; p++)
+        for (int t = 0; t < n_tokens; t += tile) {
+            int n = n_tokens - t < tile ? n_tokens - t : tile;
+            fn(cols, packed + p * panel_bytes, act + (size_t)t * act_bytes, act_bytes, n,
+               y + (size_t)t * y_stride + p * OPS_PANEL_ROWS, y_stride);
+        }
+}
+
 static void check_type(uint32_t type, int64_t rows, int64_t cols, int n_tokens)
 {
     const char *name = quant_get_traits(type)->name;
@@ -112,26 +127,14 @@ static void check_type(uint32_t type, int64_t rows, int64_t cols, int n_tokens)
      * of every size. */
     ops_panel_fn ref = ops_panel_ref(type);
     size_t panel_bytes = ops_panel_bytes(type, cols);
-    for (int64_t p = 0; p < n_panels; p++)
-        for (int t = 0; t < n_tokens; t += OPS_PANEL_TOKENS) {
-            int n = n_tokens - t < OPS_PANEL_TOKENS ? n_tokens - t : OPS_PANEL_TOKENS;
-            ref(cols, packed + p * panel_bytes, act + (size_t)t * act_bytes, act_bytes, n,
-                want + (size_t)t * (size_t)(n_panels * OPS_PANEL_ROWS) + p * OPS_PANEL_ROWS,
-                (size_t)(n_panels * OPS_PANEL_ROWS));
-        }
+    multiply_in_tiles(ref, OPS_PANEL_TOKENS, cols, packed, panel_bytes, n_panels, act, act_bytes, n_tokens, want);
     for (int level = CPU_LEVEL_AVX2; level <= (int)cpu_hardware_level(); level++) {
         ops_panel_fn fn = ops_panel_at_level(type, (cpu_level)level);
         if (fn == ref)
             continue;
         for (int tile = 1; tile <= OPS_PANEL_TOKENS; tile++) {
             memset(got, 0xFF, (size_t)(n_panels * OPS_PANEL_ROWS * n_tokens) * sizeof *got);
-            for (int64_t p = 0; p < n_panels; p++)
-                for (int t = 0; t < n_tokens; t += tile) {
-                    int n = n_tokens - t < tile ? n_tokens - t : tile;
-                    fn(cols, packed + p * panel_bytes, act + (size_t)t * act_bytes, act_bytes, n,
-                       got + (size_t)t * (size_t)(n_panels * OPS_PANEL_ROWS) + p * OPS_PANEL_ROWS,
-                       (size_t)(n_panels * OPS_PANEL_ROWS));
-                }
+            multiply_in_tiles(fn, tile, cols, packed, panel_bytes, n_panels, act, act_bytes, n_tokens, got);
             CHECK_MSG(memcmp(got, want, (size_t)(n_panels * OPS_PANEL_ROWS * n_tokens) * sizeof *got) == 0,
                       "%s %s %lldx%lld, %d tokens in tiles of %d: differs from the reference", name,
                       cpu_level_name((cpu_level)level), (long long)rows, (long long)cols, n_tokens, tile);
