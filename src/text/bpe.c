@@ -14,6 +14,7 @@
 #include "text/bpe.h"
 
 #include "base/error.h"
+#include "base/heap.h"
 #include "base/hash.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -487,40 +488,7 @@ static bool pair_before(const bpe_pair *a, const bpe_pair *b)
     return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
 }
 
-static void heap_push(bpe_work *w, bpe_pair p)
-{
-    size_t i = w->heap_len++;
-    w->heap[i] = p;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!pair_before(&w->heap[i], &w->heap[parent]))
-            break;
-        bpe_pair t = w->heap[i];
-        w->heap[i] = w->heap[parent];
-        w->heap[parent] = t;
-        i = parent;
-    }
-}
-
-static bpe_pair heap_pop(bpe_work *w)
-{
-    bpe_pair top = w->heap[0];
-    w->heap[0] = w->heap[--w->heap_len];
-    for (size_t i = 0;;) {
-        size_t l = 2 * i + 1, r = l + 1, best = i;
-        if (l < w->heap_len && pair_before(&w->heap[l], &w->heap[best]))
-            best = l;
-        if (r < w->heap_len && pair_before(&w->heap[r], &w->heap[best]))
-            best = r;
-        if (best == i)
-            break;
-        bpe_pair t = w->heap[i];
-        w->heap[i] = w->heap[best];
-        w->heap[best] = t;
-        i = best;
-    }
-    return top;
-}
+HEAP_DEFINE(merge_heap, bpe_pair, pair_before)
 
 static void queue_pair(const bpe_tokenizer *b, bpe_work *w, int left, int right)
 {
@@ -529,7 +497,7 @@ static void queue_pair(const bpe_tokenizer *b, bpe_work *w, int left, int right)
     const bpe_symbol *l = &w->symbols[left], *r = &w->symbols[right];
     int32_t rank = find_merge_rank(b, l->text, l->n, r->text, r->n);
     if (rank >= 0)
-        heap_push(w, (bpe_pair){rank, left, right, l->n + r->n});
+        merge_heap_push(w->heap, &w->heap_len, (bpe_pair){rank, left, right, l->n + r->n});
 }
 
 /* A piece that is no token is written as the tokens of its single bytes,
@@ -576,7 +544,7 @@ static bool merge_pre_token(const vocab *v, const char *text, size_t len, bpe_wo
     for (int i = 1; i < n_symbols; i++)
         queue_pair(b, w, i - 1, i);
     while (w->heap_len > 0) {
-        bpe_pair p = heap_pop(w);
+        bpe_pair p = merge_heap_pop(w->heap, &w->heap_len);
         bpe_symbol *left = &w->symbols[p.left], *right = &w->symbols[p.right];
         /* A pair is stale once either side has merged into something else. */
         if (left->n == 0 || right->n == 0 || left->n + right->n != p.size)

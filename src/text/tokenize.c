@@ -14,6 +14,7 @@
 #include "text/bpe.h"
 
 #include "base/error.h"
+#include "base/heap.h"
 #include "base/utf8.h"
 
 #include <ctype.h>
@@ -47,40 +48,7 @@ typedef struct spm_session {
     size_t heap_len;
 } spm_session;
 
-static void heap_push(spm_session *s, spm_bigram b)
-{
-    size_t i = s->heap_len++;
-    s->heap[i] = b;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!bigram_before(&s->heap[i], &s->heap[parent]))
-            break;
-        spm_bigram t = s->heap[i];
-        s->heap[i] = s->heap[parent];
-        s->heap[parent] = t;
-        i = parent;
-    }
-}
-
-static spm_bigram heap_pop(spm_session *s)
-{
-    spm_bigram top = s->heap[0];
-    s->heap[0] = s->heap[--s->heap_len];
-    for (size_t i = 0;;) {
-        size_t l = 2 * i + 1, r = l + 1, best = i;
-        if (l < s->heap_len && bigram_before(&s->heap[l], &s->heap[best]))
-            best = l;
-        if (r < s->heap_len && bigram_before(&s->heap[r], &s->heap[best]))
-            best = r;
-        if (best == i)
-            break;
-        spm_bigram t = s->heap[i];
-        s->heap[i] = s->heap[best];
-        s->heap[best] = t;
-        i = best;
-    }
-    return top;
-}
+HEAP_DEFINE(merge_heap, spm_bigram, bigram_before)
 
 static void try_add_bigram(spm_session *s, int left, int right)
 {
@@ -90,7 +58,7 @@ static void try_add_bigram(spm_session *s, int left, int right)
     int32_t id = vocab_find(s->v, s->symbols[left].text, size);
     if (id == VOCAB_NO_TOKEN)
         return;
-    heap_push(s, (spm_bigram){s->v->scores[id], left, right, size});
+    merge_heap_push(s->heap, &s->heap_len, (spm_bigram){s->v->scores[id], left, right, size});
 }
 
 /* Length of the UTF-8 sequence a byte starts; stray continuation bytes count
@@ -139,7 +107,7 @@ static bool spm_tokenize(const vocab *v, const char *text, size_t len, token_sin
     for (int i = 1; i < n_symbols; i++)
         try_add_bigram(&s, i - 1, i);
     while (s.heap_len > 0) {
-        spm_bigram b = heap_pop(&s);
+        spm_bigram b = merge_heap_pop(s.heap, &s.heap_len);
         spm_symbol *left = &s.symbols[b.left], *right = &s.symbols[b.right];
         /* A pair is stale once either side has merged into something else. */
         if (left->n == 0 || right->n == 0 || left->n + right->n != b.size)
