@@ -440,12 +440,6 @@ static hearth_status pre_tokenize(const bpe_tokenizer *b, const char *text, size
 
 /* ---- merging ---------------------------------------------------------------------- */
 
-typedef struct bpe_symbol {
-    const char *text;
-    size_t n; /* 0 once merged into its left neighbour */
-    int prev, next;
-} bpe_symbol;
-
 typedef struct bpe_pair {
     int32_t rank;
     int left, right;
@@ -455,7 +449,7 @@ typedef struct bpe_pair {
 /* Scratch space reused across the pre-tokens of one call. */
 typedef struct bpe_work {
     char *spelled; /* the pre-token in GPT-2's byte alphabet */
-    bpe_symbol *symbols;
+    merge_symbol *symbols;
     bpe_pair *heap;
     size_t heap_len, cap; /* cap: bytes of spelled text the arrays hold */
 } bpe_work;
@@ -470,7 +464,7 @@ static bool work_reserve(bpe_work *w, size_t spelled_len)
     char *spelled = realloc(w->spelled, cap);
     if (spelled)
         w->spelled = spelled;
-    bpe_symbol *symbols = realloc(w->symbols, cap * sizeof *symbols);
+    merge_symbol *symbols = realloc(w->symbols, cap * sizeof *symbols);
     if (symbols)
         w->symbols = symbols;
     bpe_pair *heap = realloc(w->heap, 3 * cap * sizeof *heap);
@@ -494,7 +488,7 @@ static void queue_pair(const bpe_tokenizer *b, bpe_work *w, int left, int right)
 {
     if (left < 0 || right < 0)
         return;
-    const bpe_symbol *l = &w->symbols[left], *r = &w->symbols[right];
+    const merge_symbol *l = &w->symbols[left], *r = &w->symbols[right];
     int32_t rank = find_merge_rank(b, l->text, l->n, r->text, r->n);
     if (rank >= 0)
         merge_heap_push(w->heap, &w->heap_len, (bpe_pair){rank, left, right, l->n + r->n});
@@ -535,7 +529,7 @@ static bool merge_pre_token(const vocab *v, const char *text, size_t len, bpe_wo
     int n_symbols = 0;
     for (size_t off = 0; off < n;) {
         size_t char_len = utf8_char_length((unsigned char)w->spelled[off]);
-        w->symbols[n_symbols] = (bpe_symbol){w->spelled + off, char_len, n_symbols - 1,
+        w->symbols[n_symbols] = (merge_symbol){w->spelled + off, char_len, n_symbols - 1,
                                              off + char_len == n ? -1 : n_symbols + 1};
         n_symbols++;
         off += char_len;
@@ -545,7 +539,7 @@ static bool merge_pre_token(const vocab *v, const char *text, size_t len, bpe_wo
         queue_pair(b, w, i - 1, i);
     while (w->heap_len > 0) {
         bpe_pair p = merge_heap_pop(w->heap, &w->heap_len);
-        bpe_symbol *left = &w->symbols[p.left], *right = &w->symbols[p.right];
+        merge_symbol *left = &w->symbols[p.left], *right = &w->symbols[p.right];
         /* A pair is stale once either side has merged into something else. */
         if (left->n == 0 || right->n == 0 || left->n + right->n != p.size)
             continue;

@@ -23,12 +23,6 @@
 
 /* ---- SentencePiece ------------------------------------------------------------ */
 
-typedef struct spm_symbol {
-    const char *text;
-    size_t n; /* 0 once merged into its left neighbour */
-    int prev, next;
-} spm_symbol;
-
 typedef struct spm_bigram {
     float score;
     int left, right;
@@ -43,7 +37,7 @@ static bool bigram_before(const spm_bigram *a, const spm_bigram *b)
 
 typedef struct spm_session {
     const vocab *v;
-    spm_symbol *symbols;
+    merge_symbol *symbols;
     spm_bigram *heap;
     size_t heap_len;
 } spm_session;
@@ -69,7 +63,7 @@ static size_t utf8_sequence_length(unsigned char c)
     return by_high_nibble[c >> 4];
 }
 
-static void emit_symbol(const vocab *v, const spm_symbol *sym, token_sink *sink)
+static void emit_symbol(const vocab *v, const merge_symbol *sym, token_sink *sink)
 {
     int32_t id = vocab_find(v, sym->text, sym->n);
     if (id != VOCAB_NO_TOKEN) {
@@ -100,7 +94,7 @@ static bool spm_tokenize(const vocab *v, const char *text, size_t len, token_sin
         size_t n = utf8_sequence_length((unsigned char)text[off]);
         if (n > len - off)
             n = len - off;
-        s.symbols[n_symbols] = (spm_symbol){text + off, n, n_symbols - 1, off + n == len ? -1 : n_symbols + 1};
+        s.symbols[n_symbols] = (merge_symbol){text + off, n, n_symbols - 1, off + n == len ? -1 : n_symbols + 1};
         n_symbols++;
         off += n;
     }
@@ -108,7 +102,7 @@ static bool spm_tokenize(const vocab *v, const char *text, size_t len, token_sin
         try_add_bigram(&s, i - 1, i);
     while (s.heap_len > 0) {
         spm_bigram b = merge_heap_pop(s.heap, &s.heap_len);
-        spm_symbol *left = &s.symbols[b.left], *right = &s.symbols[b.right];
+        merge_symbol *left = &s.symbols[b.left], *right = &s.symbols[b.right];
         /* A pair is stale once either side has merged into something else. */
         if (left->n == 0 || right->n == 0 || left->n + right->n != b.size)
             continue;

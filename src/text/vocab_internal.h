@@ -50,4 +50,12 @@ static inline void sink_push(token_sink *s, int32_t id)
     s->n++;
 }
 
+/* A piece of text while a tokenizer merges: a doubly linked list over the
+ * pre-token's symbols (SentencePiece's and byte-level BPE's alike). */
+typedef struct merge_symbol {
+    const char *text;
+    size_t n; /* 0 once merged into its left neighbour */
+    int prev, next;
+} merge_symbol;
+
 #endif
