@@ -37,6 +37,14 @@ hearth_status model_bind_matrix(const gguf_file *file, const char *name, int64_t
 /* A matrix that may be absent (*present says which). */
 hearth_status model_bind_optional_matrix(const gguf_file *file, const char *name, int64_t cols, int64_t rows,
                                          ops_matrix *out, bool *present, hearth_error *err);
+/* The n_experts slices of a 3-D expert tensor [n_experts][rows][cols] (GGUF
+ * ne = {cols, rows, n_experts}) into experts[0 .. n_experts - 1]. */
+hearth_status model_bind_experts(const gguf_file *file, const char *name, int64_t cols, int64_t rows,
+                                 int32_t n_experts, ops_matrix *experts, hearth_error *err);
+/* An optional F32 table of count rows of n (GGUF ne = {n, count}): per-expert
+ * biases. *out is NULL when absent. */
+hearth_status model_bind_optional_table(const gguf_file *file, const char *name, int64_t n, int64_t count,
+                                        const float **out, hearth_error *err);
 /* The ends every decoder shares: token_embd.weight (n_vocab rows of n_embd),
  * output_norm.weight, and output.weight, which is the embedding itself when
  * the file has none (tied). */

@@ -4,6 +4,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "ops/dot.h"
+#include "ops/moe.h"
 #include "ops/packed.h"
 #include "quant/quant.h"
 
@@ -323,6 +324,47 @@ hearth_status model_bind_optional_matrix(const gguf_file *file, const char *name
     const gguf_tensor *t = gguf_find_tensor(file, name);
     *present = t != NULL;
     return t ? bind_found_matrix(t, cols, rows, out, err) : HEARTH_OK;
+}
+
+hearth_status model_bind_experts(const gguf_file *file, const char *name, int64_t cols, int64_t rows,
+                                 int32_t n_experts, ops_matrix *experts, hearth_error *err)
+{
+    const gguf_tensor *t;
+    hearth_status st = find_tensor(file, name, &t, err);
+    if (st != HEARTH_OK)
+        return st;
+    if (t->n_dims != 3 || t->ne[0] != cols || t->ne[1] != rows || t->ne[2] != n_experts)
+        return error_set(err, HEARTH_ERR_FORMAT, "tensor %s: shape [%lld, %lld, %lld, %lld], expected [%lld, %lld, %d]",
+                         t->name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                         (long long)t->ne[3], (long long)cols, (long long)rows, n_experts);
+    /* The experts lie one after another: bound as one matrix of all their
+     * rows (the gguf reader checked the whole tensor lies in the file), then
+     * cut into per-expert slices. */
+    ops_matrix whole;
+    st = bind_found_matrix(&(gguf_tensor){.name = t->name, .type = t->type, .n_dims = 2, .ne = {cols, rows * n_experts, 1, 1},
+                                          .data = t->data, .size = t->size},
+                           cols, rows * n_experts, &whole, err);
+    if (st == HEARTH_OK)
+        ops_moe_split_experts(&whole, n_experts, experts);
+    return st;
+}
+
+hearth_status model_bind_optional_table(const gguf_file *file, const char *name, int64_t n, int64_t count,
+                                        const float **out, hearth_error *err)
+{
+    const gguf_tensor *t = gguf_find_tensor(file, name);
+    *out = NULL;
+    if (!t)
+        return HEARTH_OK;
+    if (t->n_dims != 2 || t->ne[0] != n || t->ne[1] != count)
+        return error_set(err, HEARTH_ERR_FORMAT, "tensor %s: shape [%lld, %lld, %lld], expected [%lld, %lld]",
+                         t->name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)n,
+                         (long long)count);
+    if (t->type != QUANT_F32)
+        return error_set(err, HEARTH_ERR_UNSUPPORTED, "tensor %s: type %s, expected F32", t->name,
+                         quant_get_traits(t->type)->name);
+    *out = t->data;
+    return HEARTH_OK;
 }
 
 hearth_status model_bind_embedding_and_output(const gguf_file *file, int64_t n_embd, int64_t n_vocab,
