@@ -56,7 +56,7 @@ typedef struct gemma4_layer {
     /* MoE */
     const float *pre_norm_2, *post_norm_1, *post_norm_2, *gate_inp_scale, *down_exps_scale;
     ops_matrix gate_inp;
-    ops_matrix *experts; /* n_experts gate_up (or gate, then up), then n_experts down */
+    ops_matrix *experts; /* n_experts each: gate_up (or gate, then up), then down */
     ops_moe moe_ffn;
 } gemma4_layer;
 
@@ -303,10 +303,13 @@ static hearth_status bind_moe(const gguf_file *f, gemma4 *g, uint32_t il, gemma4
             st = model_bind_experts(f, name, d, n_ff, ne, l->experts + ne, err);
         m->gate = l->experts, m->up = l->experts + ne;
     }
+    /* down after gate_up, or after gate and up: for_each_matrix visits the
+     * first 2 or 3 n_experts. */
+    ops_matrix *down = l->experts + (m->gate_up ? ne : 2 * ne);
     snprintf(name, sizeof name, "blk.%u.ffn_down_exps.weight", il);
     if (st == HEARTH_OK)
-        st = model_bind_experts(f, name, n_ff, d, ne, l->experts + 2 * ne, err);
-    m->down = l->experts + 2 * ne;
+        st = model_bind_experts(f, name, n_ff, d, ne, down, err);
+    m->down = down;
     return st;
 }
 
