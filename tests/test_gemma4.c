@@ -21,7 +21,9 @@
  *
  * Then a session that reuses a common prefix gives a fresh session's logits
  * bit for bit (the shared-KV layers read caches that must survive the
- * truncation), and bad files fail to load naming the key or tensor. */
+ * truncation); the MoE model with separate gate and up expert tensors gives
+ * the merged one's logits; and bad files fail to load naming the key or
+ * tensor. */
 #include "test.h"
 #include "topk_fixture.h"
 
@@ -188,6 +190,89 @@ static void check_prefix_reuse(threadpool *pool, const char *which)
     model_free(m);
 }
 
+/* The MoE layout with ffn_gate_exps and ffn_up_exps instead of the merged
+ * ffn_gate_up_exps (llama.cpp reads either; the real files have the merged
+ * one): the F16 model's experts split into two tensors give the same logits. */
+static void check_split_experts(threadpool *pool)
+{
+    enum { N = 48 };
+    const char *merged_path = MODEL_DIR "/gemma4-a4b-tiny-f16.gguf", *split_path = MODEL_DIR "/split-a4b.gguf";
+    gguf_file *src = NULL;
+    hearth_error err = {0};
+    if (gguf_open(merged_path, &src, &err) != HEARTH_OK) {
+        CHECK_MSG(0, "%s", err.message);
+        return;
+    }
+    gguf_writer *w = gguf_writer_create();
+    hearth_status st = w ? HEARTH_OK : HEARTH_ERR_NOMEM;
+    for (int64_t i = 0; st == HEARTH_OK && i < gguf_kv_count(src); i++)
+        st = gguf_writer_add_value(w, gguf_kv_at(src, i)->key, &gguf_kv_at(src, i)->value, &err);
+    enum { MAX_SPLIT = 16 };
+    uint8_t *parts[2 * MAX_SPLIT] = {0};
+    int n_parts = 0;
+    for (int64_t i = 0; st == HEARTH_OK && i < gguf_tensor_count(src); i++) {
+        const gguf_tensor *t = gguf_tensor_at(src, i);
+        const char *suffix = strstr(t->name, ".ffn_gate_up_exps.weight");
+        if (!suffix) {
+            st = gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->size, &err);
+            continue;
+        }
+        /* Per expert: the gate's rows, then the up's (ops/moe.h). */
+        CHECK(n_parts + 2 <= 2 * MAX_SPLIT && t->n_dims == 3 && t->size % (uint64_t)(2 * t->ne[2]) == 0);
+        if (n_parts + 2 > 2 * MAX_SPLIT || t->n_dims != 3)
+            break;
+        size_t half = (size_t)(t->size / (uint64_t)(2 * t->ne[2]));
+        uint8_t *gate = malloc(half * (size_t)t->ne[2]), *up = malloc(half * (size_t)t->ne[2]);
+        parts[n_parts++] = gate, parts[n_parts++] = up;
+        CHECK(gate && up);
+        if (!gate || !up)
+            break;
+        for (int64_t e = 0; e < t->ne[2]; e++) {
+            memcpy(gate + e * half, (const uint8_t *)t->data + 2 * e * half, half);
+            memcpy(up + e * half, (const uint8_t *)t->data + (2 * e + 1) * half, half);
+        }
+        char gate_name[96], up_name[96];
+        int layer = atoi(t->name + 4); /* "blk.N." */
+        snprintf(gate_name, sizeof gate_name, "blk.%d.ffn_gate_exps.weight", layer);
+        snprintf(up_name, sizeof up_name, "blk.%d.ffn_up_exps.weight", layer);
+        int64_t ne[4] = {t->ne[0], t->ne[1] / 2, t->ne[2], 1};
+        st = gguf_writer_add_tensor(w, gate_name, t->type, 3, ne, gate, half * (size_t)t->ne[2], &err);
+        if (st == HEARTH_OK)
+            st = gguf_writer_add_tensor(w, up_name, t->type, 3, ne, up, half * (size_t)t->ne[2], &err);
+    }
+    if (st == HEARTH_OK)
+        st = gguf_writer_write(w, split_path, &err);
+    CHECK_MSG(st == HEARTH_OK, "writing the split model: %s", err.message);
+    gguf_writer_free(w);
+    for (int i = 0; i < n_parts; i++)
+        free(parts[i]);
+    gguf_close(src);
+
+    model *merged = NULL, *split = NULL;
+    session *sm = NULL, *ss = NULL;
+    if (st != HEARTH_OK || model_load(merged_path, &merged, &err) != HEARTH_OK ||
+        model_load(split_path, &split, &err) != HEARTH_OK ||
+        session_create(merged, pool, &(session_params){.n_ctx = 64}, &sm, &err) != HEARTH_OK ||
+        session_create(split, pool, &(session_params){.n_ctx = 64}, &ss, &err) != HEARTH_OK) {
+        CHECK_MSG(st != HEARTH_OK, "%s", err.message);
+    } else {
+        int32_t tokens[N];
+        for (int i = 0; i < N; i++)
+            tokens[i] = 5 + (i * 7919) % 1500;
+        CHECK(session_eval(sm, tokens, N, &err) == HEARTH_OK);
+        CHECK(session_eval(ss, tokens, N, &err) == HEARTH_OK);
+        double worst = 0.0;
+        for (int32_t i = 0; i < model_n_vocab(merged); i++)
+            worst = fmax(worst, fabs(session_logits(sm)[i] - session_logits(ss)[i]));
+        CHECK_MSG(worst < 1e-3, "split gate and up experts move a logit by %g", worst);
+    }
+    session_free(sm);
+    session_free(ss);
+    model_free(merged);
+    model_free(split);
+    unlink(split_path);
+}
+
 /* ---- bad files: the F16 model rewritten with one thing wrong ---- */
 
 typedef struct damage {
@@ -306,6 +391,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < 3; i++)
         check_variant(pool, which, &bounds[i]);
     check_prefix_reuse(pool, which);
+    if (strcmp(which, "a4b") == 0)
+        check_split_experts(pool);
     check_bad_files(which);
     threadpool_free(pool);
     return test_finish("test_gemma4");
