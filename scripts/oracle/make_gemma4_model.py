@@ -65,6 +65,11 @@ TINY = {
 WINDOW = 48
 ROPE_BASE, ROPE_BASE_SWA, PARTIAL_ROTARY_FULL = 1000000.0, 10000.0, 0.25
 SOFTCAP, EPS = 30.0, 1e-6
+# The router's weights are N(0, 0.02 * ROUTER_GAIN): its input (an RMS-normed
+# row / sqrt(n_embd)) then gives logits of standard deviation ~3, a softmax
+# whose top 3 of 8 carry distinct weights. Flatter (gain 50, std 1), a swap
+# of the 3rd and 4th expert at a near-tie moves that token by a third of an
+# expert's output; steeper (300), the 2nd and 3rd experts barely count.
 ROUTER_GAIN = 150
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"]
 ADDED = ["<mask>", "<|turn>", "<turn|>", "<|think|>", "<|image|>", "<|audio|>"]
@@ -172,7 +177,8 @@ def random_weight(rng, name, shape):
     rows of log-normal length, norm weights N(1, 0.1) in f32. Also: the
     router in f32 (the converter keeps ffn_gate_inp in f32), the per-layer
     token embedding's rows log-normal too, the layer output scales and
-    per-expert scales around 1, and the router's input scale around 1."""
+    per-expert scales around 1, the router's input scale around 1, and the
+    q and k norms scaled by head size^-1/4 (below)."""
     if len(shape) == 1:
         w = 1.0 + 0.1 * rng.standard_normal(shape)
         if name.endswith(("attn_q_norm.weight", "attn_k_norm.weight")):
@@ -187,8 +193,6 @@ def random_weight(rng, name, shape):
     if name in ("token_embd.weight", "per_layer_token_embd.weight"):
         w *= np.exp(rng.standard_normal((shape[0], 1)))
     if name.endswith("ffn_gate_inp.weight"):
-        # Router logits of a trained model spread over a few units: without
-        # that the softmax is flat and the top-k a coin toss on rounding.
         return (ROUTER_GAIN * w).astype(np.float32)
     return w.astype(np.float16)
 
