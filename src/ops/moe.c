@@ -284,13 +284,17 @@ static void combine_rows(void *p, int64_t first, int64_t last)
         float *y = st->y + t * st->y_stride;
         for (int32_t j = 0; j < k; j++) {
             int32_t e = s->ids[t * k + j];
-            float *out = s->out + (int64_t)s->slot_of[t * k + j] * d;
-            scale_and_bias(out, d, moe->down_scale, moe->down_bias, e);
-            ops_scale(out, d, s->weights[t * k + j]);
-            if (j == 0)
-                memcpy(y, out, (size_t)d * sizeof *y);
-            else
-                ops_add(y, out, d);
+            const float *out = s->out + (int64_t)s->slot_of[t * k + j] * d;
+            const float scale = moe->down_scale ? moe->down_scale[e] : 1.0f, weight = s->weights[t * k + j];
+            const float *bias = moe->down_bias ? moe->down_bias + e * d : NULL;
+            /* One pass, each operation rounded as its own ggml op would. */
+            for (int64_t i = 0; i < d; i++) {
+                float v = out[i] * scale;
+                if (bias)
+                    v += bias[i];
+                v *= weight;
+                y[i] = j == 0 ? v : y[i] + v;
+            }
         }
     }
 }
