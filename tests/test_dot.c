@@ -498,6 +498,7 @@ static void check_coverage(void)
     CHECK(ops_activation_type(QUANT_Q4_0) == QUANT_Q8_0);
     CHECK(ops_activation_type(QUANT_Q5_0) == QUANT_Q8_0);
     CHECK(ops_activation_type(QUANT_Q8_0) == QUANT_Q8_0);
+    CHECK(ops_activation_type(QUANT_MXFP4) == QUANT_Q8_0); /* ggml-cpu's vec_dot_type */
     CHECK(ops_activation_type(QUANT_Q4_1) == QUANT_Q8_1);
     CHECK(ops_activation_type(QUANT_Q5_1) == QUANT_Q8_1);
     CHECK(ops_activation_type(QUANT_Q4_K) == QUANT_Q8_K);
@@ -516,6 +517,7 @@ int main(void)
     check_dot4(QUANT_Q4_0);
     check_dot4(QUANT_Q5_0);
     check_dot4(QUANT_Q8_0);
+    check_dot4(QUANT_MXFP4);
     check_dot4(QUANT_Q4_1);
     check_dot4(QUANT_Q5_1);
     check_min_format_edges(QUANT_Q4_1);
