@@ -230,7 +230,20 @@ static void check_parallel_rows(void)
 
 /* Attention against a two-pass softmax in double, with the kernels of one
  * instruction level. */
-static void check_attention_at(cpu_level level, int n_tokens, int n_heads, int n_kv_heads, int dim, int window)
+/* Per-head sink logits for the attention checks: below, near and above the
+ * scores' range (a few units), so that each branch of the sink's rescaling
+ * runs. */
+static float test_sinks[128];
+
+static void fill_test_sinks(void)
+{
+    static const float cycle[8] = {-3.0f, 0.5f, 6.0f, 1.5f, 12.0f, -0.25f, 2.5f, 4.0f};
+    for (int h = 0; h < 128; h++)
+        test_sinks[h] = cycle[h % 8];
+}
+
+static void check_attention_at(cpu_level level, int n_tokens, int n_heads, int n_kv_heads, int dim, int window,
+                               bool sinks)
 {
     enum { MAX_POS = 200, MAX_DIM = 64, MAX_HEADS = 8 };
     static float q[MAX_POS * MAX_HEADS * MAX_DIM], out[MAX_POS * MAX_HEADS * MAX_DIM];
@@ -249,6 +262,7 @@ static void check_attention_at(cpu_level level, int n_tokens, int n_heads, int n
         .q = q, .q_stride = q_dim, .k = k, .v = v, .k_stride = kv_dim, .v_stride = kv_dim,
         .positions = positions, .n_tokens = n_tokens, .n_heads = n_heads, .n_kv_heads = n_kv_heads,
         .head_dim_k = dim, .head_dim_v = dim, .window = window, .scale = scale, .out = out, .out_stride = q_dim,
+        .sinks = sinks ? test_sinks : NULL,
     };
     ops_attention_at_level(NULL, &args, level);
     double worst = 0.0;
@@ -266,6 +280,8 @@ static void check_attention_at(cpu_level level, int n_tokens, int n_heads, int n
             }
             for (int j = first; j <= p; j++)
                 sum += scores[j] = exp(scores[j] - max);
+            if (sinks)
+                sum += exp(test_sinks[h] - max);
             for (int d = 0; d < dim; d++) {
                 double o = 0.0;
                 for (int j = first; j <= p; j++)
@@ -277,14 +293,15 @@ static void check_attention_at(cpu_level level, int n_tokens, int n_heads, int n
     /* Batches under 64 tokens keep the query and the accumulator in f16, as
      * llama.cpp does: about three decimal digits on values below 1. */
     double limit = n_tokens < 64 ? 4e-3 : 1e-5;
-    CHECK_MSG(worst < limit, "attention (%s) tokens %d heads %d/%d dim %d window %d: error %g (limit %g)",
-              cpu_level_name(level), n_tokens, n_heads, n_kv_heads, dim, window, worst, limit);
+    CHECK_MSG(worst < limit, "attention (%s) tokens %d heads %d/%d dim %d window %d sinks %d: error %g (limit %g)",
+              cpu_level_name(level), n_tokens, n_heads, n_kv_heads, dim, window, sinks, worst, limit);
 }
 
 static void check_attention(int n_tokens, int n_heads, int n_kv_heads, int dim, int window)
 {
     for (int level = CPU_LEVEL_SCALAR; level <= (int)cpu_hardware_level(); level++)
-        check_attention_at((cpu_level)level, n_tokens, n_heads, n_kv_heads, dim, window);
+        for (int sinks = 0; sinks < 2; sinks++)
+            check_attention_at((cpu_level)level, n_tokens, n_heads, n_kv_heads, dim, window, sinks);
 }
 
 /* The SIMD row kernels against the scalar ones on awkward lengths: the f16
@@ -390,6 +407,8 @@ static double attention_error(const ops_attention_args *a)
             }
             for (int j = first; j <= p; j++)
                 sum += scores[j] = exp(scores[j] - max);
+            if (a->sinks)
+                sum += exp(a->sinks[h] - max);
             for (int d = 0; d < a->head_dim_v; d++) {
                 double o = 0.0;
                 for (int j = first; j <= p; j++)
@@ -567,6 +586,8 @@ static void check_tiled_attention(void)
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
         attention_case c = attention_case_make(shapes[i].n_tokens, shapes[i].n_heads, shapes[i].n_kv_heads,
                                                shapes[i].dim, shapes[i].window, shapes[i].pos0);
+        if (i % 2 == 1) /* every other shape with attention sinks */
+            c.args.sinks = test_sinks;
         size_t n_out = (size_t)c.args.n_tokens * c.args.out_stride;
         float *scalar_out = malloc(n_out * sizeof *scalar_out), *avx2_out = malloc(n_out * sizeof *avx2_out);
         for (int level = CPU_LEVEL_SCALAR; level <= (int)cpu_hardware_level(); level++) {
@@ -606,6 +627,7 @@ static void check_tiled_attention(void)
 
 int main(void)
 {
+    fill_test_sinks();
     check_rmsnorm();
     check_rmsnorm_rows();
     check_rope();
