@@ -112,6 +112,52 @@ static void check_rope(void)
                 }
 }
 
+/* YaRN with gpt-oss's settings (factor 32 over 4096 trained positions, base
+ * 150000, heads of 64) and a second, partial-rotation case, against the
+ * formula in double: pair i's angle mixes p * theta_i / factor and
+ * p * theta_i by a ramp that is 1 below corr_dims[0] and 0 above
+ * corr_dims[1]; cos and sin are scaled by attn_factor (1 + 0.1 ln factor). */
+static void check_rope_yarn(void)
+{
+    enum { HEADS = 2, DIM = 128 };
+    float x[HEADS * DIM], y[HEADS * DIM];
+    for (int i = 0; i < HEADS * DIM; i++)
+        x[i] = random_float();
+    static const struct { int n_dims, n_ctx_orig; float base, factor, attn_factor; } cases[] = {
+        {64, 4096, 150000.0f, 32.0f, 1.0f}, {128, 256, 10000.0f, 4.0f, 0.75f}, {96, 2048, 500000.0f, 8.0f, 1.0f}};
+    const int positions[] = {0, 3, 100, 511, 4095, 70000};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        for (size_t p = 0; p < sizeof positions / sizeof *positions; p++) {
+            ops_rope rope = {.layout = OPS_ROPE_NEOX, .n_dims = cases[c].n_dims, .freq_base = cases[c].base,
+                             .freq_scale = 1.0f / cases[c].factor, .ext_factor = 1.0f,
+                             .attn_factor = cases[c].attn_factor, .beta_fast = 32.0f, .beta_slow = 1.0f,
+                             .n_ctx_orig = cases[c].n_ctx_orig};
+            float dims[2];
+            ops_rope_yarn_corr_dims(rope.n_dims, rope.n_ctx_orig, rope.freq_base, 32.0f, 1.0f, dims);
+            CHECK(dims[0] >= 0.0f && dims[0] <= dims[1] && dims[1] <= (float)(rope.n_dims - 1));
+            memcpy(y, x, sizeof x);
+            ops_rope_apply(&rope, y, HEADS, DIM, positions[p]);
+            int half = rope.n_dims / 2;
+            double mscale = cases[c].attn_factor * (1.0 + 0.1 * log(cases[c].factor)), worst = 0.0;
+            for (int h = 0; h < HEADS; h++) {
+                const float *a = x + h * DIM, *b = y + h * DIM;
+                for (int i = 0; i < half; i++) {
+                    double extrapolated = positions[p] * pow(cases[c].base, -2.0 * i / rope.n_dims);
+                    double ramp = 1.0 - fmin(1.0, fmax(0.0, (i - dims[0]) / fmax(0.001, dims[1] - dims[0])));
+                    double theta = extrapolated / cases[c].factor * (1.0 - ramp) + extrapolated * ramp;
+                    double re = (a[i] * cos(theta) - a[i + half] * sin(theta)) * mscale;
+                    double im = (a[i] * sin(theta) + a[i + half] * cos(theta)) * mscale;
+                    worst = fmax(worst, fmax(fabs(b[i] - re), fabs(b[i + half] - im)));
+                }
+                for (int i = rope.n_dims; i < DIM; i++)
+                    worst = fmax(worst, fabs(b[i] - a[i]));
+            }
+            double limit = 1e-5 + 4e-7 * positions[p];
+            CHECK_MSG(worst < limit, "yarn rope case %zu pos %d: error %g (limit %g)", c, positions[p], worst, limit);
+        }
+    }
+}
+
 static void check_geglu(void)
 {
     double worst = 0.0;
@@ -631,6 +677,7 @@ int main(void)
     check_rmsnorm();
     check_rmsnorm_rows();
     check_rope();
+    check_rope_yarn();
     check_geglu();
     check_elementwise_levels();
     check_swiglu_levels();
