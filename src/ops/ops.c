@@ -62,7 +62,9 @@ void ops_rope_apply(const ops_rope *rope, float *x, int32_t n_heads, int32_t hea
             float extrapolated = rope->freq_factors ? theta / rope->freq_factors[i] : theta;
             float interpolated = rope->freq_scale * extrapolated;
             float mix = yarn_ramp(corr_dims, 2 * i) * rope->ext_factor;
-            float angle = interpolated * (1.0f - mix) + extrapolated * mix;
+            /* One fused multiply-add, as llama.cpp's CPU backend (built for
+             * the native CPU, which contracts this line) computes the mix. */
+            float angle = fmaf(interpolated, 1.0f - mix, extrapolated * mix);
             cos_table[i] = cosf(angle) * mscale;
             sin_table[i] = sinf(angle) * mscale;
             theta *= theta_step;
