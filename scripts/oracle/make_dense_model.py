@@ -7,13 +7,15 @@ characters, merged tokens, the family's added tokens, Qwen's [PAD] fillers).
 Only the weights and the token strings are made up.
 
   make_dense_model.py tiny OUTDIR
-      ARCH-tiny-{f16,q8_0,q4_k_m}.gguf for ARCH in qwen3, qwen2, llama, for
+      ARCH-tiny-{f16,q8_0,q4_k_m}.gguf for ARCH in qwen3, qwen2, llama, qwen3moe, for
       tests/test_dense.c and its fixtures (scripts/oracle/make_dense_fixtures.sh).
       All have an embedding of 256, 4 layers and a vocabulary of 2048, with
       every part of their architecture and different head layouts:
         qwen3  4 heads, 2 KV heads of 64, q/k norms, tied output
         qwen2  8 heads, 1 KV head of 32, q/k/v biases, tied output
         llama  8 heads, 2 KV heads of 32, Llama 3.1 rope_freqs, untied output
+        qwen3moe  as qwen3, untied output, 16 experts of 256 with 4 chosen,
+               an f32 router (Qwen3-30B-A3B's layout)
       A few seconds; needs numpy and gguf only.
   make_dense_model.py tiny-ids ARCH
       The 512 token ids the fixtures feed ARCH's tiny models: random ids of
@@ -25,6 +27,12 @@ Only the weights and the token strings are made up.
       as F16 and quantized to Q4_K_M by the oracle's llama-quantize
       (scripts/oracle/build-llama-cpp.sh). Default OUT:
       ~/.cache/hearth/models/qwen3-0.6b-shape-q4_k_m.gguf. About a minute.
+  make_dense_model.py bench-moe [OUT.gguf]
+      Qwen3-30B-A3B's shapes (embedding 2048, 32 heads and 4 KV heads of 128,
+      128 experts of 768 with 8 chosen, vocabulary 151936) with 6 of its 48
+      layers, Q4_K_M by llama-quantize as above. Default OUT:
+      ~/.cache/hearth/models/qwen3-30b-a3b-6l-shape-q4_k_m.gguf. About 8 GB of
+      temporary F16 next to OUT, and a few minutes.
   make_dense_model.py weights-crc32 FILE.gguf
       CRC-32 of all tensor data in file order, the fingerprint the test
       fixtures record so a test knows it runs the bytes the oracle ran.
@@ -98,6 +106,10 @@ FAMILIES = {
                   control=lambda t: t.startswith("<|"), bos="<|endoftext|>", eos="<|im_end|>",
                   pad="<|endoftext|>", add_bos=False, rope_base=1000000.0, eps=1e-6, n_ctx=40960,
                   qk_norm=True, qkv_bias=False, tied=True),
+    "qwen3moe": dict(basename="Qwen3", pre="qwen2", added=QWEN3_ADDED_TOKENS, template=QWEN_CHAT_TEMPLATE,
+                     control=lambda t: t.startswith("<|"), bos="<|endoftext|>", eos="<|im_end|>",
+                     pad="<|endoftext|>", add_bos=False, rope_base=1000000.0, eps=1e-6, n_ctx=40960,
+                     qk_norm=True, qkv_bias=False, tied=False, moe=True),
     "qwen2": dict(basename="Qwen2.5", pre="qwen2", added=QWEN3_ADDED_TOKENS[:22], template=QWEN_CHAT_TEMPLATE,
                   control=lambda t: t.startswith("<|"), bos="<|endoftext|>", eos="<|im_end|>",
                   pad="<|endoftext|>", add_bos=False, rope_base=1000000.0, eps=1e-6, n_ctx=32768,
@@ -110,6 +122,11 @@ FAMILIES = {
 TINY = {
     "qwen3": dict(arch="qwen3", name="Qwen3 tiny (random weights)", size_label="tiny", seed=SEED, n_embd=256,
                   n_layers=4, n_heads=4, n_kv_heads=2, head_dim=64, n_ff=512, n_vocab=2048, n_normal=2000),
+    # 16 experts, 4 chosen per token, expert FFN 256 (a multiple of Q4_K's
+    # 256-element blocks, as Qwen3-30B-A3B's 768 is).
+    "qwen3moe": dict(arch="qwen3moe", name="Qwen3 MoE tiny (random weights)", size_label="tiny-A1", seed=SEED + 30,
+                     n_embd=256, n_layers=4, n_heads=4, n_kv_heads=2, head_dim=64, n_ff=768, n_vocab=2048,
+                     n_normal=2000, n_experts=16, n_experts_used=4, n_ff_exp=256),
     "qwen2": dict(arch="qwen2", name="Qwen2.5 tiny (random weights)", size_label="tiny", seed=SEED + 10,
                   n_embd=256, n_layers=4, n_heads=8, n_kv_heads=1, head_dim=32, n_ff=768, n_vocab=2048,
                   n_normal=2000),
@@ -123,6 +140,10 @@ TINY = {
 }
 BENCH = dict(arch="qwen3", name="Qwen3 0.6B shape (random weights)", size_label="0.6B", seed=SEED + 1, n_embd=1024,
              n_layers=28, n_heads=16, n_kv_heads=8, head_dim=128, n_ff=3072, n_vocab=151936, n_normal=151643)
+# Qwen3-30B-A3B's shapes, its 48 layers cut to 6 (the issue's MoE benchmark).
+BENCH_MOE = dict(arch="qwen3moe", name="Qwen3-30B-A3B shape, 6 layers (random weights)", size_label="30B-A3B-6L",
+                 seed=SEED + 2, n_embd=2048, n_layers=6, n_heads=32, n_kv_heads=4, head_dim=128, n_ff=6144,
+                 n_vocab=151936, n_normal=151643, n_experts=128, n_experts_used=8, n_ff_exp=768)
 FIXTURE_IDS_SEED = 20260302
 
 
@@ -171,7 +192,13 @@ def layer_tensors(cfg, il):
     sorted (input_layernorm, mlp.*, post_attention_layernorm, self_attn.*, and
     within a projection bias before weight)."""
     family = FAMILIES[cfg["arch"]]
-    names = ["attn_norm.weight", "ffn_down.weight", "ffn_gate.weight", "ffn_up.weight", "ffn_norm.weight"]
+    if family.get("moe"):
+        # The converter stacks mlp.experts.N.* into one tensor per kind;
+        # mlp.gate is the router.
+        names = ["attn_norm.weight", "ffn_down_exps.weight", "ffn_gate_exps.weight", "ffn_up_exps.weight",
+                 "ffn_gate_inp.weight", "ffn_norm.weight"]
+    else:
+        names = ["attn_norm.weight", "ffn_down.weight", "ffn_gate.weight", "ffn_up.weight", "ffn_norm.weight"]
     for proj in ("attn_k", "attn_output", "attn_q", "attn_v"):
         if family["qk_norm"] and proj in ("attn_k", "attn_q"):
             names.append(f"{proj}_norm.weight")
@@ -192,6 +219,10 @@ def tensor_plan(cfg):
     shapes = {"attn_norm": (e,), "ffn_norm": (e,), "attn_q_norm": (hd,), "attn_k_norm": (hd,),
               "attn_q": (q_dim, e), "attn_k": (kv_dim, e), "attn_v": (kv_dim, e), "attn_output": (e, q_dim),
               "ffn_gate": (ff, e), "ffn_up": (ff, e), "ffn_down": (e, ff)}
+    if family.get("moe"):
+        n_exp, ff_exp = cfg["n_experts"], cfg["n_ff_exp"]
+        shapes.update({"ffn_gate_inp": (n_exp, e), "ffn_gate_exps": (n_exp, ff_exp, e),
+                       "ffn_up_exps": (n_exp, ff_exp, e), "ffn_down_exps": (n_exp, e, ff_exp)})
     plan = []
     if "rope_freqs" in cfg:
         plan.append(("rope_freqs.weight", (hd // 2,)))
@@ -244,6 +275,12 @@ def random_weight(rng, name, shape):
         return (0.5 * rng.standard_normal(shape)).astype(np.float32)
     if len(shape) == 1:
         return (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
+    if name.endswith("ffn_gate_inp.weight"):
+        # The router, kept f32 by the converter (and by llama-quantize). Its
+        # logits spread over a few units, as a trained router's do: with the
+        # matrices' 0.02, the top experts' scores would lie within a rounding
+        # error of the next ones and each engine's choice would be luck.
+        return (0.3 * rng.standard_normal(shape)).astype(np.float32)
     w = 0.02 * rng.standard_normal(shape)
     if name in ("token_embd.weight", "output.weight"):
         w *= np.exp(rng.standard_normal((shape[0], 1)))
@@ -303,7 +340,10 @@ def quantize_q6_k(w):
 
 
 def quantize(w, qtype):
-    """Raw blocks of an f16 matrix as bytes, shape (rows, row bytes)."""
+    """Raw blocks of an f16 matrix as bytes, shape (rows, row bytes); a stack
+    of expert matrices keeps its leading dimension."""
+    if w.ndim == 3:
+        return quantize(w.reshape(-1, w.shape[-1]), qtype).reshape(w.shape[0], w.shape[1], -1)
     rows = w.shape[0]
     w32 = w.astype(np.float32)
     if qtype == QT.Q8_0:
@@ -328,9 +368,9 @@ def q4_k_m_types(cfg, plan):
     tied = FAMILIES[cfg["arch"]]["tied"]
     types, n_v, n_down = {}, 0, 0
     for name, shape in plan:
-        if len(shape) == 1:
+        if len(shape) == 1 or name.endswith("ffn_gate_inp.weight"):
             continue
-        kind = name.split(".")[-2]
+        kind = name.split(".")[-2].removesuffix("_exps")
         if name == "output.weight" or (tied and name == "token_embd.weight"):
             types[name] = QT.Q6_K
         elif kind == "attn_v":
@@ -364,9 +404,13 @@ def write_model(path, cfg, vocab, weights, file_type, types):
     w.add_head_count_kv(cfg["n_kv_heads"])
     w.add_rope_freq_base(family["rope_base"])
     w.add_layer_norm_rms_eps(family["eps"])
-    if cfg["arch"] == "qwen3":
+    if cfg["arch"] in ("qwen3", "qwen3moe"):
         w.add_key_length(cfg["head_dim"])
         w.add_value_length(cfg["head_dim"])
+    if family.get("moe"):
+        w.add_expert_count(cfg["n_experts"])
+        w.add_expert_used_count(cfg["n_experts_used"])
+        w.add_expert_feed_forward_length(cfg["n_ff_exp"])
     else:
         w.add_rope_dimension_count(cfg["head_dim"])
     w.add_file_type(file_type)
@@ -408,7 +452,7 @@ def make_tiny(outdir):
     outdir.mkdir(parents=True, exist_ok=True)
     for arch, cfg in TINY.items():
         vocab, plan, weights = make_weights(cfg)
-        matrices = [name for name, shape in plan if len(shape) == 2]
+        matrices = [name for name, shape in plan if len(shape) >= 2 and not name.endswith("ffn_gate_inp.weight")]
         variants = [
             ("f16", LlamaFileType.MOSTLY_F16, {}),
             ("q8_0", LlamaFileType.MOSTLY_Q8_0, {name: QT.Q8_0 for name in matrices}),
@@ -438,14 +482,14 @@ def oracle_quantize_tool():
     return tool
 
 
-def make_bench(out):
+def make_bench(out, cfg=BENCH):
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tool = oracle_quantize_tool()
-    vocab, _, weights = make_weights(BENCH)
+    vocab, _, weights = make_weights(cfg)
     with tempfile.TemporaryDirectory(dir=out.parent) as work:
-        f16 = Path(work) / "qwen3-0.6b-shape-f16.gguf"
-        write_model(f16, BENCH, vocab, weights, LlamaFileType.MOSTLY_F16, {})
+        f16 = Path(work) / "f16.gguf"
+        write_model(f16, cfg, vocab, weights, LlamaFileType.MOSTLY_F16, {})
         del weights
         partial = Path(work) / out.name
         run = subprocess.run([str(tool), str(f16), str(partial), "Q4_K_M", str(min(os.cpu_count() or 1, 4))],
@@ -472,6 +516,8 @@ def main(argv):
         print(" ".join(map(str, tiny_ids(argv[2]))))
     elif len(argv) in (2, 3) and argv[1] == "bench":
         make_bench(argv[2] if len(argv) == 3 else models / "qwen3-0.6b-shape-q4_k_m.gguf")
+    elif len(argv) in (2, 3) and argv[1] == "bench-moe":
+        make_bench(argv[2] if len(argv) == 3 else models / "qwen3-30b-a3b-6l-shape-q4_k_m.gguf", BENCH_MOE)
     elif len(argv) == 3 and argv[1] == "weights-crc32":
         print(f"{weights_crc32(argv[2]):08x}")
     else:

@@ -28,6 +28,7 @@ extern const model_arch model_arch_gemma3;
 extern const model_arch model_arch_llama;
 extern const model_arch model_arch_qwen2;
 extern const model_arch model_arch_qwen3;
+extern const model_arch model_arch_qwen3moe;
 
 /* Tensor binding helpers: each checks the tensor exists with exactly the
  * expected shape and a type the engine can multiply / read, and says which

@@ -16,6 +16,8 @@ void decoder_state_free(void *p)
     free(s->x);
     free(s->positions);
     free(s->act_scratch);
+    free(s->router_logits);
+    free(s->moe_scratch);
     free(s);
 }
 
@@ -66,7 +68,13 @@ hearth_status decoder_state_create(const decoder_dims *dims,
         s->positions = malloc(b * sizeof *s->positions);
         s->act_scratch = malloc(need.bytes ? need.bytes : 1);
     }
-    if (!fits || !s->k_cache || !s->v_cache || !s->x || !s->positions || !s->act_scratch) {
+    bool moe_ok = true;
+    if (fits && dims->n_experts > 0) {
+        s->router_logits = malloc(b * (size_t)dims->n_experts * sizeof(float));
+        s->moe_scratch = malloc(dims->moe_scratch_bytes);
+        moe_ok = s->router_logits && s->moe_scratch;
+    }
+    if (!fits || !moe_ok || !s->k_cache || !s->v_cache || !s->x || !s->positions || !s->act_scratch) {
         decoder_state_free(s);
         return error_set(err, HEARTH_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MiB)",
                          n_ctx, fits ? (double)(k_bytes + v_bytes) / 1048576.0 : INFINITY);
@@ -81,6 +89,8 @@ hearth_status decoder_state_create(const decoder_dims *dims,
     s->gate = cursor, cursor += b * (size_t)dims->n_ff;
     s->up = cursor;
     *bytes = k_bytes + v_bytes + floats * sizeof(float) + need.bytes;
+    if (dims->n_experts > 0)
+        *bytes += b * (size_t)dims->n_experts * sizeof(float) + dims->moe_scratch_bytes;
     *out = s;
     return HEARTH_OK;
 }

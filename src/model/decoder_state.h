@@ -11,6 +11,8 @@ typedef struct decoder_dims {
     int64_t n_embd, n_ff;
     int64_t q_dim, k_dim, v_dim; /* per token: query heads x key size, KV heads x key / value size */
     int64_t attn_dim;            /* the attention's output, query heads x value size */
+    int32_t n_experts;           /* > 0: the feed-forward is a mixture of experts */
+    size_t moe_scratch_bytes;    /* ops_moe_scratch_bytes for n_batch tokens */
 } decoder_dims;
 
 typedef struct decoder_state {
@@ -21,6 +23,10 @@ typedef struct decoder_state {
      * attn [attn_dim]; gate, up [n_ff] */
     float *x, *xn, *proj, *q, *k, *v, *attn, *gate, *up;
     int32_t *positions;
+    /* Mixtures of experts only (else NULL): the router's logits, n_batch rows
+     * of n_experts, and the MoE layer's scratch. */
+    float *router_logits;
+    void *moe_scratch;
     void *act_scratch; /* the matrix products' quantized activations */
 } decoder_state;
 

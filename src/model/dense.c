@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "ops/attention.h"
+#include "ops/moe.h"
 #include "ops/ops.h"
 
 #include <math.h>
@@ -14,6 +15,7 @@
 
 #define MAX_LAYERS 512
 #define MAX_HEAD_DIM 1024
+#define MAX_EXPERTS 1024
 
 typedef struct dense_layer {
     const float *attn_norm, *q_norm, *k_norm, *ffn_norm; /* [E], [D], [D], [E]; the q/k norms may be NULL */
@@ -21,12 +23,18 @@ typedef struct dense_layer {
     ops_matrix gate, up, down;                          /* E -> F, E -> F, F -> E */
     /* Biases, NULL when absent: [H*D], [Hkv*D], [Hkv*D], [E], [F], [F], [E] */
     const float *bq, *bk, *bv, *bo, *b_gate, *b_up, *b_down;
+    /* A mixture of experts instead of gate, up and down: the router (E ->
+     * n_experts) and the experts' slices (gate, up, down: n_experts each). */
+    ops_matrix router;
+    ops_matrix *experts;
+    ops_moe moe;
 } dense_layer;
 
 typedef struct dense {
     const dense_traits *traits;
     uint32_t n_vocab, n_embd, n_layers, n_ff, n_heads, n_kv_heads, head_dim, n_ctx_train;
-    float eps, attn_scale;
+    uint32_t n_experts, n_experts_used, n_ff_expert; /* 0 experts: a dense feed-forward */
+    float eps, attn_scale, expert_weights_scale;
     ops_rope rope;
     ops_matrix embed, output;              /* V rows of E */
     const float *output_norm, *output_bias; /* [E], [V] or NULL */
@@ -48,6 +56,22 @@ static hearth_status read_hparams(const gguf_file *f, dense *m, hearth_error *er
         (st = model_get_u32(f, arch, "expert_count", false, 0, &n_experts, err)) ||
         (st = model_read_rope(f, arch, 10000.0f, &m->rope, err)))
         return st;
+    if (m->traits->experts) {
+        m->n_experts = n_experts;
+        if ((st = model_get_u32(f, arch, "expert_used_count", true, 0, &m->n_experts_used, err)) ||
+            (st = model_get_f32(f, arch, "expert_weights_scale", false, 0.0f, &m->expert_weights_scale, err)))
+            return st;
+        if (n_experts == 0 || n_experts > MAX_EXPERTS || m->n_experts_used == 0 || m->n_experts_used > n_experts)
+            return error_set(err, HEARTH_ERR_FORMAT,
+                             "%s: %u experts with %u used per token; need 1 to %d experts and 1 to all of them used",
+                             arch, n_experts, m->n_experts_used, MAX_EXPERTS);
+        if ((st = model_get_u32(f, arch, "expert_feed_forward_length", false, m->n_ff / m->n_experts_used,
+                                &m->n_ff_expert, err)))
+            return st;
+        if (m->n_ff_expert == 0 || m->n_ff_expert > 1048576)
+            return error_set(err, HEARTH_ERR_FORMAT, "%s.expert_feed_forward_length: implausible %u", arch,
+                             m->n_ff_expert);
+    }
     if (m->traits->refuse_experts && n_experts > 0)
         return error_set(err, HEARTH_ERR_UNSUPPORTED,
                          "%s.expert_count: %u; mixture-of-experts %s files are not supported", arch, n_experts,
@@ -103,9 +127,30 @@ static hearth_status bind_layer(const gguf_file *f, const dense *m, uint32_t il,
     if ((st = VEC(attn_norm, "attn_norm", d)) || (st = VEC(ffn_norm, "ffn_norm", d)) ||
         (st = MAT(wq, "attn_q", d, q_dim)) || (st = MAT(wk, "attn_k", d, kv_dim)) ||
         (st = MAT(wv, "attn_v", d, kv_dim)) || (st = MAT(wo, "attn_output", q_dim, d)) ||
-        (st = MAT(gate, "ffn_gate", d, ff)) || (st = MAT(up, "ffn_up", d, ff)) || (st = MAT(down, "ffn_down", ff, d)) ||
         (st = BIAS(bq, "attn_q", q_dim)) || (st = BIAS(bk, "attn_k", kv_dim)) || (st = BIAS(bv, "attn_v", kv_dim)))
         return st;
+    if (m->n_experts > 0) {
+        const int32_t n_exp = (int32_t)m->n_experts;
+        const int64_t ff_exp = m->n_ff_expert;
+        l->experts = calloc(3 * (size_t)n_exp, sizeof *l->experts);
+        if (!l->experts)
+            return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
+        if ((st = MAT(router, "ffn_gate_inp", d, n_exp)) ||
+            (st = model_bind_experts(f, NAME("ffn_gate_exps.weight"), d, ff_exp, n_exp, l->experts, err)) ||
+            (st = model_bind_experts(f, NAME("ffn_up_exps.weight"), d, ff_exp, n_exp, l->experts + n_exp, err)) ||
+            (st = model_bind_experts(f, NAME("ffn_down_exps.weight"), ff_exp, d, n_exp, l->experts + 2 * n_exp,
+                                     err)))
+            return st;
+        l->moe = (ops_moe){
+            .n_experts = n_exp, .n_used = (int32_t)m->n_experts_used, .n_embd = d, .n_ff = ff_exp,
+            .gating = OPS_MOE_SOFTMAX, .normalize = true, .scale = m->expert_weights_scale,
+            .activation = OPS_MOE_SWIGLU,
+            .gate = l->experts, .up = l->experts + n_exp, .down = l->experts + 2 * n_exp,
+        };
+    } else if ((st = MAT(gate, "ffn_gate", d, ff)) || (st = MAT(up, "ffn_up", d, ff)) ||
+               (st = MAT(down, "ffn_down", ff, d))) {
+        return st;
+    }
     if (tr->qk_norm && ((st = VEC(q_norm, "attn_q_norm", m->head_dim)) || (st = VEC(k_norm, "attn_k_norm", m->head_dim))))
         return st;
     if (tr->attn_output_bias && (st = BIAS(bo, "attn_output", d)))
@@ -123,6 +168,8 @@ static hearth_status bind_layer(const gguf_file *f, const dense *m, uint32_t il,
 void dense_free_weights(void *p)
 {
     dense *m = p;
+    for (uint32_t il = 0; m && m->layers && il < m->n_layers; il++)
+        free(m->layers[il].experts);
     if (m)
         free(m->layers);
     free(m);
@@ -172,8 +219,10 @@ hearth_status dense_state_create(const void *p, int32_t n_ctx, int32_t n_batch, 
     const dense *m = p;
     int64_t q_dim = (int64_t)m->n_heads * m->head_dim, kv_dim = (int64_t)m->n_kv_heads * m->head_dim;
     decoder_dims dims = {
-        .n_layers = m->n_layers, .n_embd = m->n_embd, .n_ff = m->n_ff,
+        .n_layers = m->n_layers, .n_embd = m->n_embd, .n_ff = m->n_experts ? 0 : m->n_ff, /* gate, up buffers */
         .q_dim = q_dim, .k_dim = kv_dim, .v_dim = kv_dim, .attn_dim = q_dim,
+        .n_experts = (int32_t)m->n_experts,
+        .moe_scratch_bytes = m->n_experts ? ops_moe_scratch_bytes(&m->layers[0].moe, n_batch) : 0,
     };
     decoder_state *s = NULL;
     hearth_status st = decoder_state_create(&dims, dense_for_each_matrix, m, n_ctx, n_batch, &s, bytes, err);
@@ -309,6 +358,13 @@ void dense_forward(const void *p, void *state, threadpool *pool, const int32_t *
         ops_attention(pool, &attn);
         ops_matmul(pool, &l->wo, s->attn, q_dim, n, s->proj, d, s->act_scratch);
         ops_parallel_rows(pool, n, attention_residual_rows, &step);
+        if (l->experts) {
+            ops_matmul(pool, &l->router, s->xn, d, n, s->router_logits, m->n_experts, s->act_scratch);
+            ops_moe_forward(pool, &l->moe, s->router_logits, m->n_experts, s->xn, d, n, s->proj, d,
+                            s->moe_scratch);
+            ops_parallel_rows(pool, n, ffn_residual_rows, &step);
+            continue;
+        }
         ops_matmul_shared_input(pool, 2, (const ops_matrix *[]){&l->gate, &l->up}, s->xn, d, n,
                                 (float *[]){s->gate, s->up}, (int64_t[]){ff, ff}, s->act_scratch);
         ops_parallel_rows(pool, n, swiglu_rows, &step);
@@ -329,9 +385,18 @@ void dense_for_each_matrix(void *p, void (*visit)(ops_matrix *m, void *ctx), voi
     dense *m = p;
     for (uint32_t il = 0; il < m->n_layers; il++) {
         dense_layer *l = &m->layers[il];
-        ops_matrix *ms[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->gate, &l->up, &l->down};
+        ops_matrix *ms[] = {&l->wq, &l->wk, &l->wv, &l->wo};
         for (size_t i = 0; i < sizeof ms / sizeof *ms; i++)
             visit(ms[i], ctx);
+        if (l->experts) {
+            visit(&l->router, ctx);
+            for (uint32_t e = 0; e < 3 * m->n_experts; e++)
+                visit(&l->experts[e], ctx);
+        } else {
+            visit(&l->gate, ctx);
+            visit(&l->up, ctx);
+            visit(&l->down, ctx);
+        }
     }
     /* Only the output: the embedding is read by row, from the map. */
     visit(&m->output, ctx);

@@ -7,6 +7,7 @@
  *               x = x + attention(q, k, v) Wo + bo       -- causal, grouped-query
  *               h = norm(x)
  *               x = x + (silu(h Wgate + bgate) * (h Wup + bup)) Wdown + bdown
+ *                   -- or, in a mixture of experts (Qwen 3 MoE), x = x + moe(h)
  *   logits = norm(x) Wout + bout  -- Wout is the embedding when output.weight is absent
  *
  * Every norm is RMSNorm with its stored weight. What differs between the
@@ -29,6 +30,9 @@ typedef struct dense_traits {
     bool output_bias;      /* output.bias (optional) */
     bool rope_freqs;       /* rope_freqs.weight, per-pair frequency divisors (optional) */
     bool refuse_experts;   /* "<arch>.expert_count" > 0 is a mixture-of-experts file */
+    /* The feed-forward is a mixture of experts (ffn_gate_inp, ffn_{gate,up,down}_exps):
+     * softmax routing, the chosen weights renormalised, SwiGLU experts. */
+    bool experts;
 } dense_traits;
 
 hearth_status dense_load(const dense_traits *traits, const gguf_file *file, const vocab *v, void **weights,

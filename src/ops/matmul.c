@@ -114,13 +114,11 @@ static void multiply_panel_group(void *p, int thread, int n_threads)
     }
 }
 
-static void multiply_rows(void *p, int thread, int n_threads)
+/* Rows [first, last) of an unpacked matrix, for all the job's tokens. */
+static void multiply_row_range(const matmul_job *job, int64_t first, int64_t last)
 {
-    matmul_job *job = p;
     const ops_matrix *w = job->w;
-    long first, last;
-    threadpool_split(w->rows, ROW_GRAIN, thread, n_threads, &first, &last);
-    long r = first;
+    int64_t r = first;
     /* Pairs of rows where the kernel exists: each activation block is then
      * read once for two rows. A pair covers the tokens in fours; the rest go
      * row by row below. */
@@ -159,11 +157,41 @@ static void multiply_rows(void *p, int thread, int n_threads)
     }
 }
 
+static void multiply_rows(void *p, int thread, int n_threads)
+{
+    const matmul_job *job = p;
+    long first, last;
+    threadpool_split(job->w->rows, ROW_GRAIN, thread, n_threads, &first, &last);
+    multiply_row_range(job, first, last);
+}
+
 static void run_group(threadpool *pool, panel_group *group)
 {
     if (group->n > 0)
         threadpool_run(pool, multiply_panel_group, group);
     group->n = 0;
+}
+
+static matmul_job make_job(const ops_matrix *w, const float *x, int64_t x_stride, const void *act,
+                           int64_t n_tokens, float *y, int64_t y_stride)
+{
+    matmul_job job = {
+        .w = w, .x = x, .x_stride = x_stride, .n_tokens = n_tokens, .y = y, .y_stride = y_stride,
+        .act = (unsigned char *)act, .act_row_bytes = activation_row_bytes(w),
+        .dot = ops_dot_best(w->type),
+        .dot4 = ops_dot4_best(w->type),
+        .dot4x2 = ops_dot4x2_best(w->type),
+        .panel = w->packed ? ops_panel_best(w->type) : NULL,
+    };
+    assert(job.dot != NULL); /* model loading rejects types without a kernel */
+    assert(!w->packed || job.panel != NULL);
+    return job;
+}
+
+uint32_t ops_matmul_act_format(const ops_matrix *w)
+{
+    /* Packed formats get their own ids, above every quant type. */
+    return w->packed ? 0x10000u + (uint32_t)ops_packed_act_format(w->type) : ops_activation_type(w->type);
 }
 
 void ops_matmul_shared_input(threadpool *pool, int n_matrices, const ops_matrix *const *ws, const float *x,
@@ -174,20 +202,9 @@ void ops_matmul_shared_input(threadpool *pool, int n_matrices, const ops_matrix 
     panel_group group = {0};
     for (int m = 0; m < n_matrices; m++) {
         const ops_matrix *w = ws[m];
-        matmul_job job = {
-            .w = w, .x = x, .x_stride = x_stride, .n_tokens = n_tokens, .y = ys[m], .y_stride = y_strides[m],
-            .act = scratch, .act_row_bytes = activation_row_bytes(w),
-            .dot = ops_dot_best(w->type),
-            .dot4 = ops_dot4_best(w->type),
-            .dot4x2 = ops_dot4x2_best(w->type),
-            .panel = w->packed ? ops_panel_best(w->type) : NULL,
-        };
-        assert(job.dot != NULL); /* model loading rejects types without a kernel */
-        assert(!w->packed || job.panel != NULL);
+        matmul_job job = make_job(w, x, x_stride, scratch, n_tokens, ys[m], y_strides[m]);
         assert(m == 0 || w->cols == ws[0]->cols);
-        /* Packed formats get their own ids, above every quant type. */
-        uint32_t activation = w->packed ? 0x10000u + (uint32_t)ops_packed_act_format(w->type)
-                                        : ops_activation_type(w->type);
+        uint32_t activation = ops_matmul_act_format(w);
         if (activation != converted_for) {
             run_group(pool, &group); /* it reads the scratch about to be overwritten */
             if (n_tokens == 1) /* one row: not worth waking the pool */
@@ -219,4 +236,69 @@ void ops_matrix_row_f32(const ops_matrix *w, int64_t row, float *out)
 {
     const quant_traits *traits = quant_get_traits(w->type);
     traits->dequantize((const unsigned char *)w->data + (size_t)row * w->row_bytes, out, w->cols);
+}
+
+size_t ops_matmul_act_row_bytes(const ops_matrix *w) { return activation_row_bytes(w); }
+
+void ops_matmul_convert_act(const ops_matrix *w, const float *x, void *act)
+{
+    if (w->packed)
+        ops_packed_quantize_act(w->type, x, act, w->cols);
+    else
+        ops_quantize_activation(w->type, x, act, w->cols);
+}
+
+/* A task's units of work are its panels (packed) or groups of ROW_GRAIN rows;
+ * a unit costs its tokens plus a fixed share for reading its weights, which
+ * is what a one-token product mostly does. */
+enum { UNIT_READ_COST = 4 };
+
+typedef struct task_batch {
+    const ops_matmul_task *tasks;
+    int n_tasks;
+    int64_t total_cost;
+} task_batch;
+
+static int64_t task_units(const ops_matmul_task *t)
+{
+    return t->w->packed ? panel_count(t->w) : (t->w->rows + ROW_GRAIN - 1) / ROW_GRAIN;
+}
+
+static int64_t unit_cost(const ops_matmul_task *t) { return t->n_tokens + UNIT_READ_COST; }
+
+/* Each thread takes the units whose cost begins in its share of the total:
+ * contiguous runs, so a thread's tasks follow one another in memory. */
+static void run_task_share(void *p, int thread, int n_threads)
+{
+    const task_batch *batch = p;
+    int64_t lo = batch->total_cost * thread / n_threads, hi = batch->total_cost * (thread + 1) / n_threads;
+    int64_t start = 0; /* cost before the current task */
+    for (int i = 0; i < batch->n_tasks && start < hi; i++) {
+        const ops_matmul_task *t = &batch->tasks[i];
+        int64_t units = task_units(t), cost = unit_cost(t), end = start + units * cost;
+        if (t->n_tokens > 0 && end > lo) {
+            int64_t first = lo > start ? (lo - start + cost - 1) / cost : 0;
+            int64_t last = hi < end ? (hi - start + cost - 1) / cost : units;
+            if (first < last) {
+                matmul_job job = make_job(t->w, NULL, 0, t->act, t->n_tokens, t->y, t->y_stride);
+                job.act_row_bytes = t->act_stride;
+                if (t->w->packed)
+                    multiply_panel_range(&job, first, last);
+                else
+                    multiply_row_range(&job, first * ROW_GRAIN,
+                                       last * ROW_GRAIN < t->w->rows ? last * ROW_GRAIN : t->w->rows);
+            }
+        }
+        start = end;
+    }
+}
+
+void ops_matmul_tasks(threadpool *pool, const ops_matmul_task *tasks, int n_tasks)
+{
+    task_batch batch = {.tasks = tasks, .n_tasks = n_tasks};
+    for (int i = 0; i < n_tasks; i++)
+        if (tasks[i].n_tokens > 0)
+            batch.total_cost += task_units(&tasks[i]) * unit_cost(&tasks[i]);
+    if (batch.total_cost > 0)
+        threadpool_run(pool, run_task_share, &batch);
 }

@@ -39,6 +39,29 @@ void ops_matmul_shared_input(threadpool *pool, int n_matrices, const ops_matrix 
                              int64_t x_stride, int64_t n_tokens, float *const *ys, const int64_t *y_strides,
                              void *scratch);
 
+/* Many independent products in one step: the experts of a mixture, each
+ * with its own weights and its own few tokens. Activations are converted by
+ * the caller (ops_matmul_convert_act) so that rows can be gathered in any
+ * order. Work is dealt out by estimated cost (weight rows x tokens, plus the
+ * reading of the rows), so small and large products share the threads
+ * evenly and the pool meets once for all of them. */
+typedef struct ops_matmul_task {
+    const ops_matrix *w;
+    const void *act; /* n_tokens rows converted for w (ops_matmul_convert_act), act_stride bytes apart */
+    size_t act_stride; /* at least ops_matmul_act_row_bytes(w) */
+    int64_t n_tokens;
+    float *y;        /* n_tokens rows of w->rows, y_stride floats apart */
+    int64_t y_stride;
+} ops_matmul_task;
+
+void ops_matmul_tasks(threadpool *pool, const ops_matmul_task *tasks, int n_tasks);
+
+/* The activation row w's products read (its packed or plain format), and an
+ * id that two matrices share exactly when their converted rows are the same. */
+size_t ops_matmul_act_row_bytes(const ops_matrix *w);
+uint32_t ops_matmul_act_format(const ops_matrix *w);
+void ops_matmul_convert_act(const ops_matrix *w, const float *x, void *act);
+
 /* Row `row` of w as f32 (an embedding lookup). */
 void ops_matrix_row_f32(const ops_matrix *w, int64_t row, float *out);
 
