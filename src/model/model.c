@@ -21,6 +21,7 @@ static const model_arch *const architectures[] = {
     &model_arch_qwen2,
     &model_arch_qwen3,
     &model_arch_qwen3moe,
+    &model_arch_gpt_oss,
 };
 
 /* One repacked matrix: several ops_matrix may share it (a tied output). It
