@@ -108,7 +108,7 @@ static hearth_status read_hparams(const gguf_file *f, gpt_oss *g, hearth_error *
 
     /* Both kinds of layer rotate with the file's scaling (YaRN for gpt-oss);
      * the sliding ones may have a base of their own. */
-    if ((st = model_read_rope(f, ARCH, 10000.0f, &g->rope_full, err)))
+    if ((st = model_read_rope_scaling(f, ARCH, 10000.0f, true, &g->rope_full, err)))
         return st;
     g->rope_full.layout = OPS_ROPE_NEOX;
     g->rope_full.n_dims = (int32_t)g->head_dim;

@@ -454,6 +454,12 @@ hearth_status model_get_f32(const gguf_file *file, const char *arch, const char 
 hearth_status model_read_rope(const gguf_file *file, const char *arch, float default_base, ops_rope *rope,
                               hearth_error *err)
 {
+    return model_read_rope_scaling(file, arch, default_base, false, rope, err);
+}
+
+hearth_status model_read_rope_scaling(const gguf_file *file, const char *arch, float default_base, bool allow_yarn,
+                                      ops_rope *rope, hearth_error *err)
+{
     hearth_status st = model_get_f32(file, arch, "rope.freq_base", false, default_base, &rope->freq_base, err);
     if (st != HEARTH_OK)
         return st;
@@ -461,8 +467,8 @@ hearth_status model_read_rope(const gguf_file *file, const char *arch, float def
         return error_set(err, HEARTH_ERR_FORMAT, "%s.rope.freq_base: %g must be positive", arch, rope->freq_base);
 
     /* The scaling: none, linear (which is also what a bare factor means to
-     * llama.cpp), or YaRN with the parameters llama.cpp derives for it when
-     * the architecture sets none of its own: ext_factor 1, beta_fast 32,
+     * llama.cpp), or, where the caller allows it, YaRN with the parameters
+     * llama.cpp derives for it when the architecture sets none of its own: ext_factor 1, beta_fast 32,
      * beta_slow 1, and an attention factor that cancels the magnitude
      * scaling ggml's rope applies (see below). */
     rope->freq_scale = 1.0f;
@@ -475,10 +481,10 @@ hearth_status model_read_rope(const gguf_file *file, const char *arch, float def
         return error_set(err, HEARTH_ERR_FORMAT, "%s: not a string", key);
     if (type && gguf_string_equals(type, "none"))
         return HEARTH_OK;
-    bool yarn = type && gguf_string_equals(type, "yarn");
+    bool yarn = allow_yarn && type && gguf_string_equals(type, "yarn");
     if (type && !yarn && !gguf_string_equals(type, "linear"))
-        return error_set(err, HEARTH_ERR_UNSUPPORTED, "%s: '%.*s' is not supported (none, linear, yarn)", key,
-                         (int)(type->len > 32 ? 32 : type->len), type->data);
+        return error_set(err, HEARTH_ERR_UNSUPPORTED, "%s: '%.*s' is not supported (none, linear%s)", key,
+                         (int)(type->len > 32 ? 32 : type->len), type->data, allow_yarn ? ", yarn" : "");
     float factor;
     if ((st = model_get_f32(file, arch, "rope.scaling.factor", false, 0.0f, &factor, err)))
         return st;
