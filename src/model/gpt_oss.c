@@ -16,7 +16,12 @@
  * Every attention head has a learned sink logit that joins its softmax's
  * denominator. Layers alternate: even ones attend within a window of
  * attention.sliding_window keys, odd ones to everything (llama.cpp's
- * pattern of 2, sliding first, unless sliding_window_pattern says otherwise). */
+ * pattern of 2, sliding first, unless sliding_window_pattern says otherwise).
+ *
+ * Keys llama.cpp does not read for this architecture are not read here
+ * either, so that the two agree on any file: the converter's
+ * rope.scaling.yarn_beta_fast / _slow (llama.cpp's defaults 32 and 1, which
+ * gpt-oss's config also has, apply) and expert_weights_scale (none). */
 #include "model/decoder_state.h"
 
 #include "base/error.h"
