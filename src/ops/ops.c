@@ -22,9 +22,12 @@ void ops_rmsnorm(const float *x, const float *weight, int64_t n, float eps, floa
     }
 }
 
+/* The pair index at which a wavelength makes n_rot turns over n_ctx_orig
+ * positions (ggml_rope_yarn_corr_dim, in its float operations). */
 static float yarn_corr_dim(int32_t n_dims, int32_t n_ctx_orig, float n_rot, float base)
 {
-    return (float)n_dims * logf((float)n_ctx_orig / (n_rot * 2.0f * (float)3.14159265358979323846)) / (2.0f * logf(base));
+    const float pi = (float)3.14159265358979323846;
+    return (float)n_dims * logf((float)n_ctx_orig / (n_rot * 2.0f * pi)) / (2.0f * logf(base));
 }
 
 void ops_rope_yarn_corr_dims(int32_t n_dims, int32_t n_ctx_orig, float freq_base, float beta_fast, float beta_slow,
