@@ -1,4 +1,4 @@
-/* The dense architectures (Qwen 3, Qwen 2, Llama 3) against llama.cpp (the
+/* The dense architectures (Qwen 3, Qwen 2, Llama 3) and Qwen 3 MoE against llama.cpp (the
  * oracle) on tiny random-weight models: `test_dense ARCH`. The models come
  * from scripts/oracle/make_dense_model.py (CTest runs it first, into the build
  * tree: the dense_tiny_models step); the fixtures in tests/fixtures/ARCH/ from
@@ -7,7 +7,9 @@
  * data, checked first, so a drifting generator (a numpy or gguf change) reads
  * as that and not as a wrong forward pass. The three models differ in what
  * they switch on: Qwen 3's q/k norms, Qwen 2's q/k/v biases and one KV head
- * for eight query heads, Llama's rope_freqs, pairwise RoPE and untied output.
+ * for eight query heads, Llama's rope_freqs, pairwise RoPE and untied output;
+ * Qwen 3 MoE's mixture of 16 experts with 4 chosen per token (its own bounds:
+ * see moe_variants).
  *
  * Per variant (F16, Q8_0, Q4_K_M), random token ids teacher-forced twice: 512
  * in batches of 64, as prefill runs them, against llama.cpp's batch of 512;

@@ -25,6 +25,7 @@ typedef struct model_arch {
 } model_arch;
 
 extern const model_arch model_arch_gemma3;
+extern const model_arch model_arch_gemma4;
 extern const model_arch model_arch_gpt_oss;
 extern const model_arch model_arch_llama;
 extern const model_arch model_arch_qwen2;

@@ -17,6 +17,7 @@
 
 static const model_arch *const architectures[] = {
     &model_arch_gemma3,
+    &model_arch_gemma4,
     &model_arch_llama,
     &model_arch_qwen2,
     &model_arch_qwen3,

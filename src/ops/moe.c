@@ -312,6 +312,18 @@ static int expert_tasks(const moe_step *st, const ops_matrix *experts, const uns
     return n;
 }
 
+/* Decode's few pairs are converted and activated on the calling thread:
+ * microseconds of work, less than waking the pool costs. */
+enum { INLINE_PAIRS = 32 };
+
+static void run_pair_rows(threadpool *pool, int64_t pairs, ops_rows_fn fn, void *ctx)
+{
+    if (pairs <= INLINE_PAIRS)
+        fn(ctx, 0, pairs);
+    else
+        ops_parallel_rows(pool, pairs, fn, ctx);
+}
+
 void ops_moe_forward(threadpool *pool, const ops_moe *moe, const float *logits, int64_t logits_stride,
                      const float *x, int64_t x_stride, int64_t n_tokens, float *y, int64_t y_stride,
                      void *scratch)
@@ -332,7 +344,7 @@ void ops_moe_forward(threadpool *pool, const ops_moe *moe, const float *logits, 
 
     ops_parallel_rows(pool, n_tokens, route_rows, &st);
     assign_slots(&st, n_tokens);
-    ops_parallel_rows(pool, slots, convert_input_rows, &st);
+    run_pair_rows(pool, slots, convert_input_rows, &st);
 
     int n;
     if (moe->gate_up) {
@@ -344,7 +356,7 @@ void ops_moe_forward(threadpool *pool, const ops_moe *moe, const float *logits, 
         n += expert_tasks(&st, moe->up, act_up, row_up, s->gate_up + ff, 2 * ff, s->tasks + n);
     }
     ops_matmul_tasks(pool, s->tasks, n);
-    ops_parallel_rows(pool, slots, activation_rows, &st);
+    run_pair_rows(pool, slots, activation_rows, &st);
     n = expert_tasks(&st, moe->down, s->act_down, s->row_down, s->out, moe->n_embd, s->tasks);
     ops_matmul_tasks(pool, s->tasks, n);
     ops_parallel_rows(pool, n_tokens, combine_rows, &st);

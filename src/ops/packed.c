@@ -142,16 +142,33 @@ static void put_k4_scales(uint16_t d[16], uint16_t dmin[16], uint8_t scales[8][1
     }
 }
 
+/* Q4_K's nibbles move four at a time: group g of sub-block j in row r holds
+ * elements 4g..4g+3 in its low nibbles and 16+4g..16+4g+3 in its high ones
+ * (put_nibbles), and both runs are four consecutive bytes of qs, shifted by
+ * 4 (j % 2). Word by word instead of element by element: repacking is most
+ * of the load time of a large model, and Q4_K most of its weights. */
 static void pack_q4_K(const uint8_t *row, int r, int64_t nb, void *dst)
 {
     panel_q4_K *p = dst;
     for (int64_t b = 0; b < nb; b++) {
         const block_q4_K *src = (const block_q4_K *)row + b;
-        uint8_t u[8][32];
-        put_k4_scales(p[b].d, p[b].dmin, p[b].scales, p[b].min_pairs, r, src->d, src->dmin, src->scales, src->qs,
-                      NULL, u);
-        for (int j = 0; j < 8; j++)
-            put_nibbles(p[b].nibbles[j], r, u[j]);
+        p[b].d[r] = src->d;
+        p[b].dmin[r] = src->dmin;
+        for (int j = 0; j < 8; j++) {
+            int scale, min;
+            quant_k4_scale_min(src->scales, j, &scale, &min);
+            p[b].scales[j][r] = (uint8_t)scale;
+            p[b].min_pairs[j / 2][r][j % 2] = (uint8_t)min;
+            const uint8_t *qs = src->qs + 32 * (j / 2);
+            int shift = 4 * (j % 2);
+            for (int g = 0; g < 4; g++) {
+                uint32_t low, high;
+                memcpy(&low, qs + 4 * g, 4);
+                memcpy(&high, qs + 16 + 4 * g, 4);
+                uint32_t word = (low >> shift & 0x0F0F0F0Fu) | (high >> shift & 0x0F0F0F0Fu) << 4;
+                memcpy(&p[b].nibbles[j][g][4 * r], &word, 4);
+            }
+        }
     }
 }
 
