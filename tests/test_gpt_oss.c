@@ -42,7 +42,8 @@
  * expert down bias 83 % / 0.29; attention scale 1/8.5 for 1/8 96.5 % /
  * 0.064, max 2.5.
  *
- * Then bad files: missing keys and tensors fail to load naming them. */
+ * Then a reused prefix gives a fresh session's logits to the bit, and bad
+ * files (missing keys and tensors) fail to load naming them. */
 #include "test.h"
 #include "topk_fixture.h"
 
@@ -153,6 +154,42 @@ static void check_variant(threadpool *pool, const variant_bounds *b)
     model_free(m);
 }
 
+/* A session that keeps the common prefix of a new sequence and evaluates the
+ * rest gives the logits a fresh session gives, bit for bit, when both ran the
+ * same calls: 150 shared tokens (past the window of 128), then 40 that
+ * differ. */
+static void check_prefix_reuse(threadpool *pool)
+{
+    enum { SHARED = 150, REST = 40 };
+    hearth_error err = {0};
+    model *m = NULL;
+    session *reused = NULL, *fresh = NULL;
+    if (model_load(MODEL_DIR "/gpt-oss-tiny-mxfp4.gguf", &m, &err) != HEARTH_OK ||
+        session_create(m, pool, &(session_params){.n_ctx = 256}, &reused, &err) != HEARTH_OK ||
+        session_create(m, pool, &(session_params){.n_ctx = 256}, &fresh, &err) != HEARTH_OK) {
+        CHECK_MSG(0, "%s", err.message);
+    } else {
+        int32_t first[SHARED + REST], second[SHARED + REST];
+        for (int i = 0; i < SHARED + REST; i++) {
+            first[i] = 3 + (i * 7919) % 1500;
+            second[i] = i < SHARED ? first[i] : 5 + (i * 104729) % 1500;
+        }
+        CHECK(session_eval(reused, first, SHARED, &err) == HEARTH_OK);
+        CHECK(session_eval(reused, first + SHARED, REST, &err) == HEARTH_OK);
+        int32_t kept = session_keep_common_prefix(reused, second, SHARED + REST);
+        CHECK_MSG(kept == SHARED, "kept %d tokens, expected %d", kept, SHARED);
+        CHECK(session_eval(reused, second + kept, SHARED + REST - kept, &err) == HEARTH_OK);
+        CHECK(session_eval(fresh, second, SHARED, &err) == HEARTH_OK);
+        CHECK(session_eval(fresh, second + SHARED, REST, &err) == HEARTH_OK);
+        CHECK_MSG(memcmp(session_logits(reused), session_logits(fresh), (size_t)model_n_vocab(m) * sizeof(float)) ==
+                      0,
+                  "logits after reusing the prefix differ from a fresh evaluation");
+    }
+    session_free(reused);
+    session_free(fresh);
+    model_free(m);
+}
+
 /* ---- bad files: the MXFP4 model rewritten with one thing wrong ---- */
 
 typedef struct damage {
@@ -246,6 +283,7 @@ int main(void)
     }
     for (size_t i = 0; i < sizeof variants / sizeof *variants; i++)
         check_variant(pool, &variants[i]);
+    check_prefix_reuse(pool);
     check_bad_files();
     threadpool_free(pool);
     return test_finish("test_gpt_oss");
