@@ -85,6 +85,9 @@ static bool fill_random_blocks(uint32_t type, void *blocks, int64_t nblocks)
         case QUANT_Q8_1:
             ((block_q8_1 *)blocks)[i].d = 0.001f + 0.01f * (test_rng_uniform() + 1);
             break;
+        case QUANT_MXFP4: /* exponents 2^-10 .. 2^5: every code, with scales from tiny to large */
+            ((block_mxfp4 *)blocks)[i].e = (uint8_t)(118 + test_rng_next() % 16);
+            break;
         default:
             return false;
         }
@@ -252,6 +255,30 @@ static void check_case(const dot_case *c, const char *label)
                 CHECK_MSG(memcmp(&eight[k], &simd, sizeof simd) == 0, "%s%s n=%" PRId64 " %s: dot4x2 %.9g vs %.9g",
                           name, label, n, cpu_level_name((cpu_level)level), eight[k], simd);
         }
+    }
+}
+
+/* Weights of random bits (every code of every element, scales of either
+ * extreme) rather than a quantizer's output, for formats with a quantizer
+ * whose output may not reach all codes (MXFP4's never writes -0). */
+static void check_random_bits(uint32_t type)
+{
+    const quant_traits *t = quant_get_traits(type);
+    const int64_t sizes[] = {32, 17 * 32, 4096 + 9 * 32};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        int64_t n = sizes[s];
+        dot_case c;
+        float *src = malloc((size_t)n * sizeof *src);
+        bool made = dot_case_alloc(&c, type, n) && src && fill_random_blocks(type, c.w, n / t->block_size);
+        if (made) {
+            fill_values(src, n, 1.0f);
+            dot_case_finish(&c, src);
+            check_case(&c, " (random bits)");
+        } else {
+            CHECK_MSG(false, "%s n=%" PRId64 ": could not build the test rows", t->name, n);
+        }
+        free(src);
+        dot_case_free(&c);
     }
 }
 
@@ -498,6 +525,7 @@ static void check_coverage(void)
     CHECK(ops_activation_type(QUANT_Q4_0) == QUANT_Q8_0);
     CHECK(ops_activation_type(QUANT_Q5_0) == QUANT_Q8_0);
     CHECK(ops_activation_type(QUANT_Q8_0) == QUANT_Q8_0);
+    CHECK(ops_activation_type(QUANT_MXFP4) == QUANT_Q8_0); /* ggml-cpu's vec_dot_type */
     CHECK(ops_activation_type(QUANT_Q4_1) == QUANT_Q8_1);
     CHECK(ops_activation_type(QUANT_Q5_1) == QUANT_Q8_1);
     CHECK(ops_activation_type(QUANT_Q4_K) == QUANT_Q8_K);
@@ -516,6 +544,8 @@ int main(void)
     check_dot4(QUANT_Q4_0);
     check_dot4(QUANT_Q5_0);
     check_dot4(QUANT_Q8_0);
+    check_dot4(QUANT_MXFP4);
+    check_random_bits(QUANT_MXFP4);
     check_dot4(QUANT_Q4_1);
     check_dot4(QUANT_Q5_1);
     check_min_format_edges(QUANT_Q4_1);

@@ -112,6 +112,52 @@ static void check_rope(void)
                 }
 }
 
+/* YaRN with gpt-oss's settings (factor 32 over 4096 trained positions, base
+ * 150000, heads of 64) and a second, partial-rotation case, against the
+ * formula in double: pair i's angle mixes p * theta_i / factor and
+ * p * theta_i by a ramp that is 1 below corr_dims[0] and 0 above
+ * corr_dims[1]; cos and sin are scaled by attn_factor (1 + 0.1 ln factor). */
+static void check_rope_yarn(void)
+{
+    enum { HEADS = 2, DIM = 128 };
+    float x[HEADS * DIM], y[HEADS * DIM];
+    for (int i = 0; i < HEADS * DIM; i++)
+        x[i] = random_float();
+    static const struct { int n_dims, n_ctx_orig; float base, factor, attn_factor; } cases[] = {
+        {64, 4096, 150000.0f, 32.0f, 1.0f}, {128, 256, 10000.0f, 4.0f, 0.75f}, {96, 2048, 500000.0f, 8.0f, 1.0f}};
+    const int positions[] = {0, 3, 100, 511, 4095, 70000};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        for (size_t p = 0; p < sizeof positions / sizeof *positions; p++) {
+            ops_rope rope = {.layout = OPS_ROPE_NEOX, .n_dims = cases[c].n_dims, .freq_base = cases[c].base,
+                             .freq_scale = 1.0f / cases[c].factor, .ext_factor = 1.0f,
+                             .attn_factor = cases[c].attn_factor, .beta_fast = 32.0f, .beta_slow = 1.0f,
+                             .n_ctx_orig = cases[c].n_ctx_orig};
+            float dims[2];
+            ops_rope_yarn_corr_dims(rope.n_dims, rope.n_ctx_orig, rope.freq_base, 32.0f, 1.0f, dims);
+            CHECK(dims[0] >= 0.0f && dims[0] <= dims[1] && dims[1] <= (float)(rope.n_dims - 1));
+            memcpy(y, x, sizeof x);
+            ops_rope_apply(&rope, y, HEADS, DIM, positions[p]);
+            int half = rope.n_dims / 2;
+            double mscale = cases[c].attn_factor * (1.0 + 0.1 * log(cases[c].factor)), worst = 0.0;
+            for (int h = 0; h < HEADS; h++) {
+                const float *a = x + h * DIM, *b = y + h * DIM;
+                for (int i = 0; i < half; i++) {
+                    double extrapolated = positions[p] * pow(cases[c].base, -2.0 * i / rope.n_dims);
+                    double ramp = 1.0 - fmin(1.0, fmax(0.0, (i - dims[0]) / fmax(0.001, dims[1] - dims[0])));
+                    double theta = extrapolated / cases[c].factor * (1.0 - ramp) + extrapolated * ramp;
+                    double re = (a[i] * cos(theta) - a[i + half] * sin(theta)) * mscale;
+                    double im = (a[i] * sin(theta) + a[i + half] * cos(theta)) * mscale;
+                    worst = fmax(worst, fmax(fabs(b[i] - re), fabs(b[i + half] - im)));
+                }
+                for (int i = rope.n_dims; i < DIM; i++)
+                    worst = fmax(worst, fabs(b[i] - a[i]));
+            }
+            double limit = 1e-5 + 4e-7 * positions[p];
+            CHECK_MSG(worst < limit, "yarn rope case %zu pos %d: error %g (limit %g)", c, positions[p], worst, limit);
+        }
+    }
+}
+
 static void check_geglu(void)
 {
     double worst = 0.0;
@@ -230,7 +276,20 @@ static void check_parallel_rows(void)
 
 /* Attention against a two-pass softmax in double, with the kernels of one
  * instruction level. */
-static void check_attention_at(cpu_level level, int n_tokens, int n_heads, int n_kv_heads, int dim, int window)
+/* Per-head sink logits for the attention checks: below, near and above the
+ * scores' range (a few units), so that each branch of the sink's rescaling
+ * runs. */
+static float test_sinks[128];
+
+static void fill_test_sinks(void)
+{
+    static const float cycle[8] = {-3.0f, 0.5f, 6.0f, 1.5f, 12.0f, -0.25f, 2.5f, 4.0f};
+    for (int h = 0; h < 128; h++)
+        test_sinks[h] = cycle[h % 8];
+}
+
+static void check_attention_at(cpu_level level, int n_tokens, int n_heads, int n_kv_heads, int dim, int window,
+                               bool sinks)
 {
     enum { MAX_POS = 200, MAX_DIM = 64, MAX_HEADS = 8 };
     static float q[MAX_POS * MAX_HEADS * MAX_DIM], out[MAX_POS * MAX_HEADS * MAX_DIM];
@@ -249,6 +308,7 @@ static void check_attention_at(cpu_level level, int n_tokens, int n_heads, int n
         .q = q, .q_stride = q_dim, .k = k, .v = v, .k_stride = kv_dim, .v_stride = kv_dim,
         .positions = positions, .n_tokens = n_tokens, .n_heads = n_heads, .n_kv_heads = n_kv_heads,
         .head_dim_k = dim, .head_dim_v = dim, .window = window, .scale = scale, .out = out, .out_stride = q_dim,
+        .sinks = sinks ? test_sinks : NULL,
     };
     ops_attention_at_level(NULL, &args, level);
     double worst = 0.0;
@@ -266,6 +326,8 @@ static void check_attention_at(cpu_level level, int n_tokens, int n_heads, int n
             }
             for (int j = first; j <= p; j++)
                 sum += scores[j] = exp(scores[j] - max);
+            if (sinks)
+                sum += exp(test_sinks[h] - max);
             for (int d = 0; d < dim; d++) {
                 double o = 0.0;
                 for (int j = first; j <= p; j++)
@@ -277,14 +339,15 @@ static void check_attention_at(cpu_level level, int n_tokens, int n_heads, int n
     /* Batches under 64 tokens keep the query and the accumulator in f16, as
      * llama.cpp does: about three decimal digits on values below 1. */
     double limit = n_tokens < 64 ? 4e-3 : 1e-5;
-    CHECK_MSG(worst < limit, "attention (%s) tokens %d heads %d/%d dim %d window %d: error %g (limit %g)",
-              cpu_level_name(level), n_tokens, n_heads, n_kv_heads, dim, window, worst, limit);
+    CHECK_MSG(worst < limit, "attention (%s) tokens %d heads %d/%d dim %d window %d sinks %d: error %g (limit %g)",
+              cpu_level_name(level), n_tokens, n_heads, n_kv_heads, dim, window, sinks, worst, limit);
 }
 
 static void check_attention(int n_tokens, int n_heads, int n_kv_heads, int dim, int window)
 {
     for (int level = CPU_LEVEL_SCALAR; level <= (int)cpu_hardware_level(); level++)
-        check_attention_at((cpu_level)level, n_tokens, n_heads, n_kv_heads, dim, window);
+        for (int sinks = 0; sinks < 2; sinks++)
+            check_attention_at((cpu_level)level, n_tokens, n_heads, n_kv_heads, dim, window, sinks);
 }
 
 /* The SIMD row kernels against the scalar ones on awkward lengths: the f16
@@ -390,6 +453,8 @@ static double attention_error(const ops_attention_args *a)
             }
             for (int j = first; j <= p; j++)
                 sum += scores[j] = exp(scores[j] - max);
+            if (a->sinks)
+                sum += exp(a->sinks[h] - max);
             for (int d = 0; d < a->head_dim_v; d++) {
                 double o = 0.0;
                 for (int j = first; j <= p; j++)
@@ -567,6 +632,8 @@ static void check_tiled_attention(void)
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
         attention_case c = attention_case_make(shapes[i].n_tokens, shapes[i].n_heads, shapes[i].n_kv_heads,
                                                shapes[i].dim, shapes[i].window, shapes[i].pos0);
+        if (i % 2 == 1) /* every other shape with attention sinks */
+            c.args.sinks = test_sinks;
         size_t n_out = (size_t)c.args.n_tokens * c.args.out_stride;
         float *scalar_out = malloc(n_out * sizeof *scalar_out), *avx2_out = malloc(n_out * sizeof *avx2_out);
         for (int level = CPU_LEVEL_SCALAR; level <= (int)cpu_hardware_level(); level++) {
@@ -606,9 +673,11 @@ static void check_tiled_attention(void)
 
 int main(void)
 {
+    fill_test_sinks();
     check_rmsnorm();
     check_rmsnorm_rows();
     check_rope();
+    check_rope_yarn();
     check_geglu();
     check_elementwise_levels();
     check_swiglu_levels();

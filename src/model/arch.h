@@ -26,6 +26,7 @@ typedef struct model_arch {
 
 extern const model_arch model_arch_gemma3;
 extern const model_arch model_arch_gemma4;
+extern const model_arch model_arch_gpt_oss;
 extern const model_arch model_arch_llama;
 extern const model_arch model_arch_qwen2;
 extern const model_arch model_arch_qwen3;
@@ -71,5 +72,10 @@ hearth_status model_get_f32(const gguf_file *file, const char *arch, const char 
  * keys into rope's freq_base and freq_scale; the caller sets the rest. */
 hearth_status model_read_rope(const gguf_file *file, const char *arch, float default_base, ops_rope *rope,
                               hearth_error *err);
+/* The same, and YaRN too when allow_yarn: for the architectures whose
+ * YaRN has been checked against llama.cpp (gpt-oss); the others refuse it
+ * rather than run unverified angles. */
+hearth_status model_read_rope_scaling(const gguf_file *file, const char *arch, float default_base, bool allow_yarn,
+                                      ops_rope *rope, hearth_error *err);
 
 #endif

@@ -8,6 +8,7 @@
 #include "ops/packed.h"
 #include "quant/quant.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@ static const model_arch *const architectures[] = {
     &model_arch_qwen2,
     &model_arch_qwen3,
     &model_arch_qwen3moe,
+    &model_arch_gpt_oss,
 };
 
 /* One repacked matrix: several ops_matrix may share it (a tied output). It
@@ -453,16 +455,26 @@ hearth_status model_get_f32(const gguf_file *file, const char *arch, const char 
 hearth_status model_read_rope(const gguf_file *file, const char *arch, float default_base, ops_rope *rope,
                               hearth_error *err)
 {
+    return model_read_rope_scaling(file, arch, default_base, false, rope, err);
+}
+
+hearth_status model_read_rope_scaling(const gguf_file *file, const char *arch, float default_base, bool allow_yarn,
+                                      ops_rope *rope, hearth_error *err)
+{
     hearth_status st = model_get_f32(file, arch, "rope.freq_base", false, default_base, &rope->freq_base, err);
     if (st != HEARTH_OK)
         return st;
     if (!(rope->freq_base > 0.0f))
         return error_set(err, HEARTH_ERR_FORMAT, "%s.rope.freq_base: %g must be positive", arch, rope->freq_base);
 
-    /* The scaling: none, or linear (which is also what a bare factor means
-     * to llama.cpp). YaRN, which long-context configurations ask for, is not
-     * implemented: refused rather than run with the wrong angles. */
+    /* The scaling: none, linear (which is also what a bare factor means to
+     * llama.cpp), or, where the caller allows it, YaRN with the parameters
+     * llama.cpp derives for it when the architecture sets none of its own: ext_factor 1, beta_fast 32,
+     * beta_slow 1, and an attention factor that cancels the magnitude
+     * scaling ggml's rope applies (see below). */
     rope->freq_scale = 1.0f;
+    rope->ext_factor = 0.0f;
+    rope->attn_factor = 1.0f;
     char key[256];
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
     const gguf_string *type = gguf_get_string(file, key);
@@ -470,9 +482,10 @@ hearth_status model_read_rope(const gguf_file *file, const char *arch, float def
         return error_set(err, HEARTH_ERR_FORMAT, "%s: not a string", key);
     if (type && gguf_string_equals(type, "none"))
         return HEARTH_OK;
-    if (type && !gguf_string_equals(type, "linear"))
-        return error_set(err, HEARTH_ERR_UNSUPPORTED, "%s: '%.*s' is not supported (none, linear)", key,
-                         (int)(type->len > 32 ? 32 : type->len), type->data);
+    bool yarn = allow_yarn && type && gguf_string_equals(type, "yarn");
+    if (type && !yarn && !gguf_string_equals(type, "linear"))
+        return error_set(err, HEARTH_ERR_UNSUPPORTED, "%s: '%.*s' is not supported (none, linear%s)", key,
+                         (int)(type->len > 32 ? 32 : type->len), type->data, allow_yarn ? ", yarn" : "");
     float factor;
     if ((st = model_get_f32(file, arch, "rope.scaling.factor", false, 0.0f, &factor, err)))
         return st;
@@ -480,5 +493,31 @@ hearth_status model_read_rope(const gguf_file *file, const char *arch, float def
         return error_set(err, HEARTH_ERR_FORMAT, "%s.rope.scaling.factor: %g must be positive", arch, factor);
     if (factor > 0.0f)
         rope->freq_scale = 1.0f / factor;
+    if (!yarn)
+        return HEARTH_OK;
+
+    uint32_t n_ctx_train, n_ctx_orig;
+    float attn_factor;
+    if ((st = model_get_u32(file, arch, "context_length", true, 0, &n_ctx_train, err)) ||
+        (st = model_get_u32(file, arch, "rope.scaling.original_context_length", false, n_ctx_train, &n_ctx_orig,
+                            err)) ||
+        (st = model_get_f32(file, arch, "rope.scaling.attn_factor", false, 1.0f, &attn_factor, err)))
+        return st;
+    if (n_ctx_orig == 0 || n_ctx_orig > INT32_MAX)
+        return error_set(err, HEARTH_ERR_FORMAT, "%s.rope.scaling.original_context_length: %u is not a usable length",
+                         arch, n_ctx_orig);
+    rope->ext_factor = 1.0f;
+    rope->beta_fast = 32.0f;
+    rope->beta_slow = 1.0f;
+    rope->n_ctx_orig = (int32_t)n_ctx_orig;
+    /* llama_context's attention factor: ggml's rope multiplies cos and sin by
+     * 1 + 0.1 ln(factor) under YaRN, and llama.cpp divides that back out
+     * (times the mscale of the same form it would apply itself), so the
+     * product is 1 up to rounding; computed in the same order to keep the
+     * rounding too. */
+    float scale = 1.0f / rope->freq_scale;
+    float mscale = scale <= 1.0f ? 1.0f : 0.1f * 1.0f * logf(scale) + 1.0f;
+    mscale *= 1.0f / (1.0f + 0.1f * logf(scale));
+    rope->attn_factor = mscale * attn_factor;
     return HEARTH_OK;
 }

@@ -165,6 +165,22 @@ const attention_row_kernels *ops_attention_kernels_at_level(cpu_level level)
     return &kernels_ref;
 }
 
+/* The sink joins the softmax as a score with no value, after all keys, the
+ * way llama.cpp's CPU flash attention adds it: the larger of the running
+ * maximum and the sink becomes the reference, the accumulator is rescaled
+ * (in f32) when the sink wins, and exp of the sink joins the sum. */
+static void apply_sink(float sink, float running_max, float *running_sum, float *acc, int32_t dim)
+{
+    if (sink > running_max) {
+        float correction = expf(running_max - sink);
+        for (int32_t d = 0; d < dim; d++)
+            acc[d] *= correction;
+        *running_sum = *running_sum * correction + 1.0f;
+    } else {
+        *running_sum += expf(sink - running_max);
+    }
+}
+
 typedef struct attention_job {
     const ops_attention_args *args;
     const attention_row_kernels *kernels;
@@ -236,6 +252,8 @@ static void attend_one(const ops_attention_args *a, const attention_row_kernels 
         else
             kern->accumulate(acc, v, p, a->head_dim_v);
     }
+    if (a->sinks)
+        apply_sink(a->sinks[h], running_max, &running_sum, acc, a->head_dim_v);
     float *out = a->out + t * a->out_stride + (int64_t)h * a->head_dim_v;
     float inv = running_sum > 0.0f ? 1.0f / running_sum : 0.0f;
     for (int32_t d = 0; d < a->head_dim_v; d++)
@@ -289,7 +307,7 @@ static void attend_tile(const ops_attention_args *a, const attention_tile_kernel
     const float *q[TILE_ROWS], *active_q[TILE_ROWS];
     float *out[TILE_ROWS], *active_out[TILE_ROWS];
     float row_max[TILE_ROWS], row_sum[TILE_ROWS], correction[TILE_ROWS];
-    int32_t first_key[TILE_ROWS], last_key[TILE_ROWS], active_row[TILE_ROWS];
+    int32_t first_key[TILE_ROWS], last_key[TILE_ROWS], active_row[TILE_ROWS], head[TILE_ROWS];
     const int32_t block = block_keys(a);
     int32_t n_rows = 0, lowest = INT32_MAX, highest = -1;
 
@@ -303,6 +321,7 @@ static void attend_tile(const ops_attention_args *a, const attention_tile_kernel
             out[n_rows] = a->out + t * a->out_stride + (int64_t)h * a->head_dim_v;
             first_key[n_rows] = first;
             last_key[n_rows] = pos;
+            head[n_rows] = h;
             row_max[n_rows] = -INFINITY;
             row_sum[n_rows] = 0.0f;
             for (int32_t d = 0; d < a->head_dim_v; d++)
@@ -348,6 +367,8 @@ static void attend_tile(const ops_attention_args *a, const attention_tile_kernel
     }
 
     for (int32_t r = 0; r < n_rows; r++) {
+        if (a->sinks)
+            apply_sink(a->sinks[head[r]], row_max[r], &row_sum[r], out[r], a->head_dim_v);
         float inv = row_sum[r] > 0.0f ? 1.0f / row_sum[r] : 0.0f;
         for (int32_t d = 0; d < a->head_dim_v; d++)
             out[r][d] *= inv;

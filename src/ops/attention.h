@@ -16,6 +16,10 @@ typedef struct ops_attention_args {
     int32_t n_tokens, n_heads, n_kv_heads, head_dim_k, head_dim_v;
     int32_t window;          /* > 0: a query at p sees only keys j with p - j < window */
     float scale;             /* multiplies q before q·k */
+    /* NULL, or one learned logit per query head (gpt-oss's attention sinks):
+     * a key-less extra term exp(sinks[h]) in the softmax's denominator, which
+     * lets a head attend to nothing. */
+    const float *sinks;
     float *out;              /* n_tokens rows of n_heads * head_dim_v, stride out_stride */
     int64_t out_stride;
 } ops_attention_args;

@@ -53,6 +53,24 @@ static void dot_q4_0_q8_0_ref(int64_t n, const void *w, const void *x, float *ou
     *out = sum;
 }
 
+/* MXFP4: the doubled E2M1 levels are integers, so a block's sum is exact
+ * and its scale is the Q8_0 block's times the halved E8M0 one, as ggml. */
+static void dot_mxfp4_q8_0_ref(int64_t n, const void *w, const void *x, float *out)
+{
+    const block_mxfp4 *wb = w;
+    const block_q8_0 *xb = x;
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_MXFP4; i++) {
+        int32_t isum = 0;
+        for (int j = 0; j < QK_MXFP4 / 2; j++) {
+            isum += quant_mxfp4_levels[wb[i].qs[j] & 0x0F] * xb[i].qs[j];
+            isum += quant_mxfp4_levels[wb[i].qs[j] >> 4] * xb[i].qs[j + QK_MXFP4 / 2];
+        }
+        sum += (float)isum * (fp16_to_fp32(xb[i].d) * quant_mxfp4_half_scale(wb[i].e));
+    }
+    *out = sum;
+}
+
 static void dot_q5_0_q8_0_ref(int64_t n, const void *w, const void *x, float *out)
 {
     const block_q5_0 *wb = w;
@@ -297,7 +315,6 @@ DOT_DEQUANTIZED(q8_1, QUANT_Q8_1)
 DOT_DEQUANTIZED(q8_K, QUANT_Q8_K)
 DOT_DEQUANTIZED(iq4_nl, QUANT_IQ4_NL)
 DOT_DEQUANTIZED(iq4_xs, QUANT_IQ4_XS)
-DOT_DEQUANTIZED(mxfp4, QUANT_MXFP4)
 
 /* ---- dispatch -------------------------------------------------------------- */
 
@@ -324,7 +341,7 @@ static const dot_pairing dot_pairings[QUANT_TYPE_COUNT] = {
     [QUANT_Q8_K] = {QUANT_F32, dot_q8_K_f32_ref},
     [QUANT_IQ4_NL] = {QUANT_F32, dot_iq4_nl_f32_ref},
     [QUANT_IQ4_XS] = {QUANT_F32, dot_iq4_xs_f32_ref},
-    [QUANT_MXFP4] = {QUANT_F32, dot_mxfp4_f32_ref},
+    [QUANT_MXFP4] = {QUANT_Q8_0, dot_mxfp4_q8_0_ref},
 };
 
 uint32_t ops_activation_type(uint32_t weight_type)
@@ -351,6 +368,7 @@ ops_dot_fn ops_dot_ref(uint32_t weight_type)
         [QUANT_Q4_0] = ops_dot_q4_0_q8_0_##isa,             \
         [QUANT_Q5_0] = ops_dot_q5_0_q8_0_##isa,             \
         [QUANT_Q8_0] = ops_dot_q8_0_q8_0_##isa,             \
+        [QUANT_MXFP4] = ops_dot_mxfp4_q8_0_##isa,           \
         [QUANT_Q4_1] = ops_dot_q4_1_q8_1_##isa,             \
         [QUANT_Q5_1] = ops_dot_q5_1_q8_1_##isa,             \
         [QUANT_Q4_K] = ops_dot_q4_K_q8_K_##isa,             \
@@ -366,6 +384,7 @@ static const ops_dot_fn dot_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT] = {
         [QUANT_Q4_0] = ops_dot4_q4_0_q8_0_##isa,            \
         [QUANT_Q5_0] = ops_dot4_q5_0_q8_0_##isa,            \
         [QUANT_Q8_0] = ops_dot4_q8_0_q8_0_##isa,            \
+        [QUANT_MXFP4] = ops_dot4_mxfp4_q8_0_##isa,          \
         [QUANT_Q4_1] = ops_dot4_q4_1_q8_1_##isa,            \
         [QUANT_Q5_1] = ops_dot4_q5_1_q8_1_##isa,            \
         [QUANT_Q4_K] = ops_dot4_q4_K_q8_K_##isa,            \
@@ -381,6 +400,7 @@ static const ops_dot4_fn dot4_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT] = {
         [QUANT_Q4_0] = ops_dot4x2_q4_0_q8_0_##isa,          \
         [QUANT_Q5_0] = ops_dot4x2_q5_0_q8_0_##isa,          \
         [QUANT_Q8_0] = ops_dot4x2_q8_0_q8_0_##isa,          \
+        [QUANT_MXFP4] = ops_dot4x2_mxfp4_q8_0_##isa,        \
         [QUANT_Q4_1] = ops_dot4x2_q4_1_q8_1_##isa,          \
         [QUANT_Q5_1] = ops_dot4x2_q5_1_q8_1_##isa,          \
     }

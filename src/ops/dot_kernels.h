@@ -15,6 +15,7 @@ ops_dot_fn ops_dot_at_level(uint32_t weight_type, cpu_level level);
     void ops_dot_q8_0_q8_0_##isa(int64_t n, const void *w, const void *x, float *out); \
     void ops_dot_q4_0_q8_0_##isa(int64_t n, const void *w, const void *x, float *out); \
     void ops_dot_q5_0_q8_0_##isa(int64_t n, const void *w, const void *x, float *out); \
+    void ops_dot_mxfp4_q8_0_##isa(int64_t n, const void *w, const void *x, float *out); \
     void ops_dot_q4_1_q8_1_##isa(int64_t n, const void *w, const void *x, float *out); \
     void ops_dot_q5_1_q8_1_##isa(int64_t n, const void *w, const void *x, float *out); \
     void ops_dot_q4_K_q8_K_##isa(int64_t n, const void *w, const void *x, float *out); \
@@ -28,6 +29,7 @@ ops_dot_fn ops_dot_at_level(uint32_t weight_type, cpu_level level);
     void ops_dot4_q8_0_q8_0_##isa(int64_t n, const void *w, const void *x, size_t x_stride, float out[4]);     \
     void ops_dot4_q4_0_q8_0_##isa(int64_t n, const void *w, const void *x, size_t x_stride, float out[4]);     \
     void ops_dot4_q5_0_q8_0_##isa(int64_t n, const void *w, const void *x, size_t x_stride, float out[4]);     \
+    void ops_dot4_mxfp4_q8_0_##isa(int64_t n, const void *w, const void *x, size_t x_stride, float out[4]);    \
     void ops_dot4_q4_1_q8_1_##isa(int64_t n, const void *w, const void *x, size_t x_stride, float out[4]);     \
     void ops_dot4_q5_1_q8_1_##isa(int64_t n, const void *w, const void *x, size_t x_stride, float out[4]);     \
     void ops_dot4_q4_K_q8_K_##isa(int64_t n, const void *w, const void *x, size_t x_stride, float out[4]);     \
@@ -41,6 +43,8 @@ ops_dot_fn ops_dot_at_level(uint32_t weight_type, cpu_level level);
                                     float out[8]);                                                   \
     void ops_dot4x2_q5_0_q8_0_##isa(int64_t n, const void *w, size_t w_stride, const void *x, size_t x_stride, \
                                     float out[8]);                                                   \
+    void ops_dot4x2_mxfp4_q8_0_##isa(int64_t n, const void *w, size_t w_stride, const void *x, size_t x_stride, \
+                                     float out[8]);                                                  \
     void ops_dot4x2_q4_1_q8_1_##isa(int64_t n, const void *w, size_t w_stride, const void *x, size_t x_stride, \
                                     float out[8]);                                                   \
     void ops_dot4x2_q5_1_q8_1_##isa(int64_t n, const void *w, size_t w_stride, const void *x, size_t x_stride, \

@@ -22,6 +22,33 @@ void ops_rmsnorm(const float *x, const float *weight, int64_t n, float eps, floa
     }
 }
 
+/* The pair index at which a wavelength makes n_rot turns over n_ctx_orig
+ * positions (ggml_rope_yarn_corr_dim, in its float operations). */
+static float yarn_corr_dim(int32_t n_dims, int32_t n_ctx_orig, float n_rot, float base)
+{
+    const float pi = (float)3.14159265358979323846;
+    return (float)n_dims * logf((float)n_ctx_orig / (n_rot * 2.0f * pi)) / (2.0f * logf(base));
+}
+
+void ops_rope_yarn_corr_dims(int32_t n_dims, int32_t n_ctx_orig, float freq_base, float beta_fast, float beta_slow,
+                             float dims[2])
+{
+    float start = floorf(yarn_corr_dim(n_dims, n_ctx_orig, beta_fast, freq_base));
+    float end = ceilf(yarn_corr_dim(n_dims, n_ctx_orig, beta_slow, freq_base));
+    dims[0] = start > 0.0f ? start : 0.0f;
+    dims[1] = end < (float)(n_dims - 1) ? end : (float)(n_dims - 1);
+}
+
+/* 1 for the pairs below corr_dims[0] (kept unscaled: extrapolated), 0 above
+ * corr_dims[1] (interpolated), linear between; i0 = 2 * pair, as ggml. */
+static float yarn_ramp(const float corr_dims[2], int32_t i0)
+{
+    float y = (float)(i0 / 2) - corr_dims[0];
+    float width = corr_dims[1] - corr_dims[0];
+    y /= width > 0.001f ? width : 0.001f;
+    return 1.0f - (y < 0.0f ? 0.0f : y > 1.0f ? 1.0f : y);
+}
+
 void ops_rope_apply(const ops_rope *rope, float *x, int32_t n_heads, int32_t head_dim, int32_t pos)
 {
     int32_t half = rope->n_dims / 2;
@@ -29,12 +56,30 @@ void ops_rope_apply(const ops_rope *rope, float *x, int32_t n_heads, int32_t hea
     assert(half <= 512); /* head sizes are checked at model load */
     float cos_table[512], sin_table[512];
     float theta = (float)pos;
-    for (int32_t i = 0; i < half && i < 512; i++) {
-        float angle = rope->freq_factors ? theta / rope->freq_factors[i] : theta;
-        angle *= rope->freq_scale;
-        cos_table[i] = cosf(angle);
-        sin_table[i] = sinf(angle);
-        theta *= theta_step;
+    if (rope->ext_factor != 0.0f) {
+        float mscale = rope->attn_factor * (1.0f + 0.1f * logf(1.0f / rope->freq_scale));
+        float corr_dims[2];
+        ops_rope_yarn_corr_dims(rope->n_dims, rope->n_ctx_orig, rope->freq_base, rope->beta_fast, rope->beta_slow,
+                                corr_dims);
+        for (int32_t i = 0; i < half && i < 512; i++) {
+            float extrapolated = rope->freq_factors ? theta / rope->freq_factors[i] : theta;
+            float interpolated = rope->freq_scale * extrapolated;
+            float mix = yarn_ramp(corr_dims, 2 * i) * rope->ext_factor;
+            /* One fused multiply-add, as llama.cpp's CPU backend (built for
+             * the native CPU, which contracts this line) computes the mix. */
+            float angle = fmaf(interpolated, 1.0f - mix, extrapolated * mix);
+            cos_table[i] = cosf(angle) * mscale;
+            sin_table[i] = sinf(angle) * mscale;
+            theta *= theta_step;
+        }
+    } else {
+        for (int32_t i = 0; i < half && i < 512; i++) {
+            float angle = rope->freq_factors ? theta / rope->freq_factors[i] : theta;
+            angle *= rope->freq_scale;
+            cos_table[i] = cosf(angle);
+            sin_table[i] = sinf(angle);
+            theta *= theta_step;
+        }
     }
     /* Element offsets of pair i's two members: (2i, 2i + 1) or (i, i + half). */
     const int32_t stride = rope->layout == OPS_ROPE_NORM ? 2 : 1;

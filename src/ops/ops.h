@@ -25,7 +25,19 @@ typedef struct ops_rope {
     /* NULL, or n_dims/2 divisors of the pair frequencies (Llama 3's
      * rope_freqs: long wavelengths slowed down for long contexts). */
     const float *freq_factors;
+    /* YaRN (ext_factor != 0; 0 leaves all of this unused): pair i's angle
+     * mixes the scaled and the unscaled one by a ramp over the pairs that
+     * ops_rope_yarn_corr_dims(n_dims, n_ctx_orig, freq_base, beta_fast,
+     * beta_slow) gives, and cos and sin are multiplied by
+     * attn_factor * (1 + 0.1 ln(1 / freq_scale)). */
+    float ext_factor, attn_factor, beta_fast, beta_slow;
+    int32_t n_ctx_orig;
 } ops_rope;
+
+/* The first and last pair YaRN's ramp runs over, for a model trained on
+ * n_ctx_orig positions, as ggml_rope_yarn_corr_dims computes them. */
+void ops_rope_yarn_corr_dims(int32_t n_dims, int32_t n_ctx_orig, float freq_base, float beta_fast, float beta_slow,
+                             float dims[2]);
 
 /* Rotates n_heads vectors of head_dim floats, in place, for position pos.
  * The angle of pair i is freq_scale * (pos * base^(-2i/n_dims) / factor_i),

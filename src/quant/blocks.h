@@ -140,4 +140,15 @@ _Static_assert(sizeof(block_iq4_xs) == 136, "IQ4_XS layout");
 extern const int8_t quant_iq4nl_levels[16];
 extern const int8_t quant_mxfp4_levels[16];
 
+/* E8M0 exponent e as the half-scale 2^(e-128) that pairs with the doubled
+ * E2M1 levels (ggml's GGML_E8M0_TO_FP32_HALF); e = 0 and 1 give the f32
+ * subnormals 2^-128 and 2^-127. Exact, so every kernel gets the same float. */
+static inline float quant_mxfp4_half_scale(uint8_t e)
+{
+    uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
+    float f;
+    __builtin_memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
 #endif

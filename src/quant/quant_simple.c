@@ -272,11 +272,9 @@ void dequantize_iq4_nl_ref(const void *blocks, float *out, int64_t n)
     }
 }
 
-/* E8M0 exponent e as the half-scale 2^(e-128) that pairs with the doubled
- * E2M1 levels; e = 0 and 1 give the f32 subnormals 2^-128 and 2^-127. */
 static float mxfp4_half_scale(uint8_t e)
 {
-    return fp32_from_bits(e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23);
+    return quant_mxfp4_half_scale(e);
 }
 
 void dequantize_mxfp4_ref(const void *blocks, float *out, int64_t n)

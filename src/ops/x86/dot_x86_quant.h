@@ -85,12 +85,12 @@ static inline __m256i dot_five_bits_32(const uint8_t *qs, const uint8_t qh[4])
  * vpdpbusd per block. Q4_1 and Q5_1 weights (w = d*q + m) are unsigned q and
  * multiply as they are; their min term, m_w * d_a * sum(a), is m_w times the
  * s of the Q8_1 activation block: one scalar multiply-add per block. */
-enum dot_32_kind { DOT_Q8_0, DOT_Q4_0, DOT_Q5_0, DOT_Q4_1, DOT_Q5_1 };
+enum dot_32_kind { DOT_Q8_0, DOT_Q4_0, DOT_Q5_0, DOT_Q4_1, DOT_Q5_1, DOT_MXFP4 };
 
 static inline size_t dot_32_block_bytes(int kind)
 {
     static const size_t bytes[] = {sizeof(block_q8_0), sizeof(block_q4_0), sizeof(block_q5_0), sizeof(block_q4_1),
-                                   sizeof(block_q5_1)};
+                                   sizeof(block_q5_1), sizeof(block_mxfp4)};
     return bytes[kind];
 }
 
@@ -108,6 +108,12 @@ static inline __m256i dot_weights_32(const void *block, int kind)
     }
     case DOT_Q4_1:
         return dot_nibbles_32(((const block_q4_1 *)block)->qs);
+    case DOT_MXFP4: {
+        /* The doubled E2M1 levels, looked up by nibble in each 128-bit half. */
+        __m128i levels = _mm_loadu_si128((const __m128i *)quant_mxfp4_levels);
+        return _mm256_shuffle_epi8(_mm256_set_m128i(levels, levels),
+                                   dot_nibbles_32(((const block_mxfp4 *)block)->qs));
+    }
     default: {
         const block_q5_1 *b = block;
         return dot_five_bits_32(b->qs, b->qh);
@@ -140,8 +146,10 @@ static inline __attribute__((always_inline)) void dot_32_rows(int kind, int64_t 
             const char *block = (const char *)w + (size_t)r * w_stride + (size_t)i * w_bytes;
             q[r] = dot_weights_32(block, kind);
             magnitude[r] = has_min ? q[r] : _mm256_sign_epi8(q[r], q[r]);
-            /* d leads every 32-element block; m follows it in Q4_1 and Q5_1. */
-            wd[r] = dot_f16(*(const uint16_t *)block);
+            /* d leads every 32-element block (MXFP4: its E8M0 exponent); m
+             * follows it in Q4_1 and Q5_1. */
+            wd[r] = kind == DOT_MXFP4 ? quant_mxfp4_half_scale(*(const uint8_t *)block)
+                                      : dot_f16(*(const uint16_t *)block);
             wm[r] = has_min ? dot_f16(*(const uint16_t *)(block + 2)) : 0.0f;
         }
         for (int t = 0; t < n_x; t++) {
@@ -190,6 +198,7 @@ static inline __attribute__((always_inline)) void dot_32_rows(int kind, int64_t 
 DOT_32_KERNELS(q8_0, q8_0, DOT_Q8_0)
 DOT_32_KERNELS(q4_0, q8_0, DOT_Q4_0)
 DOT_32_KERNELS(q5_0, q8_0, DOT_Q5_0)
+DOT_32_KERNELS(mxfp4, q8_0, DOT_MXFP4)
 DOT_32_KERNELS(q4_1, q8_1, DOT_Q4_1)
 DOT_32_KERNELS(q5_1, q8_1, DOT_Q5_1)
 
