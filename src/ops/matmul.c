@@ -5,6 +5,7 @@
 #include "quant/quant.h"
 
 #include <assert.h>
+#include <stdatomic.h>
 #include <string.h>
 
 static size_t activation_row_bytes(const ops_matrix *w)
@@ -95,22 +96,44 @@ enum { ROW_GRAIN = 16 };
  * thread idle. */
 enum { MAX_GROUP = 4 };
 
+/* Work is claimed in chunks from a shared counter rather than split into
+ * fixed shares: a thread the OS preempts (a busy desktop, a shared host)
+ * then delays its current chunk only, while the others take the rest. About
+ * this many chunks per thread: enough to even out, few enough that a chunk
+ * still streams a long run of weights. Which thread computes a chunk does
+ * not change its result. */
+enum { CHUNKS_PER_THREAD = 8 };
+
+static int64_t chunk_size(int64_t total, int n_threads, int64_t grain)
+{
+    int64_t chunk = total / ((int64_t)n_threads * CHUNKS_PER_THREAD);
+    chunk = (chunk + grain - 1) / grain * grain;
+    return chunk > grain ? chunk : grain;
+}
+
 typedef struct panel_group {
     int n;
     matmul_job jobs[MAX_GROUP];
     int64_t start[MAX_GROUP + 1]; /* panel index where each matrix begins */
+    atomic_long next_chunk;
 } panel_group;
 
 static void multiply_panel_group(void *p, int thread, int n_threads)
 {
-    const panel_group *group = p;
-    long first, last;
-    threadpool_split(group->start[group->n], 1, thread, n_threads, &first, &last);
-    for (int m = 0; m < group->n; m++) {
-        int64_t lo = first > group->start[m] ? first : group->start[m];
-        int64_t hi = last < group->start[m + 1] ? last : group->start[m + 1];
-        if (lo < hi)
-            multiply_panel_range(&group->jobs[m], lo - group->start[m], hi - group->start[m]);
+    (void)thread;
+    panel_group *group = p;
+    const int64_t total = group->start[group->n], chunk = chunk_size(total, n_threads, 1);
+    for (;;) {
+        int64_t first = atomic_fetch_add(&group->next_chunk, 1) * chunk;
+        if (first >= total)
+            break;
+        int64_t last = first + chunk < total ? first + chunk : total;
+        for (int m = 0; m < group->n; m++) {
+            int64_t lo = first > group->start[m] ? first : group->start[m];
+            int64_t hi = last < group->start[m + 1] ? last : group->start[m + 1];
+            if (lo < hi)
+                multiply_panel_range(&group->jobs[m], lo - group->start[m], hi - group->start[m]);
+        }
     }
 }
 
@@ -157,16 +180,29 @@ static void multiply_row_range(const matmul_job *job, int64_t first, int64_t las
     }
 }
 
+typedef struct row_job {
+    matmul_job job;
+    atomic_long next_chunk;
+} row_job;
+
+/* Chunks are whole ROW_GRAIN groups, so rows pair up as a fixed split would
+ * pair them. */
 static void multiply_rows(void *p, int thread, int n_threads)
 {
-    const matmul_job *job = p;
-    long first, last;
-    threadpool_split(job->w->rows, ROW_GRAIN, thread, n_threads, &first, &last);
-    multiply_row_range(job, first, last);
+    (void)thread;
+    row_job *rows = p;
+    const int64_t total = rows->job.w->rows, chunk = chunk_size(total, n_threads, ROW_GRAIN);
+    for (;;) {
+        int64_t first = atomic_fetch_add(&rows->next_chunk, 1) * chunk;
+        if (first >= total)
+            break;
+        multiply_row_range(&rows->job, first, first + chunk < total ? first + chunk : total);
+    }
 }
 
 static void run_group(threadpool *pool, panel_group *group)
 {
+    atomic_store(&group->next_chunk, 0);
     if (group->n > 0)
         threadpool_run(pool, multiply_panel_group, group);
     group->n = 0;
@@ -199,7 +235,7 @@ void ops_matmul_shared_input(threadpool *pool, int n_matrices, const ops_matrix 
                              void *scratch)
 {
     uint32_t converted_for = UINT32_MAX; /* the activation format scratch holds, if any */
-    panel_group group = {0};
+    panel_group group = {.n = 0};
     for (int m = 0; m < n_matrices; m++) {
         const ops_matrix *w = ws[m];
         matmul_job job = make_job(w, x, x_stride, scratch, n_tokens, ys[m], y_strides[m]);
@@ -214,7 +250,9 @@ void ops_matmul_shared_input(threadpool *pool, int n_matrices, const ops_matrix 
             converted_for = activation;
         }
         if (!w->packed) {
-            threadpool_run(pool, multiply_rows, &job);
+            row_job rows = {.job = job};
+            atomic_init(&rows.next_chunk, 0);
+            threadpool_run(pool, multiply_rows, &rows);
             continue;
         }
         if (group.n == MAX_GROUP)
@@ -257,6 +295,7 @@ typedef struct task_batch {
     const ops_matmul_task *tasks;
     int n_tasks;
     int64_t total_cost;
+    atomic_long next_chunk;
 } task_batch;
 
 static int64_t task_units(const ops_matmul_task *t)
@@ -266,12 +305,10 @@ static int64_t task_units(const ops_matmul_task *t)
 
 static int64_t unit_cost(const ops_matmul_task *t) { return t->n_tokens + UNIT_READ_COST; }
 
-/* Each thread takes the units whose cost begins in its share of the total:
- * contiguous runs, so a thread's tasks follow one another in memory. */
-static void run_task_share(void *p, int thread, int n_threads)
+/* The units whose cost begins in [lo, hi): contiguous runs, so a chunk's
+ * tasks follow one another in memory. */
+static void run_cost_range(const task_batch *batch, int64_t lo, int64_t hi)
 {
-    const task_batch *batch = p;
-    int64_t lo = batch->total_cost * thread / n_threads, hi = batch->total_cost * (thread + 1) / n_threads;
     int64_t start = 0; /* cost before the current task */
     for (int i = 0; i < batch->n_tasks && start < hi; i++) {
         const ops_matmul_task *t = &batch->tasks[i];
@@ -293,12 +330,26 @@ static void run_task_share(void *p, int thread, int n_threads)
     }
 }
 
+static void run_task_chunks(void *p, int thread, int n_threads)
+{
+    (void)thread;
+    task_batch *batch = p;
+    const int64_t chunk = chunk_size(batch->total_cost, n_threads, 1);
+    for (;;) {
+        int64_t lo = atomic_fetch_add(&batch->next_chunk, 1) * chunk;
+        if (lo >= batch->total_cost)
+            break;
+        run_cost_range(batch, lo, lo + chunk < batch->total_cost ? lo + chunk : batch->total_cost);
+    }
+}
+
 void ops_matmul_tasks(threadpool *pool, const ops_matmul_task *tasks, int n_tasks)
 {
     task_batch batch = {.tasks = tasks, .n_tasks = n_tasks};
+    atomic_init(&batch.next_chunk, 0);
     for (int i = 0; i < n_tasks; i++)
         if (tasks[i].n_tokens > 0)
             batch.total_cost += task_units(&tasks[i]) * unit_cost(&tasks[i]);
     if (batch.total_cost > 0)
-        threadpool_run(pool, run_task_share, &batch);
+        threadpool_run(pool, run_task_chunks, &batch);
 }
