@@ -9,6 +9,8 @@
  *   - a synthetic one of the same shape, written by
  *     scripts/oracle/make_gemma4_vocab.py (the CTest step gemma4_vocab):
  *     merges learned on the corpus, Gemma 4's special tokens and types.
+ * Both also tokenize tests/fixtures/tokenizer/gemma4-chat.txt (Gemma 4's
+ * markup), whose fixtures the same script wrote with it as CORPUS.
  * Every text that is UTF-8 also comes back from its pieces, U+2581 as a
  * space (what llama.cpp's pieces give; its whole-text detokenizer then
  * also drops some spaces before punctuation, which hearth does not do). */
@@ -21,6 +23,10 @@
 #include <unistd.h>
 
 #define SYNTHETIC HEARTH_TEST_TMPDIR "/gemma4-vocab/gemma4-vocab.gguf"
+/* Gemma 4's chat and tool markup, newline runs, U+2581 in text, rare
+ * characters: what the shared corpus does not reach. */
+#define CHAT_TEXTS HEARTH_FIXTURES_DIR "/tokenizer/gemma4-chat.txt"
+enum { CHAT_CASES = 12 };
 
 /* The oracle's copy of llama.cpp, where build-llama-cpp.sh puts it. */
 static bool oracle_vocab(char *path, size_t cap, const char *suffix)
@@ -62,8 +68,8 @@ static bool round_trips(const vocab *v, const char *text, size_t len, const int3
     return same;
 }
 
-/* The corpus without BOS or special tokens, tokenized and detokenized. */
-static void check_round_trips(const vocab *v, const char *name)
+/* A file of texts without BOS or special tokens, tokenized and detokenized. */
+static void check_round_trips(const vocab *v, const char *texts_path, const char *name)
 {
     tokenizer_fixture fx;
     static fixture_case c;
@@ -71,7 +77,7 @@ static void check_round_trips(const vocab *v, const char *name)
     char path[1024];
     snprintf(path, sizeof path, "%s/tokenizer/%s.plain.out", HEARTH_FIXTURES_DIR, name);
     int cases = 0, same = 0;
-    for (bool opened = tokenizer_fixture_open(&fx, TOKENIZER_CORPUS, path); opened && tokenizer_fixture_next(&fx, &c);) {
+    for (bool opened = tokenizer_fixture_open(&fx, texts_path, path); opened && tokenizer_fixture_next(&fx, &c);) {
         if (utf8_first_invalid((const uint8_t *)c.text, c.len) < c.len)
             continue;
         hearth_error err = {0};
@@ -153,8 +159,11 @@ int main(void)
     if (have_real && fixture_load_vocab(&f, &v, "%s", real)) {
         check_real(v);
         tokenizer_fixture_compare(v, "gemma4");
+        for (int special = 1; special >= 0; special--)
+            tokenizer_fixture_compare_texts(v, CHAT_TEXTS, CHAT_CASES, "gemma4-chat", special);
         check_llama_vectors(v);
-        check_round_trips(v, "gemma4");
+        check_round_trips(v, TOKENIZER_CORPUS, "gemma4");
+        check_round_trips(v, CHAT_TEXTS, "gemma4-chat");
         vocab_free(v);
         gguf_close(f);
     } else if (!have_real) {
@@ -163,7 +172,10 @@ int main(void)
     if (have_synthetic && fixture_load_vocab(&f, &v, "%s", SYNTHETIC)) {
         check_synthetic(v);
         tokenizer_fixture_compare(v, "gemma4-synth");
-        check_round_trips(v, "gemma4-synth");
+        for (int special = 1; special >= 0; special--)
+            tokenizer_fixture_compare_texts(v, CHAT_TEXTS, CHAT_CASES, "gemma4-synth-chat", special);
+        check_round_trips(v, TOKENIZER_CORPUS, "gemma4-synth");
+        check_round_trips(v, CHAT_TEXTS, "gemma4-synth-chat");
         vocab_free(v);
         gguf_close(f);
     }
