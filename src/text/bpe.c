@@ -298,8 +298,8 @@ static hearth_status compile_pre_tokenizer(bpe_tokenizer *b, const gguf_file *f,
     if (!b->pre)
         return error_set(err, HEARTH_ERR_UNSUPPORTED,
                          "key tokenizer.ggml.pre: pre-tokenizer '%.*s' is not known to hearth (known: gpt-2, phi-2, "
-                         "default, llama3, llama-v3, llama-bpe, qwen2, deepseek-r1-qwen, qwen35, smollm, deepseek-llm, gemma4, "
-                         "granite-embed-multi-311m)",
+                         "default, llama3, llama-v3, llama-bpe, qwen2, deepseek-r1-qwen, qwen35, smollm, deepseek-llm, "
+                         "gemma4, granite-embed-multi-311m)",
                          (int)(name_len > 64 ? 64 : name_len), name);
     for (int k = 0; k < PRE_MAX_REGEXES && b->pre->regexes[k]; k++) {
         int code;

@@ -327,8 +327,13 @@ hearth_status vocab_load(const gguf_file *f, vocab **out, hearth_error *err)
         st = load_flag(f, "tokenizer.ggml.add_eos_token", &v->add_eos, err);
     if (st == HEARTH_OK)
         st = load_flag(f, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix, err);
-    if (st == HEARTH_OK && ((v->add_bos && v->bos == VOCAB_NO_TOKEN) || (v->add_eos && v->eos == VOCAB_NO_TOKEN)))
-        st = error_set(err, HEARTH_ERR_FORMAT, "vocabulary: asks to add BOS/EOS but has no such token");
+    if (st == HEARTH_OK && v->add_bos && v->bos == VOCAB_NO_TOKEN)
+        st = error_set(err, HEARTH_ERR_FORMAT,
+                       "vocabulary: adds BOS%s but has no BOS token (key tokenizer.ggml.bos_token_id)",
+                       gemma4 ? " (as Gemma 4's always does)" : "");
+    if (st == HEARTH_OK && v->add_eos && v->eos == VOCAB_NO_TOKEN)
+        st = error_set(err, HEARTH_ERR_FORMAT,
+                       "vocabulary: adds EOS but has no EOS token (key tokenizer.ggml.eos_token_id)");
     if (st == HEARTH_OK) {
         v->flags = calloc((size_t)v->n_tokens, sizeof *v->flags);
         if (!v->flags)
