@@ -8,7 +8,8 @@
  * into characters, and the adjacent pair whose merge is the highest-scoring
  * token is merged, again and again; characters that end up in no token fall
  * back to their bytes' <0xNN> tokens. Byte-level BPE (tokenizer.ggml.model
- * "gpt2") is in bpe.c: pre-tokenizer regexes, then merges by rank. */
+ * "gpt2") is in bpe.c: pre-tokenizer regexes, then merges by rank; so is
+ * Gemma 4's ("gemma4"), the same merging over SentencePiece's texts. */
 #include "text/vocab_internal.h"
 
 #include "text/bpe.h"
