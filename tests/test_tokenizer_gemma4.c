@@ -12,7 +12,8 @@
  * Both also tokenize tests/fixtures/tokenizer/gemma4-chat.txt (Gemma 4's
  * markup), whose fixtures the same script wrote with it as CORPUS.
  * And first a hand-made vocabulary, one rule at a time, and the errors.
- * Every text that is UTF-8 also comes back from its pieces, U+2581 as a
+ * Every token's piece is llama.cpp's (hashed, scripts/oracle/pieces_oracle.c),
+ * and every text that is UTF-8 comes back from its pieces, U+2581 as a
  * space (what llama.cpp's pieces give; its whole-text detokenizer then
  * also drops some spaces before punctuation, which hearth does not do). */
 #include "test.h"
@@ -245,6 +246,42 @@ static void check_llama_vectors(const vocab *v)
     tokenizer_fixture_close(&fx);
 }
 
+/* Every token's piece, without and with special tokens, hashed as
+ * scripts/oracle/pieces_oracle.c hashes llama.cpp's (FNV-1a over id, length,
+ * bytes) and compared with NAME.pieces; on a mismatch, that program's --all
+ * lists llama.cpp's pieces to find the token. */
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001B3ull;
+    return h;
+}
+
+static void check_pieces(const vocab *v, const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tokenizer/%s.pieces", HEARTH_FIXTURES_DIR, name);
+    size_t len;
+    char *want = test_read_file(path, &len);
+    CHECK_MSG(want != NULL, "cannot read %s", path);
+    static char piece[1 << 16];
+    for (int special = 0; want && special < 2; special++) {
+        uint64_t h = 0xCBF29CE484222325ull;
+        for (int32_t id = 0; id < vocab_size(v); id++) {
+            size_t n = vocab_token_to_piece(v, id, special, piece, sizeof piece);
+            uint32_t n32 = (uint32_t)n;
+            h = fnv1a(fnv1a(fnv1a(h, &id, sizeof id), &n32, sizeof n32), piece, n < sizeof piece ? n : sizeof piece);
+        }
+        char line[128];
+        snprintf(line, sizeof line, "special=%d tokens=%d fnv1a=%016llx\n", special, vocab_size(v),
+                 (unsigned long long)h);
+        CHECK_MSG(strstr(want, line) != NULL, "%s: pieces differ from llama.cpp's (%s: got %s)", name, path, line);
+    }
+    printf("  %s: every token's piece as llama.cpp's, without and with special tokens\n", name);
+    free(want);
+}
+
 /* Facts of the real file: its special ids; BOS added; the end-of-generation
  * set llama.cpp gives it (<eos>, <turn|>, and <|tool_response>, which the
  * converter types user-defined and llama.cpp then also treats as control). */
@@ -291,6 +328,7 @@ int main(void)
         check_llama_vectors(v);
         check_round_trips(v, TOKENIZER_CORPUS, "gemma4");
         check_round_trips(v, CHAT_TEXTS, "gemma4-chat");
+        check_pieces(v, "gemma4");
         vocab_free(v);
         gguf_close(f);
     } else if (!have_real && have_synthetic) {
@@ -303,6 +341,7 @@ int main(void)
             tokenizer_fixture_compare_texts(v, CHAT_TEXTS, CHAT_CASES, "gemma4-synth-chat", special);
         check_round_trips(v, TOKENIZER_CORPUS, "gemma4-synth");
         check_round_trips(v, CHAT_TEXTS, "gemma4-synth-chat");
+        check_pieces(v, "gemma4-synth");
         vocab_free(v);
         gguf_close(f);
     }
