@@ -215,7 +215,7 @@ static void check_load_errors(void)
         p += n;
         p += strspn(p, ", ");
     }
-    CHECK_MSG(n_known == 11, "%d known pre-tokenizers listed", n_known);
+    CHECK_MSG(n_known == 13, "%d known pre-tokenizers listed", n_known);
     err = (hearth_error){0};
     err = (hearth_error){0};
     CHECK(load("gpt-2", false, &l, &err) == HEARTH_ERR_FORMAT && l.v == NULL &&

@@ -96,17 +96,19 @@ static inline bool tokenizer_fixture_next(tokenizer_fixture *fx, fixture_case *c
     return true;
 }
 
-/* Tokenizes every case of the corpus in one mode (special: add BOS and parse
- * special tokens; else neither) and compares with the oracle's ids. The one
- * deliberate difference: text that is not UTF-8 is an error for byte-level
- * BPE here, where llama.cpp tokenizes the stray bytes, so those cases expect
- * the error. Returns the cases identical to llama.cpp. */
-static inline int tokenizer_fixture_compare_mode(const vocab *v, const char *name, bool special)
+/* Tokenizes every case of a file of texts (n_cases of them) in one mode
+ * (special: add BOS and parse special tokens; else neither) and compares
+ * with the oracle's ids in NAME.special.out or NAME.plain.out. The one
+ * deliberate difference: text that is not UTF-8 is an error for BPE here,
+ * where llama.cpp tokenizes the stray bytes, so those cases expect the
+ * error. Returns the cases identical to llama.cpp. */
+static inline int tokenizer_fixture_compare_texts(const vocab *v, const char *texts_path, int n_cases,
+                                                  const char *name, bool special)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/tokenizer/%s.%s.out", HEARTH_FIXTURES_DIR, name, special ? "special" : "plain");
     tokenizer_fixture fx;
-    if (!tokenizer_fixture_open(&fx, TOKENIZER_CORPUS, path))
+    if (!tokenizer_fixture_open(&fx, texts_path, path))
         return 0;
     static fixture_case c;
     static int32_t ids[FIXTURE_MAX_IDS];
@@ -133,9 +135,15 @@ static inline int tokenizer_fixture_compare_mode(const vocab *v, const char *nam
     }
     printf("  %s, %s mode: %d/%d cases as expected (%d identical to llama.cpp, %d not UTF-8 and refused)\n", name,
            special ? "special" : "plain", same, cases, same - refused, refused);
-    CHECK_MSG(cases == TOKENIZER_CORPUS_CASES && same == cases, "%s: %d of %d cases", name, same, cases);
+    CHECK_MSG(cases == n_cases && same == cases, "%s: %d of %d cases", name, same, cases);
     tokenizer_fixture_close(&fx);
     return same - refused;
+}
+
+/* The shared corpus in one mode. */
+static inline int tokenizer_fixture_compare_mode(const vocab *v, const char *name, bool special)
+{
+    return tokenizer_fixture_compare_texts(v, TOKENIZER_CORPUS, TOKENIZER_CORPUS_CASES, name, special);
 }
 
 /* Both modes against NAME.special.out and NAME.plain.out. */

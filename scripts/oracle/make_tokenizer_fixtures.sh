@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Tokenizes tests/fixtures/tokenizer/corpus.txt with llama.cpp (the oracle's
-# llama-tokenize) on a model's vocabulary, in the two modes tests compare:
+# Tokenizes tests/fixtures/tokenizer/corpus.txt (or another file of texts in
+# its format) with llama.cpp (the oracle's llama-tokenize) on a model's
+# vocabulary, in the two modes tests compare:
 #   NAME.special.out  with BOS and special tokens parsed in the text
 #   NAME.plain.out    without BOS, special tokens as plain text
 # one line of ids per corpus case.
 #
-#   scripts/oracle/make_tokenizer_fixtures.sh MODEL.gguf NAME
+#   scripts/oracle/make_tokenizer_fixtures.sh MODEL.gguf NAME [CORPUS]
 set -euo pipefail
 model=$1 name=$2
 root=$(cd "$(dirname "$0")/../.." && pwd)
 oracle=$("$root/scripts/oracle/build-llama-cpp.sh" | tail -n 1)
-corpus="$root/tests/fixtures/tokenizer/corpus.txt"
+corpus="${3:-$root/tests/fixtures/tokenizer/corpus.txt}"
 out="$root/tests/fixtures/tokenizer"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -1,4 +1,5 @@
-/* Byte-level BPE, as GPT-2 defined it and llama.cpp runs it.
+/* Byte-level BPE, as GPT-2 defined it and llama.cpp runs it; and its
+ * SentencePiece-style variant (Gemma 4), described at its table entry.
  *
  * A run of text is first cut into pre-tokens by the model's pre-tokenizer:
  * one or more regexes, each splitting every piece the one before left, into
@@ -47,6 +48,10 @@ typedef struct pre_tokenizer_def {
     bool ignore_merges;
     /* BOS is added when the file does not say (llama.cpp's default for Llama 3). */
     bool adds_bos;
+    /* ... and even when the file says not to (llama.cpp's override for Gemma 4). */
+    bool forces_bos;
+    /* SentencePiece-style texts instead of GPT-2's byte alphabet (bpe.h). */
+    bool spm_text;
 } pre_tokenizer_def;
 
 static const pre_tokenizer_def pre_tokenizers[] = {
@@ -108,6 +113,20 @@ static const pre_tokenizer_def pre_tokenizers[] = {
                     "[\\x{4E00}-\\x{9FA5}\\x{0800}-\\x{167F}\\x{1681}-\\x{1FFF}\\x{200B}-\\x{2027}\\x{202A}-\\x{202E}"
                     "\\x{2030}-\\x{205E}\\x{2060}-\\x{2FFF}\\x{3001}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+",
                     "\\p{N}+"},
+    },
+    {
+        /* Gemma 4 (tokenizer.ggml.model "gemma4", which names no pre; llama.cpp
+         * gives granite-embed-multi-311m the same): a SentencePiece-style
+         * vocabulary merged by rank. Spaces become U+2581 and the merges run
+         * over the whole text, cut only into runs of newlines and runs of
+         * anything else; a run of newlines that is itself a token is taken
+         * whole. The pieces are raw UTF-8, with <0xNN> byte tokens as the
+         * fallback. */
+        .names = {"gemma4", "granite-embed-multi-311m"},
+        .regexes = {"[^\\n]+|[\\n]+"},
+        .adds_bos = true,
+        .forces_bos = true,
+        .spm_text = true,
     },
 };
 
@@ -265,20 +284,22 @@ static char *spell_whitespace(const char *pattern)
     return out;
 }
 
-static hearth_status compile_pre_tokenizer(bpe_tokenizer *b, const gguf_file *f, hearth_error *err)
+static hearth_status compile_pre_tokenizer(bpe_tokenizer *b, const gguf_file *f, const char *fixed,
+                                           hearth_error *err)
 {
     const gguf_kv *kv = gguf_find_kv(f, "tokenizer.ggml.pre");
     const gguf_string *pre = gguf_get_string(f, "tokenizer.ggml.pre");
-    if (kv && !pre)
+    if (!fixed && kv && !pre)
         return error_set(err, HEARTH_ERR_FORMAT, "key tokenizer.ggml.pre: type %s (must be STRING)",
                          gguf_value_type_name(kv->value.type));
-    const char *name = pre ? pre->data : "default";
-    size_t name_len = pre ? (size_t)pre->len : strlen("default");
+    const char *name = fixed ? fixed : pre ? pre->data : "default";
+    size_t name_len = fixed ? strlen(fixed) : pre ? (size_t)pre->len : strlen("default");
     b->pre = find_pre_tokenizer(name, name_len);
     if (!b->pre)
         return error_set(err, HEARTH_ERR_UNSUPPORTED,
                          "key tokenizer.ggml.pre: pre-tokenizer '%.*s' is not known to hearth (known: gpt-2, phi-2, "
-                         "default, llama3, llama-v3, llama-bpe, qwen2, deepseek-r1-qwen, qwen35, smollm, deepseek-llm)",
+                         "default, llama3, llama-v3, llama-bpe, qwen2, deepseek-r1-qwen, qwen35, smollm, deepseek-llm, "
+                         "gemma4, granite-embed-multi-311m)",
                          (int)(name_len > 64 ? 64 : name_len), name);
     for (int k = 0; k < PRE_MAX_REGEXES && b->pre->regexes[k]; k++) {
         int code;
@@ -305,7 +326,7 @@ static hearth_status compile_pre_tokenizer(bpe_tokenizer *b, const gguf_file *f,
     return HEARTH_OK;
 }
 
-hearth_status bpe_load(const gguf_file *f, bpe_tokenizer **out, hearth_error *err)
+hearth_status bpe_load(const gguf_file *f, const char *pre, bpe_tokenizer **out, hearth_error *err)
 {
     *out = NULL;
     bpe_tokenizer *b = calloc(1, sizeof *b);
@@ -314,7 +335,7 @@ hearth_status bpe_load(const gguf_file *f, bpe_tokenizer **out, hearth_error *er
     build_byte_alphabet(b);
     hearth_status st = load_merges(b, f, err);
     if (st == HEARTH_OK)
-        st = compile_pre_tokenizer(b, f, err);
+        st = compile_pre_tokenizer(b, f, pre, err);
     if (st != HEARTH_OK) {
         bpe_free(b);
         return st;
@@ -324,6 +345,8 @@ hearth_status bpe_load(const gguf_file *f, bpe_tokenizer **out, hearth_error *er
 }
 
 bool bpe_adds_bos_by_default(const bpe_tokenizer *b) { return b->pre->adds_bos; }
+bool bpe_forces_bos(const bpe_tokenizer *b) { return b->pre->forces_bos; }
+bool bpe_spm_text(const bpe_tokenizer *b) { return b->pre->spm_text; }
 
 void bpe_free(bpe_tokenizer *b)
 {
@@ -495,8 +518,9 @@ static void queue_pair(const bpe_tokenizer *b, bpe_work *w, int left, int right)
 }
 
 /* A piece that is no token is written as the tokens of its single bytes,
- * those that exist (llama.cpp's fallback; GPT-2 vocabularies have every
- * byte's character, so only a broken vocabulary gets here). */
+ * those that exist (llama.cpp's fallback): in GPT-2's alphabet each byte's
+ * character (GPT-2 vocabularies have them all, so only a broken vocabulary
+ * gets here), for SentencePiece-style texts the <0xNN> tokens. */
 static void emit_piece(const vocab *v, const char *text, size_t n, token_sink *sink)
 {
     int32_t id = vocab_find(v, text, n);
@@ -505,10 +529,19 @@ static void emit_piece(const vocab *v, const char *text, size_t n, token_sink *s
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        int32_t byte_id = vocab_find(v, text + i, 1);
+        int32_t byte_id = v->spm_text ? v->byte_tokens[(unsigned char)text[i]] : vocab_find(v, text + i, 1);
         if (byte_id != VOCAB_NO_TOKEN)
             sink_push(sink, byte_id);
     }
+}
+
+/* Only newlines (the Gemma 4 rule below). */
+static bool all_newlines(const char *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (text[i] != '\n')
+            return false;
+    return true;
 }
 
 static bool merge_pre_token(const vocab *v, const char *text, size_t len, bpe_work *w, token_sink *sink)
@@ -517,12 +550,21 @@ static bool merge_pre_token(const vocab *v, const char *text, size_t len, bpe_wo
     if (!work_reserve(w, 2 * len)) /* every byte spells as at most 2 */
         return false;
     size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char byte = (unsigned char)text[i];
-        memcpy(w->spelled + n, b->byte_chars[byte], b->byte_char_len[byte]);
-        n += b->byte_char_len[byte];
+    if (b->pre->spm_text) {
+        memcpy(w->spelled, text, len);
+        n = len;
+    } else {
+        for (size_t i = 0; i < len; i++) {
+            unsigned char byte = (unsigned char)text[i];
+            memcpy(w->spelled + n, b->byte_chars[byte], b->byte_char_len[byte]);
+            n += b->byte_char_len[byte];
+        }
     }
-    if (b->pre->ignore_merges && vocab_find(v, w->spelled, n) != VOCAB_NO_TOKEN) {
+    /* A pre-token that is a token is taken whole: always with ignore_merges,
+     * and for Gemma 4 a run of newlines (llama.cpp's fix for its vocabulary,
+     * whose newline runs are tokens the merges do not reach). */
+    bool whole = b->pre->ignore_merges || (b->pre->spm_text && all_newlines(w->spelled, n));
+    if (whole && vocab_find(v, w->spelled, n) != VOCAB_NO_TOKEN) {
         emit_piece(v, w->spelled, n, sink);
         return true;
     }
@@ -561,6 +603,14 @@ hearth_status bpe_tokenize_fragment(const vocab *v, const char *text, size_t len
 {
     if (len == 0)
         return HEARTH_OK;
+    /* SentencePiece-style texts: spaces are U+2581 before anything is cut. */
+    char *escaped = NULL;
+    if (v->bpe->pre->spm_text) {
+        escaped = spm_escape_spaces(text, len, false, &len);
+        if (!escaped)
+            return error_set(err, HEARTH_ERR_NOMEM, "tokenizer: out of memory for %zu bytes of text", len);
+        text = escaped;
+    }
     piece_list pieces;
     hearth_status st = pre_tokenize(v->bpe, text, len, &pieces, err);
     bpe_work work = {0};
@@ -575,5 +625,6 @@ hearth_status bpe_tokenize_fragment(const vocab *v, const char *text, size_t len
     free(work.symbols);
     free(work.heap);
     free(pieces.items);
+    free(escaped);
     return st;
 }

@@ -8,7 +8,8 @@
  * into characters, and the adjacent pair whose merge is the highest-scoring
  * token is merged, again and again; characters that end up in no token fall
  * back to their bytes' <0xNN> tokens. Byte-level BPE (tokenizer.ggml.model
- * "gpt2") is in bpe.c: pre-tokenizer regexes, then merges by rank. */
+ * "gpt2") is in bpe.c: pre-tokenizer regexes, then merges by rank; so is
+ * Gemma 4's ("gemma4"), the same merging over SentencePiece's texts. */
 #include "text/vocab_internal.h"
 
 #include "text/bpe.h"
@@ -18,6 +19,7 @@
 #include "base/utf8.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -121,19 +123,18 @@ static bool spm_tokenize(const vocab *v, const char *text, size_t len, token_sin
     return true;
 }
 
-/* SentencePiece's view of a run of text: an optional leading space, and every
- * space as U+2581 (3 bytes). */
-static bool spm_tokenize_fragment(const vocab *v, const char *text, size_t len, bool space_prefix, token_sink *sink)
+char *spm_escape_spaces(const char *text, size_t len, bool prefix, size_t *out_len)
 {
-    size_t spaces = space_prefix;
+    if (len > (SIZE_MAX - 4) / 3) /* every byte a space: 3 each, and the prefix */
+        return NULL;
+    size_t spaces = prefix;
     for (size_t i = 0; i < len; i++)
         spaces += text[i] == ' ';
-    size_t escaped_len = len + space_prefix + 2 * spaces;
-    char *escaped = malloc(escaped_len ? escaped_len : 1);
+    char *escaped = malloc(len + 2 * spaces + prefix + 1);
     if (!escaped)
-        return false;
+        return NULL;
     size_t k = 0;
-    if (space_prefix)
+    if (prefix)
         memcpy(escaped + k, "\xE2\x96\x81", 3), k += 3;
     for (size_t i = 0; i < len; i++) {
         if (text[i] == ' ')
@@ -141,7 +142,19 @@ static bool spm_tokenize_fragment(const vocab *v, const char *text, size_t len, 
         else
             escaped[k++] = text[i];
     }
-    bool ok = spm_tokenize(v, escaped, k, sink);
+    *out_len = k;
+    return escaped;
+}
+
+/* A run of text through SentencePiece: an optional leading space, and every
+ * space as U+2581. */
+static bool spm_tokenize_fragment(const vocab *v, const char *text, size_t len, bool space_prefix, token_sink *sink)
+{
+    size_t escaped_len;
+    char *escaped = spm_escape_spaces(text, len, space_prefix, &escaped_len);
+    if (!escaped)
+        return false;
+    bool ok = spm_tokenize(v, escaped, escaped_len, sink);
     free(escaped);
     return ok;
 }
@@ -350,7 +363,9 @@ size_t vocab_token_to_piece(const vocab *v, int32_t id, bool special, char *out,
         return special ? copy_out(out, cap, 0, text.data, text.len) : 0;
     if (flags & TOKEN_FLAG_USER_DEFINED)
         return copy_out(out, cap, 0, text.data, text.len);
-    if (v->kind == VOCAB_BPE) /* byte tokens, like unused ones, have no text here (as in llama.cpp) */
+    /* Byte-level BPE: byte tokens, like unused ones, have no text here
+     * (there are none to validate: the byte alphabet spells every byte). */
+    if (!v->spm_text)
         return flags & TOKEN_FLAG_NORMAL ? bpe_decode_bytes(text, out, cap) : 0;
     if (flags & TOKEN_FLAG_BYTE) {
         unsigned value = 0;
@@ -363,7 +378,7 @@ size_t vocab_token_to_piece(const vocab *v, int32_t id, bool special, char *out,
     }
     if (!(flags & TOKEN_FLAG_NORMAL))
         return 0;
-    /* U+2581 back to a space. */
+    /* U+2581 back to a space (SentencePiece, and BPE over its texts). */
     size_t n = 0;
     for (uint64_t i = 0; i < text.len;) {
         if (i + 3 <= text.len && memcmp(text.data + i, "\xE2\x96\x81", 3) == 0) {

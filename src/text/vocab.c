@@ -16,7 +16,7 @@
  * does, so "<end_of_turn>" typed in a prompt stays text unless asked). */
 static const char *const end_of_generation_texts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|endoftext|>",
-    "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>",
+    "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
 };
 /* The same list's preference for "the" end-of-turn token, when the file names none. */
 static const char *const end_of_turn_texts[] = {
@@ -102,8 +102,9 @@ static hearth_status load_arrays(vocab *v, const gguf_file *f, hearth_error *err
 }
 
 /* Byte tokens must read exactly <0xHH>; each byte's token is found by that
- * text, falling back to the single character (as llama.cpp does). */
-static hearth_status load_byte_tokens(vocab *v, hearth_error *err)
+ * text, for SentencePiece falling back to the single character (as
+ * llama.cpp does; for Gemma 4's BPE it looks up <0xHH> only). */
+static hearth_status load_byte_tokens(vocab *v, bool char_fallback, hearth_error *err)
 {
     for (int32_t id = 0; id < v->n_tokens; id++) {
         if (v->types[id] != TOKEN_TYPE_BYTE)
@@ -122,7 +123,7 @@ static hearth_status load_byte_tokens(vocab *v, hearth_error *err)
         char text[8];
         snprintf(text, sizeof text, "<0x%02X>", b);
         int32_t id = vocab_find(v, text, 6);
-        if (id == VOCAB_NO_TOKEN) {
+        if (id == VOCAB_NO_TOKEN && char_fallback) {
             char c = (char)b;
             id = vocab_find(v, &c, 1);
         }
@@ -268,7 +269,10 @@ hearth_status vocab_load(const gguf_file *f, vocab **out, hearth_error *err)
     const gguf_string *model = gguf_get_string(f, "tokenizer.ggml.model");
     if (!model)
         return error_set(err, HEARTH_ERR_FORMAT, "key tokenizer.ggml.model: missing (the file has no tokenizer)");
-    bool spm = gguf_string_equals(model, "llama"), bpe = gguf_string_equals(model, "gpt2");
+    /* "gemma4" is BPE over SentencePiece-style texts, its pre-tokenizer
+     * fixed (bpe.c); llama.cpp reads no default special ids for it. */
+    bool spm = gguf_string_equals(model, "llama"), gemma4 = gguf_string_equals(model, "gemma4");
+    bool bpe = gemma4 || gguf_string_equals(model, "gpt2");
     if (!spm && !bpe)
         return error_set(err, HEARTH_ERR_UNSUPPORTED, "key tokenizer.ggml.model: tokenizer '%.*s' is not supported yet",
                          (int)(model->len > 64 ? 64 : model->len), model->data);
@@ -283,7 +287,7 @@ hearth_status vocab_load(const gguf_file *f, vocab **out, hearth_error *err)
         v->add_bos = true, v->add_space_prefix = true;
     } else {
         v->kind = VOCAB_BPE;
-        v->bos = 11, v->eos = 11, v->unk = VOCAB_NO_TOKEN;
+        v->bos = gemma4 ? VOCAB_NO_TOKEN : 11, v->eos = gemma4 ? VOCAB_NO_TOKEN : 11, v->unk = VOCAB_NO_TOKEN;
         v->add_bos = false, v->add_space_prefix = false;
     }
     v->eot = VOCAB_NO_TOKEN, v->pad = VOCAB_NO_TOKEN, v->add_eos = false;
@@ -291,10 +295,16 @@ hearth_status vocab_load(const gguf_file *f, vocab **out, hearth_error *err)
         v->byte_tokens[b] = VOCAB_NO_TOKEN;
 
     hearth_status st = load_arrays(v, f, err);
-    /* <0xNN> byte tokens are SentencePiece's fallback; byte-level BPE spells
-     * every byte as a character of its own alphabet instead, and merges by rank. */
-    if (st == HEARTH_OK)
-        st = spm ? load_byte_tokens(v, err) : bpe_load(f, &v->bpe, err);
+    /* <0xNN> byte tokens are SentencePiece's fallback, and Gemma 4's;
+     * byte-level BPE spells every byte as a character of its own alphabet
+     * instead, and merges by rank. */
+    if (st == HEARTH_OK && bpe)
+        st = bpe_load(f, gemma4 ? "gemma4" : NULL, &v->bpe, err);
+    if (st == HEARTH_OK) {
+        v->spm_text = spm || bpe_spm_text(v->bpe);
+        if (v->spm_text)
+            st = load_byte_tokens(v, spm, err);
+    }
     if (st == HEARTH_OK && !spm)
         v->add_bos = bpe_adds_bos_by_default(v->bpe);
     static const struct {
@@ -311,12 +321,19 @@ hearth_status vocab_load(const gguf_file *f, vocab **out, hearth_error *err)
         st = load_special_id(v, f, special_keys[i].key, (int32_t *)((char *)v + special_keys[i].offset), err);
     if (st == HEARTH_OK)
         st = load_flag(f, "tokenizer.ggml.add_bos_token", &v->add_bos, err);
+    if (st == HEARTH_OK && !spm && bpe_forces_bos(v->bpe))
+        v->add_bos = true;
     if (st == HEARTH_OK)
         st = load_flag(f, "tokenizer.ggml.add_eos_token", &v->add_eos, err);
     if (st == HEARTH_OK)
         st = load_flag(f, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix, err);
-    if (st == HEARTH_OK && ((v->add_bos && v->bos == VOCAB_NO_TOKEN) || (v->add_eos && v->eos == VOCAB_NO_TOKEN)))
-        st = error_set(err, HEARTH_ERR_FORMAT, "vocabulary: asks to add BOS/EOS but has no such token");
+    if (st == HEARTH_OK && v->add_bos && v->bos == VOCAB_NO_TOKEN)
+        st = error_set(err, HEARTH_ERR_FORMAT,
+                       "vocabulary: adds BOS%s but has no BOS token (key tokenizer.ggml.bos_token_id)",
+                       gemma4 ? " (as Gemma 4's always does)" : "");
+    if (st == HEARTH_OK && v->add_eos && v->eos == VOCAB_NO_TOKEN)
+        st = error_set(err, HEARTH_ERR_FORMAT,
+                       "vocabulary: adds EOS but has no EOS token (key tokenizer.ggml.eos_token_id)");
     if (st == HEARTH_OK) {
         v->flags = calloc((size_t)v->n_tokens, sizeof *v->flags);
         if (!v->flags)

@@ -30,7 +30,8 @@ typedef enum token_type {
 
 typedef enum vocab_kind {
     VOCAB_SPM, /* tokenizer.ggml.model = "llama": SentencePiece with byte fallback */
-    VOCAB_BPE, /* "gpt2": byte-level BPE (GPT-2, Llama 3, Qwen, ...), pre-tokenizer per tokenizer.ggml.pre */
+    VOCAB_BPE, /* "gpt2": byte-level BPE (GPT-2, Llama 3, Qwen, ...), pre-tokenizer per tokenizer.ggml.pre;
+                * "gemma4": BPE over SentencePiece-style texts (U+2581, <0xNN> byte tokens) */
 } vocab_kind;
 
 typedef struct vocab vocab;
@@ -59,12 +60,12 @@ int32_t vocab_find(const vocab *v, const char *text, size_t len);
  * become those tokens (user-defined tokens always do, as in llama.cpp).
  * Writes up to cap ids and returns how many the text needs (so a caller may
  * retry with a larger buffer), or -1 with *err filled: out of memory, or,
- * for byte-level BPE, text that is not valid UTF-8 (HEARTH_ERR_FORMAT). */
+ * for BPE (Gemma 4's too), text that is not valid UTF-8 (HEARTH_ERR_FORMAT). */
 int64_t vocab_tokenize(const vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
                        int32_t *out, size_t cap, hearth_error *err);
 
-/* The bytes a token stands for: for SentencePiece, spaces restored and byte
- * tokens as their byte; for byte-level BPE, each character of GPT-2's byte
+/* The bytes a token stands for: for SentencePiece (and Gemma 4), spaces
+ * restored and byte tokens as their byte; for byte-level BPE, each character of GPT-2's byte
  * alphabet back to its byte. Control and unknown tokens are empty unless
  * `special`. Writes up to cap bytes
  * (no terminator) and returns the piece's length. */

@@ -32,6 +32,10 @@ struct vocab {
     int32_t n_specials;
     int32_t bos, eos, eot, unk, pad;
     bool add_bos, add_eos, add_space_prefix;
+    /* Token texts are SentencePiece's: U+2581 for a space, <0xNN> byte
+     * tokens (validated, in byte_tokens). True for VOCAB_SPM and for BPE
+     * over such texts (Gemma 4), false for byte-level BPE. */
+    bool spm_text;
     struct bpe_tokenizer *bpe; /* VOCAB_BPE only: merges and pre-tokenizer */
 };
 
@@ -49,6 +53,11 @@ static inline void sink_push(token_sink *s, int32_t id)
         s->out[s->n] = id;
     s->n++;
 }
+
+/* SentencePiece's view of text: every space as U+2581 (3 bytes), and one
+ * more in front if prefix. Returns a malloc'd copy of *out_len bytes, or
+ * NULL if out of memory. */
+char *spm_escape_spaces(const char *text, size_t len, bool prefix, size_t *out_len);
 
 /* A piece of text while a tokenizer merges: a doubly linked list over the
  * pre-token's symbols (SentencePiece's and byte-level BPE's alike). */

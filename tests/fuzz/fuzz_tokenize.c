@@ -2,9 +2,12 @@
  *
  * Vocabularies: SentencePiece (llama.cpp's llama-spm test vocabulary) and
  * byte-level BPE (GPT-2's), the latter once per pre-tokenizer hearth knows,
- * by writing GPT-2's vocabulary again with another tokenizer.ggml.pre. They
- * come from the shared test data (../shared/data/tokenizer); without it the
- * target exits 77, which CTest reports as skipped.
+ * by writing GPT-2's vocabulary again with another tokenizer.ggml.pre; and
+ * Gemma 4's BPE over SentencePiece-style texts, by writing llama-spm's again
+ * as tokenizer.ggml.model "gemma4" with a merge for every split of a piece
+ * into two pieces (as Gemma 4's own merges were made). They come from the
+ * shared test data (../shared/data/tokenizer); without it the target exits
+ * 77, which CTest reports as skipped.
  *
  * Each input is tokenized by each vocabulary in both modes (BOS and special
  * tokens parsed; neither) and must keep the promises vocab.h makes, each a
@@ -12,11 +15,12 @@
  *   - the count asked for with no buffer is the count a full buffer gets,
  *     and the ids are the same twice over;
  *   - every id is inside the vocabulary;
- *   - byte-level BPE refuses exactly the inputs that are not UTF-8, with
- *     HEARTH_ERR_FORMAT, and SentencePiece refuses nothing;
+ *   - BPE (Gemma 4's too) refuses exactly the inputs that are not UTF-8,
+ *     with HEARTH_ERR_FORMAT, and SentencePiece refuses nothing;
  *   - valid UTF-8 comes back from the pieces: for BPE in both modes (control
  *     tokens as their text), for SentencePiece without special tokens, with
- *     the one space it prefixes, if the text has no U+2581 (its space mark,
+ *     the one space it prefixes; for both over SentencePiece-style texts
+ *     (llama-spm, Gemma 4) if the text has no U+2581 (their space mark,
  *     which comes back as a space).
  * Pieces are also cut short at every length, to check the cap is obeyed. */
 #include "base/utf8.h"
@@ -30,7 +34,9 @@
 #define VOCAB_DIR HEARTH_SHARED_DATA_DIR "/tokenizer"
 
 typedef struct fuzz_vocab {
-    const char *pre; /* BPE: the pre-tokenizer written in; NULL: as the file has it */
+    /* BPE: the pre-tokenizer written in; "gemma4": llama-spm's as Gemma 4's
+     * (see above); NULL: as the file has it */
+    const char *pre;
     void *image;     /* the rewritten file, when pre is set */
     gguf_file *file;
     vocab *v;
@@ -41,6 +47,7 @@ static fuzz_vocab vocabs[] = {
     {NULL, NULL, NULL, NULL}, /* gpt-2 */
     {"llama3", NULL, NULL, NULL},       {"qwen2", NULL, NULL, NULL},  {"qwen35", NULL, NULL, NULL},
     {"smollm", NULL, NULL, NULL},       {"deepseek-llm", NULL, NULL, NULL}, {"default", NULL, NULL, NULL},
+    {"gemma4", NULL, NULL, NULL},
 };
 enum { N_VOCABS = sizeof vocabs / sizeof vocabs[0] };
 
@@ -72,6 +79,66 @@ static void *rewrite_pre(const gguf_file *gpt2, const char *pre, size_t *size)
     return image;
 }
 
+static size_t utf8_length_of(unsigned char c)
+{
+    return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+}
+
+/* llama-spm's vocabulary (file and loaded) as tokenizer.ggml.model
+ * "gemma4", with a merge "left right" for every split of a normal piece
+ * into two normal pieces, by the piece's id, in memory. */
+static void *rewrite_gemma4(const gguf_file *spm, const vocab *v, size_t *size)
+{
+    hearth_error err = {0};
+    gguf_writer *w = gguf_writer_create();
+    if (!w)
+        fail_setup("writer", &err);
+    for (int64_t i = 0; i < gguf_kv_count(spm); i++) {
+        const gguf_kv *kv = gguf_kv_at(spm, i);
+        hearth_status st = strcmp(kv->key, "tokenizer.ggml.model") == 0
+                               ? gguf_writer_add_string(w, kv->key, "gemma4", &err)
+                               : gguf_writer_add_value(w, kv->key, &kv->value, &err);
+        if (st != HEARTH_OK)
+            fail_setup(kv->key, &err);
+    }
+    size_t n = 0, cap = 1024;
+    char **merges = malloc(cap * sizeof *merges);
+    for (int32_t id = 0; merges && id < vocab_size(v); id++) {
+        gguf_string t = vocab_token_text(v, id);
+        if (vocab_token_type(v, id) != TOKEN_TYPE_NORMAL || memchr(t.data, '\0', t.len) || memchr(t.data, ' ', t.len))
+            continue;
+        for (size_t k = utf8_length_of((unsigned char)t.data[0]); k < t.len;
+             k += utf8_length_of((unsigned char)t.data[k])) {
+            int32_t left = vocab_find(v, t.data, k), right = vocab_find(v, t.data + k, t.len - k);
+            if (left == VOCAB_NO_TOKEN || right == VOCAB_NO_TOKEN || vocab_token_type(v, left) != TOKEN_TYPE_NORMAL ||
+                vocab_token_type(v, right) != TOKEN_TYPE_NORMAL)
+                continue;
+            if (n == cap) {
+                char **grown = realloc(merges, 2 * cap * sizeof *merges);
+                if (!grown)
+                    fail_setup("merges", &err);
+                merges = grown, cap *= 2;
+            }
+            char *m = malloc(t.len + 2);
+            if (!m)
+                fail_setup("merges", &err);
+            snprintf(m, t.len + 2, "%.*s %.*s", (int)k, t.data, (int)(t.len - k), t.data + k);
+            merges[n++] = m;
+        }
+    }
+    if (!merges ||
+        gguf_writer_add_string_array(w, "tokenizer.ggml.merges", (const char *const *)merges, n, &err) != HEARTH_OK)
+        fail_setup("merges", &err);
+    for (size_t i = 0; i < n; i++)
+        free(merges[i]);
+    free(merges);
+    void *image = NULL;
+    if (gguf_writer_write_memory(w, &image, size, &err) != HEARTH_OK)
+        fail_setup("writing the vocabulary", &err);
+    gguf_writer_free(w);
+    return image;
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
@@ -88,7 +155,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         hearth_status st;
         if (fv->pre) {
             size_t size = 0;
-            fv->image = rewrite_pre(vocabs[1].file, fv->pre, &size);
+            fv->image = strcmp(fv->pre, "gemma4") == 0 ? rewrite_gemma4(vocabs[0].file, vocabs[0].v, &size)
+                                                      : rewrite_pre(vocabs[1].file, fv->pre, &size);
             st = gguf_open_memory(fv->image, size, &fv->file, &err);
         } else {
             st = gguf_open(files[i], &fv->file, &err);
@@ -143,12 +211,12 @@ static bool has_space_mark(const uint8_t *data, size_t size)
 }
 
 static void check_round_trip(const vocab *v, const uint8_t *data, size_t size, const int32_t *ids, int64_t n,
-                             bool special)
+                             bool special, bool space_mark)
 {
     bool spm = vocab_get_kind(v) == VOCAB_SPM;
     if (spm && special)
         return; /* a space is prefixed after every special token: no simple inverse */
-    if (spm && has_space_mark(data, size))
+    if (space_mark && has_space_mark(data, size))
         return; /* SentencePiece's own space mark comes back as a space */
     if (special && n > 0 && vocab_adds_bos(v) && ids[0] == vocab_bos(v))
         ids++, n--;
@@ -160,7 +228,7 @@ static void check_round_trip(const vocab *v, const uint8_t *data, size_t size, c
     free(back);
 }
 
-static void check_vocab(const vocab *v, const uint8_t *data, size_t size, bool special)
+static void check_vocab(const vocab *v, const uint8_t *data, size_t size, bool special, bool space_mark)
 {
     hearth_error err = {0};
     int64_t n = vocab_tokenize(v, (const char *)data, size, special, special, NULL, 0, &err);
@@ -187,7 +255,7 @@ static void check_vocab(const vocab *v, const uint8_t *data, size_t size, bool s
         if (ids[i] < 0 || ids[i] >= vocab_size(v))
             __builtin_trap();
     if (utf8)
-        check_round_trip(v, data, size, ids, n, special);
+        check_round_trip(v, data, size, ids, n, special, space_mark);
     free(ids);
     free(again);
 }
@@ -195,8 +263,10 @@ static void check_vocab(const vocab *v, const uint8_t *data, size_t size, bool s
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     for (int i = 0; i < N_VOCABS; i++) {
-        check_vocab(vocabs[i].v, data, size, false);
-        check_vocab(vocabs[i].v, data, size, true);
+        /* llama-spm, and Gemma 4's, write spaces as U+2581 */
+        bool space_mark = i == 0 || (vocabs[i].pre && strcmp(vocabs[i].pre, "gemma4") == 0);
+        check_vocab(vocabs[i].v, data, size, false, space_mark);
+        check_vocab(vocabs[i].v, data, size, true, space_mark);
     }
     return 0;
 }
