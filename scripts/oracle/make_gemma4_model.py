@@ -31,12 +31,12 @@ Only the weights, the sizes and the vocabulary are made up.
       As make_dense_model.py's.
 
 The vocabulary. A real Gemma 4 GGUF says tokenizer.ggml.model = "gemma4": a
-BPE over raw UTF-8 with SentencePiece's U+2581 for spaces and a merge list,
-which hearth cannot tokenize yet (it has SentencePiece "llama" and byte-level
-"gpt2"). These models carry a SentencePiece ("llama") vocabulary of Gemma's
-shape instead (<pad> <eos> <bos> <unk>, byte pieces, scored pieces, the turn
-tokens), which both engines load; the tests feed token ids, so the
-tokenizer never runs. Everything else follows the converter.
+BPE over raw UTF-8 with SentencePiece's U+2581 for spaces and a merge list
+(hearth reads it: tests/test_tokenizer_gemma4.c). These models carry a
+SentencePiece ("llama") vocabulary of Gemma's shape instead (<pad> <eos>
+<bos> <unk>, byte pieces, scored pieces, the turn tokens), which both engines
+load: the tests feed token ids, so the tokenizer never runs, and the fixtures
+stay as they are. Everything else follows the converter.
 
 Deterministic as make_dense_model.py's models are (same generators, same
 quantizers), and the fixtures record a CRC-32 of the weights.
