@@ -187,6 +187,10 @@ static void check_pre_tokenizers(void)
     if (l.v) /* its six patterns compile and run (test_tokenizer_pre checks them against llama.cpp) */
         EXPECT_IDS(l.v, "123\nhello", false, '1', '2', '3', '\n', ID_HELLO);
     unload(&l);
+    CHECK_MSG(load("gpt-4o", true, &l, &err) == HEARTH_OK, "%s", err.message);
+    if (l.v) /* a lowercase run ends where an uppercase one starts, and may begin with a space */
+        EXPECT_IDS(l.v, "helloHELLO hello", false, ID_HELLO, 'H', 'E', 'L', 'L', 'O', ' ', ID_HELLO);
+    unload(&l);
     CHECK_MSG(load(NULL, true, &l, &err) == HEARTH_OK, "%s", err.message); /* no pre: "default" */
     if (l.v)
         EXPECT_IDS(l.v, "hello", false, ID_HELLO);
@@ -215,7 +219,7 @@ static void check_load_errors(void)
         p += n;
         p += strspn(p, ", ");
     }
-    CHECK_MSG(n_known == 11, "%d known pre-tokenizers listed", n_known);
+    CHECK_MSG(n_known == 16, "%d known pre-tokenizers listed", n_known);
     err = (hearth_error){0};
     err = (hearth_error){0};
     CHECK(load("gpt-2", false, &l, &err) == HEARTH_ERR_FORMAT && l.v == NULL &&

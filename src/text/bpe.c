@@ -109,6 +109,22 @@ static const pre_tokenizer_def pre_tokenizers[] = {
                     "\\x{2030}-\\x{205E}\\x{2060}-\\x{2FFF}\\x{3001}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+",
                     "\\p{N}+"},
     },
+    {
+        /* GPT-4o's o200k (gpt-oss's o200k_harmony, Llama 4; llama.cpp runs
+         * MiniMax M2 with the same pattern): a letter run is an uppercase
+         * run then a lowercase one, or the other way round, and may end in a
+         * contraction; numbers in groups of up to three; a punctuation run
+         * keeps trailing slashes. The tokenizer.json's \p{Lu}... classes are
+         * written as llama.cpp rewrites them: upper is a letter not in a-z,
+         * lower a letter not in A-Z, so a letter outside ASCII is both, and
+         * combining marks are no letters. */
+        .names = {"gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2"},
+        .regexes = {"[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+"
+                    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|"
+                    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*"
+                    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|"
+                    "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+    },
 };
 
 static const pre_tokenizer_def *find_pre_tokenizer(const char *name, size_t len)
@@ -278,7 +294,8 @@ static hearth_status compile_pre_tokenizer(bpe_tokenizer *b, const gguf_file *f,
     if (!b->pre)
         return error_set(err, HEARTH_ERR_UNSUPPORTED,
                          "key tokenizer.ggml.pre: pre-tokenizer '%.*s' is not known to hearth (known: gpt-2, phi-2, "
-                         "default, llama3, llama-v3, llama-bpe, qwen2, deepseek-r1-qwen, qwen35, smollm, deepseek-llm)",
+                         "default, llama3, llama-v3, llama-bpe, qwen2, deepseek-r1-qwen, qwen35, smollm, deepseek-llm, "
+                         "gpt-4o, llama4, kanana2, talkie, minimax-m2)",
                          (int)(name_len > 64 ? 64 : name_len), name);
     for (int k = 0; k < PRE_MAX_REGEXES && b->pre->regexes[k]; k++) {
         int code;
