@@ -65,7 +65,7 @@ CUTS = "!!\u180e!! x\u180eab it'ſt \u3000\u3000\u3002 \u4e2d\u2009\u6587\n"
 # both cases and a combining mark as no letter; case changes inside words,
 # contractions after capitals, slashes after punctuation.
 GPT4O_CUTS = ("na\u00efVE aÉcole ÉCOLEécole Führer FÜHRER \u01c5ungla \u0416\u0436 \u0436\u0416 cafe\u0301 "
-              "Zalgo\u0336\u0337 HTTPServer iPhone DON'T It'S x'Ll ://a/ </ 12345 \u0663\u0664\u0665\u0666\n")
+              "Zalgo\u0336\u0337 \u00b5\u03a9 HTTPServer iPhone DON'T It'S x'Ll ://a/ </ 12345 \u0663\u0664\u0665\u0666\n")
 
 
 def training_words(reserved, cuts):
