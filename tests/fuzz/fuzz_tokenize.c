@@ -41,6 +41,7 @@ static fuzz_vocab vocabs[] = {
     {NULL, NULL, NULL, NULL}, /* gpt-2 */
     {"llama3", NULL, NULL, NULL},       {"qwen2", NULL, NULL, NULL},  {"qwen35", NULL, NULL, NULL},
     {"smollm", NULL, NULL, NULL},       {"deepseek-llm", NULL, NULL, NULL}, {"default", NULL, NULL, NULL},
+    {"gpt-4o", NULL, NULL, NULL},
 };
 enum { N_VOCABS = sizeof vocabs / sizeof vocabs[0] };
 
