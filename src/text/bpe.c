@@ -36,7 +36,7 @@ enum { PRE_MAX_NAMES = 8, PRE_MAX_REGEXES = 6 };
  * models' tokenizer.json patterns. Adding a model family is adding an entry.
  *
  * Of llama.cpp's per-type settings ignore_merges changes token ids and
- * adds_bos the default of tokenizer.ggml.add_bos_token; its clean_spaces (false for qwen2, qwen35, deepseek-llm, smollm) is a
+ * adds_bos the default of tokenizer.ggml.add_bos_token; its clean_spaces (false for qwen2, qwen35, deepseek-llm, smollm, gpt-4o) is a
  * pass of its whole-text detokenizer, which hearth does not have; pieces
  * (vocab_token_to_piece) are the same either way. */
 typedef struct pre_tokenizer_def {
