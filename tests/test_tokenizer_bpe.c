@@ -8,6 +8,7 @@
 #include "gguf/gguf.h"
 #include "text/vocab.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* Ids 0..255: byte b spelled in GPT-2's alphabet; then these. */
@@ -187,6 +188,22 @@ static void check_pre_tokenizers(void)
     if (l.v) /* its six patterns compile and run (test_tokenizer_pre checks them against llama.cpp) */
         EXPECT_IDS(l.v, "123\nhello", false, '1', '2', '3', '\n', ID_HELLO);
     unload(&l);
+    CHECK_MSG(load("gpt-4o", true, &l, &err) == HEARTH_OK, "%s", err.message);
+    if (l.v) /* a lowercase run ends where an uppercase one starts, and may begin with a space */
+        EXPECT_IDS(l.v, "helloHELLO hello", false, ID_HELLO, 'H', 'E', 'L', 'L', 'O', ' ', ID_HELLO);
+    if (l.v) { /* a million capitals, one pre-token: no regex limit, no memory per letter */
+        enum { N_CAPITALS = 1000000 };
+        char *capitals = malloc(N_CAPITALS);
+        CHECK(capitals != NULL);
+        if (capitals) {
+            memset(capitals, 'A', N_CAPITALS);
+            hearth_error tok_err = {0};
+            int64_t n = vocab_tokenize(l.v, capitals, N_CAPITALS, false, false, NULL, 0, &tok_err);
+            CHECK_MSG(n == N_CAPITALS, "a million capitals: %lld tokens (%s)", (long long)n, tok_err.message);
+            free(capitals);
+        }
+    }
+    unload(&l);
     CHECK_MSG(load(NULL, true, &l, &err) == HEARTH_OK, "%s", err.message); /* no pre: "default" */
     if (l.v)
         EXPECT_IDS(l.v, "hello", false, ID_HELLO);
@@ -215,7 +232,7 @@ static void check_load_errors(void)
         p += n;
         p += strspn(p, ", ");
     }
-    CHECK_MSG(n_known == 13, "%d known pre-tokenizers listed", n_known);
+    CHECK_MSG(n_known == 18, "%d known pre-tokenizers listed", n_known);
     err = (hearth_error){0};
     err = (hearth_error){0};
     CHECK(load("gpt-2", false, &l, &err) == HEARTH_ERR_FORMAT && l.v == NULL &&

@@ -8,6 +8,8 @@ fixtures (scripts/oracle/make_tokenizer_fixtures.sh) tokenize with.
                                       added tokens, no BOS
       OUTDIR/deepseek-llm-vocab.gguf  tokenizer.ggml.pre = deepseek-llm,
                                       DeepSeek's BOS/EOS, BOS added
+      OUTDIR/gpt-4o-vocab.gguf        tokenizer.ggml.pre = gpt-4o, gpt-oss's
+                                      (o200k_harmony) special tokens, no BOS
 
 Each is GPT-2's 256 byte characters, then merges learned by plain BPE from
 TRAINING below and tests/fixtures/tokenizer/corpus.txt (so merges fire on
@@ -57,22 +59,29 @@ caf\u00e9 cafe\u0301 e\u0301 a\u0300 o\u0308 n\u0303 u\u0308ber na\u00efve r\u00
 # CJK) or of case (the long s) would cut differently from llama.cpp; learned
 # often enough that merges cross those cuts, so a difference shows in the ids.
 CUTS = "!!\u180e!! x\u180eab it'ſt \u3000\u3000\u3002 \u4e2d\u2009\u6587\n"
+# The same for gpt-4o (its own merges, so the other vocabularies stay as they
+# are): where its tokenizer.json's \p{Lu}/\p{Ll} classes and \p{M} would cut
+# differently from llama.cpp's rewrite, which counts a letter outside ASCII as
+# both cases and a combining mark as no letter; case changes inside words,
+# contractions after capitals, slashes after punctuation.
+GPT4O_CUTS = ("na\u00efVE aÉcole ÉCOLEécole Führer FÜHRER \u01c5ungla \u0416\u0436 \u0436\u0416 cafe\u0301 "
+              "Zalgo\u0336\u0337 \u00b5\u03a9 HTTPServer iPhone DON'T It'S x'Ll ://a/ </ 12345 \u0663\u0664\u0665\u0666\n")
 
 
-def training_words(reserved):
+def training_words(reserved, cuts):
     """Whitespace-led chunks of the training text, as byte strings, counted;
     the reserved (special token) texts left out, so no normal token is one."""
     corpus = (ROOT / "tests" / "fixtures" / "tokenizer" / "corpus.txt").read_bytes()
-    text = TRAINING.encode("utf-8") * 3 + CUTS.encode("utf-8") * 20 + corpus.replace(b"\n__ggml_vocab_test__\n", b"\n")
+    text = TRAINING.encode("utf-8") * 3 + cuts.encode("utf-8") * 20 + corpus.replace(b"\n__ggml_vocab_test__\n", b"\n")
     for r in reserved:
         text = text.replace(r.encode("utf-8"), b" ")
     return Counter(re.findall(rb" ?\S+|\s+", text))
 
 
-def learn_merges(byte_chars, n_merges, reserved):
+def learn_merges(byte_chars, n_merges, reserved, cuts):
     """Plain BPE: merge the most frequent adjacent pair, ties to the pair that
     sorts first, n_merges times."""
-    words = [([byte_chars[b] for b in w], c) for w, c in training_words(reserved).items()]
+    words = [([byte_chars[b] for b in w], c) for w, c in training_words(reserved, cuts).items()]
     merges = []
     for _ in range(n_merges):
         pairs = Counter()
@@ -92,7 +101,7 @@ def learn_merges(byte_chars, n_merges, reserved):
     return merges
 
 
-def make_vocab(rng, reserved):
+def make_vocab(rng, reserved, cuts=CUTS):
     """Byte characters, learned merges, then random merges of earlier tokens."""
     byte_chars = gpt2_byte_chars()
     # gpt2_byte_chars lists the printable bytes' characters first, then the rest.
@@ -104,7 +113,7 @@ def make_vocab(rng, reserved):
     tokens = list(byte_chars)
     seen = set(tokens) | set(reserved)
     merges = []
-    for a, b in learn_merges(by_byte, N_LEARNED, reserved):
+    for a, b in learn_merges(by_byte, N_LEARNED, reserved, cuts):
         if a + b not in seen:
             seen.add(a + b)
             tokens.append(a + b)
@@ -164,7 +173,19 @@ def main(argv):
         ("qwen35-vocab.gguf", "qwen35", qwen, "<|endoftext|>", "<|im_end|>", False),
         ("deepseek-llm-vocab.gguf", "deepseek-llm", deepseek, deepseek[0][0], deepseek[1][0], True),
     ]
-    for name, pre, specials, bos, eos, add_bos in vocabs:
+    # gpt-oss's added tokens in their order (ids 199998-200018 there), all
+    # control tokens; BOS <|startoftext|>, EOS <|return|>, no BOS added.
+    harmony = ["<|startoftext|>", "<|endoftext|>", "<|reserved_200000|>", "<|reserved_200001|>", "<|return|>",
+               "<|constrain|>", "<|reserved_200004|>", "<|channel|>", "<|start|>", "<|end|>", "<|message|>"]
+    harmony += [f"<|reserved_{i}|>" for i in range(200009, 200012)] + ["<|call|>"]
+    harmony += [f"<|reserved_{i}|>" for i in range(200013, 200018)] + ["<|endofprompt|>"]
+    harmony = [(t, gguf.TokenType.CONTROL) for t in harmony]
+    o200k_tokens, o200k_merges = make_vocab(np.random.RandomState(SEED), [t for t, _ in harmony], CUTS + GPT4O_CUTS)
+    vocabs = [(name, pre, specials, bos, eos, add_bos, tokens, merges)
+              for name, pre, specials, bos, eos, add_bos in vocabs]
+    vocabs.append(("gpt-4o-vocab.gguf", "gpt-4o", harmony, "<|startoftext|>", "<|return|>", False, o200k_tokens,
+                   o200k_merges))
+    for name, pre, specials, bos, eos, add_bos, tokens, merges in vocabs:
         # Written under a temporary name: a test never sees half a file.
         path = outdir / name
         partial = path.with_suffix(".gguf.partial")

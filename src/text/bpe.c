@@ -37,7 +37,7 @@ enum { PRE_MAX_NAMES = 8, PRE_MAX_REGEXES = 6 };
  * models' tokenizer.json patterns. Adding a model family is adding an entry.
  *
  * Of llama.cpp's per-type settings ignore_merges changes token ids and
- * adds_bos the default of tokenizer.ggml.add_bos_token; its clean_spaces (false for qwen2, qwen35, deepseek-llm, smollm) is a
+ * adds_bos the default of tokenizer.ggml.add_bos_token; its clean_spaces (false for qwen2, qwen35, deepseek-llm, smollm, gpt-4o) is a
  * pass of its whole-text detokenizer, which hearth does not have; pieces
  * (vocab_token_to_piece) are the same either way. */
 typedef struct pre_tokenizer_def {
@@ -127,6 +127,26 @@ static const pre_tokenizer_def pre_tokenizers[] = {
         .adds_bos = true,
         .forces_bos = true,
         .spm_text = true,
+    },
+    {
+        /* GPT-4o's o200k (gpt-oss's o200k_harmony, Llama 4; llama.cpp runs
+         * MiniMax M2 with the same pattern): a letter run is an uppercase
+         * run then a lowercase one, or the other way round, and may end in a
+         * contraction; numbers in groups of up to three; a punctuation run
+         * keeps trailing slashes. The tokenizer.json's \p{Lu}... classes are
+         * read as llama.cpp rewrites them: upper is a letter not in a-z,
+         * lower a letter not in A-Z, so a letter outside ASCII is both, and
+         * combining marks are no letters. llama.cpp spells a letter not in
+         * a-z ((?=[\p{L}])([^a-z])); the same set as one class, [^\P{L}a-z],
+         * lets PCRE2 run a letter run without a backtracking frame per
+         * letter (that spelling took 1.3 GB for a million letters, and hit
+         * the match limit on a million capitals). */
+        .names = {"gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2"},
+        .regexes = {"[^\\r\\n\\p{L}\\p{N}]?[^\\P{L}a-z]*[^\\P{L}A-Z]+"
+                    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|"
+                    "[^\\r\\n\\p{L}\\p{N}]?[^\\P{L}a-z]+[^\\P{L}A-Z]*"
+                    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|"
+                    "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
     },
 };
 
@@ -299,7 +319,7 @@ static hearth_status compile_pre_tokenizer(bpe_tokenizer *b, const gguf_file *f,
         return error_set(err, HEARTH_ERR_UNSUPPORTED,
                          "key tokenizer.ggml.pre: pre-tokenizer '%.*s' is not known to hearth (known: gpt-2, phi-2, "
                          "default, llama3, llama-v3, llama-bpe, qwen2, deepseek-r1-qwen, qwen35, smollm, deepseek-llm, "
-                         "gemma4, granite-embed-multi-311m)",
+                         "gemma4, granite-embed-multi-311m, gpt-4o, llama4, kanana2, talkie, minimax-m2)",
                          (int)(name_len > 64 ? 64 : name_len), name);
     for (int k = 0; k < PRE_MAX_REGEXES && b->pre->regexes[k]; k++) {
         int code;

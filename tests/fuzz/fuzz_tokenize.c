@@ -48,6 +48,7 @@ static fuzz_vocab vocabs[] = {
     {"llama3", NULL, NULL, NULL},       {"qwen2", NULL, NULL, NULL},  {"qwen35", NULL, NULL, NULL},
     {"smollm", NULL, NULL, NULL},       {"deepseek-llm", NULL, NULL, NULL}, {"default", NULL, NULL, NULL},
     {"gemma4", NULL, NULL, NULL},
+    {"gpt-4o", NULL, NULL, NULL},
 };
 enum { N_VOCABS = sizeof vocabs / sizeof vocabs[0] };
 
