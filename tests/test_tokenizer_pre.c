@@ -58,6 +58,11 @@ static void check_harmony(void)
     int64_t n = vocab_tokenize(v, text, strlen(text), true, true, ids, 128, &err);
     CHECK_MSG(n == (int64_t)(sizeof want / sizeof *want) && memcmp(ids, want, sizeof want) == 0,
               "harmony conversation: %lld ids (%s)", (long long)n, err.message);
+    /* A turn ends at <|return|> or <|call|>; <|end|> only closes a message
+     * (the analysis before the answer), as llama.cpp decides for harmony. */
+    CHECK_MSG(vocab_is_end_of_generation(v, 1460) && vocab_is_end_of_generation(v, 1470),
+              "<|return|> and <|call|> end a generation");
+    CHECK_MSG(!vocab_is_end_of_generation(v, 1465), "<|end|> must not end a harmony generation");
     vocab_free(v);
     gguf_close(f);
 }

@@ -184,6 +184,28 @@ static void mark_end_of_generation(vocab *v)
         v->flags[v->eos] |= TOKEN_FLAG_EOG;
     if (v->eot != VOCAB_NO_TOKEN)
         v->flags[v->eot] |= TOKEN_FLAG_EOG;
+    /* gpt-oss's harmony format closes every message with <|end|>, the
+     * reasoning too; the turn ends at <|return|> (an answer) or <|call|> (a
+     * tool call). llama.cpp keys this on the presence of those two tokens,
+     * as here; without it a chat would stop after the model's analysis. */
+    int32_t end = VOCAB_NO_TOKEN, ret = VOCAB_NO_TOKEN, call = VOCAB_NO_TOKEN;
+    for (int32_t id = 0; id < v->n_tokens; id++) {
+        if (!(v->flags[id] & TOKEN_FLAG_EOG))
+            continue;
+        if (text_equals(v->texts[id], "<|end|>", 7))
+            end = id;
+        else if (text_equals(v->texts[id], "<|return|>", 10))
+            ret = id;
+        else if (text_equals(v->texts[id], "<|call|>", 8))
+            call = id;
+    }
+    if (end != VOCAB_NO_TOKEN && ret != VOCAB_NO_TOKEN && call != VOCAB_NO_TOKEN) {
+        v->flags[end] &= (uint8_t)~TOKEN_FLAG_EOG;
+        if (v->eot == end)
+            v->eot = ret;
+        if (v->eos == end)
+            v->eos = ret;
+    }
 }
 
 /* Phi-3's special tokens swallow the whitespace after them when matched in
