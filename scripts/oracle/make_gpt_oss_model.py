@@ -28,12 +28,10 @@ are made up.
   make_gpt_oss_model.py weights-crc32 FILE.gguf
       CRC-32 of all tensor data in file order (as make_dense_model.py).
 
-The pre-tokenizer: gpt-oss files name "gpt-4o" (o200k), which hearth's BPE
-does not know yet, so the tiny models name "llama-bpe", the closest known
-one (numbers in threes, the same punctuation runs). The fixtures feed token
-ids, so no test here depends on it; the tensors and hyper-parameters are
-exactly gpt-oss's. The chat template (harmony) is left out for the same
-reason.
+The pre-tokenizer is "gpt-4o" (o200k) as in the real files, though the
+fixtures feed token ids, so no test here depends on it (test_tokenizer_pre
+checks that pre-tokenizer); the tensors and hyper-parameters are exactly
+gpt-oss's. The chat template (harmony) is left out for the same reason.
 
 Deterministic as make_dense_model.py explains (numpy's legacy RandomState;
 the fixtures record a CRC-32 of the weights).
@@ -203,7 +201,7 @@ def write_model(path, cfg, vocab, weights, file_type, types):
     w.add_expert_feed_forward_length(cfg["n_ff_exp"])
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("llama-bpe")  # gpt-4o in the real file; see the header
+    w.add_tokenizer_pre("gpt-4o")
     w.add_token_list(tokens)
     w.add_token_types(token_types)
     w.add_token_merges(merges)
