@@ -48,7 +48,7 @@
  * and an unsupported RoPE scaling each fail to load with a message naming
  * the key or tensor. */
 #include "test.h"
-#include "topk_fixture.h"
+#include "topk_model.h"
 
 #include "base/threadpool.h"
 #include "gguf/gguf.h"
@@ -63,170 +63,46 @@
 
 #define MODEL_DIR HEARTH_TEST_TMPDIR "/dense"
 #define MIN_TOKENS 256
-#define MIN_CLEAR_TOP1 0.99
 
-/* For batches and decode alike; the clear margin is max_delta. */
-typedef struct variant_bounds {
-    const char *name;
-    double min_top1, max_delta, max_mean_delta;
-} variant_bounds;
-
-static const variant_bounds variants[] = {
-    {"f16", 0.99, 0.08, 0.008},
-    {"q8_0", 0.96, 0.8, 0.05},
-    {"q4_k_m", 0.96, 1.2, 0.1},
+/* For batches and decode alike; the clear margin is the max |dlogit| bound. */
+static const topk_bounds variants[] = {
+    {"f16", 0.99, 0.08, 0.08, 0.008},
+    {"q8_0", 0.96, 0.8, 0.8, 0.05},
+    {"q4_k_m", 0.96, 1.2, 1.2, 0.1},
 };
 /* A mixture of experts adds one more kind of near-tie: the router's k-th and
  * (k+1)-th scores within a rounding of each other, where the two engines
  * choose different experts and that position's logits move by up to ~0.6
  * (once in 768 F16 positions, measured). So the max |dlogit| bound is looser,
  * the mean bounds as tight as for the dense models. */
-static const variant_bounds moe_variants[] = {
-    {"f16", 0.99, 1.0, 0.008},
-    {"q8_0", 0.96, 1.2, 0.05},
-    {"q4_k_m", 0.96, 1.2, 0.1},
+static const topk_bounds moe_variants[] = {
+    {"f16", 0.99, 1.0, 1.0, 0.008},
+    {"q8_0", 0.96, 1.2, 1.2, 0.05},
+    {"q4_k_m", 0.96, 1.2, 1.2, 0.1},
 };
 
-/* CRC-32 as zlib computes it (the generator's weights-crc32). */
-static uint32_t crc32_update(uint32_t crc, const uint8_t *p, uint64_t n)
-{
-    crc = ~crc;
-    for (uint64_t i = 0; i < n; i++) {
-        crc ^= p[i];
-        for (int b = 0; b < 8; b++)
-            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
-    }
-    return ~crc;
-}
-
-static uint32_t weights_crc32(const gguf_file *f)
-{
-    uint32_t crc = 0;
-    for (int64_t i = 0; i < gguf_tensor_count(f); i++)
-        crc = crc32_update(crc, gguf_tensor_at(f, i)->data, gguf_tensor_at(f, i)->size);
-    return crc;
-}
-
-static bool fixture_crc32(const char *path, uint32_t *crc)
-{
-    char *text = test_read_file(path, NULL);
-    const char *line = text ? strstr(text, "\nweights_crc32 ") : NULL;
-    bool found = line && sscanf(line, "\nweights_crc32 %8x", crc) == 1;
-    free(text);
-    return found;
-}
-
-static void check_stats(const variant_bounds *b, const char *mode, topk_stats st)
-{
-    double top1 = st.positions ? (double)st.agree / st.positions : 0.0;
-    double clear_top1 = st.clear ? (double)st.clear_agree / st.clear : 0.0;
-    printf("  %-6s %-6s top-1 %d/%d = %.2f %%, where llama.cpp leads by >= %.2f %d/%d = %.2f %%; "
-           "|dlogit| over its top-%d: max %.4f, mean %.4f\n",
-           b->name, mode, st.agree, st.positions, 100.0 * top1, b->max_delta, st.clear_agree, st.clear,
-           100.0 * clear_top1, TOPK_FIXTURE_K, st.max_delta, st.mean_delta);
-    CHECK_MSG(top1 >= b->min_top1, "%s %s: top-1 %.4f below %.2f", b->name, mode, top1, b->min_top1);
-    CHECK_MSG(st.clear >= st.positions / 2 && clear_top1 >= MIN_CLEAR_TOP1, "%s %s: clear-margin top-1 %d/%d",
-              b->name, mode, st.clear_agree, st.clear);
-    CHECK_MSG(st.max_delta <= b->max_delta, "%s %s: max |dlogit| %.4f above %.3f", b->name, mode, st.max_delta,
-              b->max_delta);
-    CHECK_MSG(st.mean_delta <= b->max_mean_delta, "%s %s: mean |dlogit| %.4f above %.3f", b->name, mode,
-              st.mean_delta, b->max_mean_delta);
-}
-
-static void check_variant(threadpool *pool, const char *arch, const variant_bounds *b)
+static void check_variant(threadpool *pool, const char *arch, const topk_bounds *b)
 {
     char model_path[4096], fixture[4096], decode_fixture[4096];
     snprintf(model_path, sizeof model_path, MODEL_DIR "/%s-tiny-%s.gguf", arch, b->name);
     snprintf(fixture, sizeof fixture, HEARTH_FIXTURES_DIR "/%s/topk-%s.txt", arch, b->name);
     snprintf(decode_fixture, sizeof decode_fixture, HEARTH_FIXTURES_DIR "/%s/decode-%s.txt", arch, b->name);
-    hearth_error err = {0};
-    model *m = NULL;
-    session *s = NULL;
-    if (model_load(model_path, &m, &err) != HEARTH_OK ||
-        session_create(m, pool, &(session_params){.n_ctx = 512}, &s, &err) != HEARTH_OK) {
-        CHECK_MSG(0, "%s", err.message);
-        model_free(m);
-        return;
-    }
-    uint32_t want = 0, got = weights_crc32(model_gguf(m));
-    CHECK_MSG(fixture_crc32(fixture, &want), "%s: no weights_crc32 line", fixture);
-    CHECK_MSG(got == want,
-              "%s: tensor data CRC-32 %08x, but the fixture was made from %08x: the generator's output changed "
-              "(numpy or gguf?); regenerate the fixtures with scripts/oracle/make_dense_fixtures.sh",
-              model_path, got, want);
-    if (got == want) {
-        int32_t n_vocab = model_n_vocab(m);
-        printf("%s %s:\n", arch, b->name);
-        check_stats(b, "batch", topk_compare(s, n_vocab, fixture, MIN_TOKENS, TOPK_FIXTURE_ROWS, b->max_delta));
-        check_stats(b, "decode", topk_compare(s, n_vocab, decode_fixture, MIN_TOKENS, 1, b->max_delta));
-    }
-    session_free(s);
-    model_free(m);
+    topk_check_model(pool, arch, model_path, fixture, decode_fixture, MIN_TOKENS, b,
+                     "scripts/oracle/make_dense_fixtures.sh");
 }
 
-/* A session that keeps the common prefix of a new sequence and evaluates the
- * rest gives the logits a fresh session gives, bit for bit, when both ran the
- * same calls: 60 shared tokens, then 40 that differ (one call each, so both
- * take the same attention paths). Then an identical sequence keeps all but its
- * last token, which is evaluated again. */
+/* 60 shared tokens, then 40 that differ; then the last token evaluated again. */
 static void check_prefix_reuse(threadpool *pool, const char *arch)
 {
-    enum { SHARED = 60, REST = 40 };
     char path[4096];
     snprintf(path, sizeof path, MODEL_DIR "/%s-tiny-q8_0.gguf", arch);
-    hearth_error err = {0};
-    model *m = NULL;
-    session *reused = NULL, *fresh = NULL;
-    if (model_load(path, &m, &err) != HEARTH_OK ||
-        session_create(m, pool, &(session_params){.n_ctx = 256}, &reused, &err) != HEARTH_OK ||
-        session_create(m, pool, &(session_params){.n_ctx = 256}, &fresh, &err) != HEARTH_OK) {
-        CHECK_MSG(0, "%s", err.message);
-    } else {
-        int32_t first[SHARED + REST], second[SHARED + REST];
-        for (int i = 0; i < SHARED + REST; i++) {
-            first[i] = 3 + (i * 7919) % 1500;
-            second[i] = i < SHARED ? first[i] : 5 + (i * 104729) % 1500;
-        }
-        CHECK(session_eval(reused, first, SHARED, &err) == HEARTH_OK);
-        CHECK(session_eval(reused, first + SHARED, REST, &err) == HEARTH_OK);
-        int32_t kept = session_keep_common_prefix(reused, second, SHARED + REST);
-        CHECK_MSG(kept == SHARED, "%s: kept %d tokens, expected %d", arch, kept, SHARED);
-        CHECK(session_eval(reused, second + kept, SHARED + REST - kept, &err) == HEARTH_OK);
-        CHECK(session_eval(fresh, second, SHARED, &err) == HEARTH_OK);
-        CHECK(session_eval(fresh, second + SHARED, REST, &err) == HEARTH_OK);
-        int32_t n_vocab = model_n_vocab(m);
-        CHECK_MSG(memcmp(session_logits(reused), session_logits(fresh), (size_t)n_vocab * sizeof(float)) == 0,
-                  "%s: logits after reusing the prefix differ from a fresh evaluation", arch);
-
-        float *before = malloc((size_t)n_vocab * sizeof *before);
-        CHECK(before != NULL);
-        if (before) {
-            memcpy(before, session_logits(fresh), (size_t)n_vocab * sizeof *before);
-            kept = session_keep_common_prefix(fresh, second, SHARED + REST);
-            CHECK_MSG(kept == SHARED + REST - 1, "%s: an identical sequence kept %d tokens", arch, kept);
-            CHECK(session_eval(fresh, second + kept, 1, &err) == HEARTH_OK);
-            /* One token alone takes the decode path: close, not bit-identical. */
-            double worst = 0.0;
-            for (int32_t i = 0; i < n_vocab; i++)
-                worst = fmax(worst, fabs(session_logits(fresh)[i] - before[i]));
-            CHECK_MSG(worst < 0.05, "%s: the last token evaluated again moves a logit by %g", arch, worst);
-            free(before);
-        }
-    }
-    session_free(reused);
-    session_free(fresh);
-    model_free(m);
+    topk_check_prefix_reuse(pool, arch, path, 60, 40, 3, 5, true);
 }
 
 /* ---- bad files: the F16 model rewritten with one thing wrong ---- */
 
 /* Key and tensor names and the expected message may hold one %s: the arch. */
-typedef struct damage {
-    const char *drop_key, *drop_tensor;
-    const char *set_key; /* replaced or added */
-    gguf_value value;
-    const char *expect; /* in the load error */
-} damage;
+typedef model_damage damage;
 
 static const char *with_arch(const char *format, const char *arch, char *buf, size_t size)
 {
@@ -238,41 +114,16 @@ static const char *with_arch(const char *format, const char *arch, char *buf, si
 
 static void check_damaged(const gguf_file *src, const char *arch, const damage *d)
 {
-    char drop_key_buf[128], drop_tensor_buf[128], set_key_buf[128], expect_buf[256];
-    const char *drop_key = with_arch(d->drop_key, arch, drop_key_buf, sizeof drop_key_buf);
-    const char *drop_tensor = with_arch(d->drop_tensor, arch, drop_tensor_buf, sizeof drop_tensor_buf);
-    const char *set_key = with_arch(d->set_key, arch, set_key_buf, sizeof set_key_buf);
-    const char *expect = with_arch(d->expect, arch, expect_buf, sizeof expect_buf);
-    hearth_error err = {0};
-    gguf_writer *w = gguf_writer_create();
-    hearth_status st = w ? HEARTH_OK : HEARTH_ERR_NOMEM;
-    for (int64_t i = 0; st == HEARTH_OK && i < gguf_kv_count(src); i++) {
-        const gguf_kv *kv = gguf_kv_at(src, i);
-        bool replaced = set_key && strcmp(kv->key, set_key) == 0;
-        if ((!drop_key || strcmp(kv->key, drop_key) != 0) && !replaced)
-            st = gguf_writer_add_value(w, kv->key, &kv->value, &err);
-    }
-    if (st == HEARTH_OK && set_key)
-        st = gguf_writer_add_value(w, set_key, &d->value, &err);
-    for (int64_t i = 0; st == HEARTH_OK && i < gguf_tensor_count(src); i++) {
-        const gguf_tensor *t = gguf_tensor_at(src, i);
-        if (!drop_tensor || strcmp(t->name, drop_tensor) != 0)
-            st = gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->size, &err);
-    }
-    char path[4096];
+    char drop_key[128], drop_tensor[128], set_key[128], expect[256], path[4096];
+    const damage named = {
+        .drop_key = with_arch(d->drop_key, arch, drop_key, sizeof drop_key),
+        .drop_tensor = with_arch(d->drop_tensor, arch, drop_tensor, sizeof drop_tensor),
+        .set_key = with_arch(d->set_key, arch, set_key, sizeof set_key),
+        .value = d->value,
+        .expect = with_arch(d->expect, arch, expect, sizeof expect),
+    };
     snprintf(path, sizeof path, MODEL_DIR "/damaged-%s.gguf", arch);
-    if (st == HEARTH_OK)
-        st = gguf_writer_write(w, path, &err);
-    gguf_writer_free(w);
-    CHECK_MSG(st == HEARTH_OK, "writing the damaged model: %s", err.message);
-    if (st != HEARTH_OK)
-        return;
-    model *m = NULL;
-    st = model_load(path, &m, &err);
-    CHECK_MSG(st != HEARTH_OK && strstr(err.message, expect) != NULL, "%s: expected a load error naming '%s', got: %s",
-              arch, expect, st == HEARTH_OK ? "no error" : err.message);
-    model_free(m);
-    unlink(path);
+    model_check_damaged(src, arch, path, &named);
 }
 
 #define U32(v) {.type = GGUF_TYPE_UINT32, .as.u64 = (v)}
@@ -357,7 +208,7 @@ int main(int argc, char **argv)
         CHECK_MSG(0, "%s", err.message);
         return test_finish("test_dense");
     }
-    const variant_bounds *bounds = strcmp(arch, "qwen3moe") == 0 ? moe_variants : variants;
+    const topk_bounds *bounds = strcmp(arch, "qwen3moe") == 0 ? moe_variants : variants;
     for (size_t i = 0; i < sizeof variants / sizeof *variants; i++)
         check_variant(pool, arch, &bounds[i]);
     check_prefix_reuse(pool, arch);

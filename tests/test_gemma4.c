@@ -25,7 +25,7 @@
  * the merged one's logits; and bad files fail to load naming the key or
  * tensor. */
 #include "test.h"
-#include "topk_fixture.h"
+#include "topk_model.h"
 
 #include "base/threadpool.h"
 #include "gguf/gguf.h"
@@ -40,21 +40,13 @@
 
 #define MODEL_DIR HEARTH_TEST_TMPDIR "/gemma4"
 #define MIN_TOKENS 256
-#define MIN_CLEAR_TOP1 0.99
-
-/* For batches and decode alike. clear_margin: where llama.cpp's top-1 leads
- * by at least this much, hearth must pick it (>= 99 %). */
-typedef struct variant_bounds {
-    const char *name;
-    double min_top1, clear_margin, max_delta, max_mean_delta;
-} variant_bounds;
 
 /* The dense layout: test_dense.c's bounds, for test_dense.c's reasons, but
  * for plain top-1 with int8 activations (Q8_0, Q4_K_M), which is 95 % here:
  * these models have more near-ties than test_dense's, and llama.cpp's own
  * batch and decode runs agree on 97.3 % (Q8_0) and 96.9 % (Q4_K_M) of the
  * first 256 positions; hearth with HEARTH_CPU=scalar measured 95.7 % once. */
-static const variant_bounds e2b_bounds[] = {
+static const topk_bounds e2b_bounds[] = {
     {"f16", 0.99, 0.08, 0.08, 0.008},
     {"q8_0", 0.95, 0.8, 0.8, 0.05},
     {"q4_k_m", 0.95, 1.2, 1.2, 0.1},
@@ -70,124 +62,30 @@ static const variant_bounds e2b_bounds[] = {
  * 0.060, 0.094. So max |dlogit| is held loosely here and the mean and the
  * clear-margin top-1 carry the test; a defect moves the mean far beyond
  * these bounds (see the note). */
-static const variant_bounds a4b_bounds[] = {
+static const topk_bounds a4b_bounds[] = {
     {"f16", 0.99, 0.1, 3.0, 0.02},
     {"q8_0", 0.95, 0.8, 4.0, 0.1},
     {"q4_k_m", 0.95, 1.2, 8.5, 0.14},
 };
 
-/* CRC-32 as zlib computes it (the generator's weights-crc32). */
-static uint32_t crc32_update(uint32_t crc, const uint8_t *p, uint64_t n)
+static void check_variant(threadpool *pool, const char *which, const topk_bounds *b)
 {
-    crc = ~crc;
-    for (uint64_t i = 0; i < n; i++) {
-        crc ^= p[i];
-        for (int b = 0; b < 8; b++)
-            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
-    }
-    return ~crc;
-}
-
-static uint32_t weights_crc32(const gguf_file *f)
-{
-    uint32_t crc = 0;
-    for (int64_t i = 0; i < gguf_tensor_count(f); i++)
-        crc = crc32_update(crc, gguf_tensor_at(f, i)->data, gguf_tensor_at(f, i)->size);
-    return crc;
-}
-
-static bool fixture_crc32(const char *path, uint32_t *crc)
-{
-    char *text = test_read_file(path, NULL);
-    const char *line = text ? strstr(text, "\nweights_crc32 ") : NULL;
-    bool found = line && sscanf(line, "\nweights_crc32 %8x", crc) == 1;
-    free(text);
-    return found;
-}
-
-static void check_stats(const variant_bounds *b, const char *mode, topk_stats st)
-{
-    double top1 = st.positions ? (double)st.agree / st.positions : 0.0;
-    double clear_top1 = st.clear ? (double)st.clear_agree / st.clear : 0.0;
-    printf("  %-6s %-6s top-1 %d/%d = %.2f %%, where llama.cpp leads by >= %.2f %d/%d = %.2f %%; "
-           "|dlogit| over its top-%d: max %.4f, mean %.4f\n",
-           b->name, mode, st.agree, st.positions, 100.0 * top1, b->clear_margin, st.clear_agree, st.clear,
-           100.0 * clear_top1, TOPK_FIXTURE_K, st.max_delta, st.mean_delta);
-    CHECK_MSG(top1 >= b->min_top1, "%s %s: top-1 %.4f below %.2f", b->name, mode, top1, b->min_top1);
-    CHECK_MSG(st.clear >= st.positions / 2 && clear_top1 >= MIN_CLEAR_TOP1, "%s %s: clear-margin top-1 %d/%d",
-              b->name, mode, st.clear_agree, st.clear);
-    CHECK_MSG(st.max_delta <= b->max_delta, "%s %s: max |dlogit| %.4f above %.3f", b->name, mode, st.max_delta,
-              b->max_delta);
-    CHECK_MSG(st.mean_delta <= b->max_mean_delta, "%s %s: mean |dlogit| %.4f above %.3f", b->name, mode,
-              st.mean_delta, b->max_mean_delta);
-}
-
-static void check_variant(threadpool *pool, const char *which, const variant_bounds *b)
-{
-    char model_path[4096], fixture[4096], decode_fixture[4096];
+    char label[32], model_path[4096], fixture[4096], decode_fixture[4096];
+    snprintf(label, sizeof label, "gemma4 %s", which);
     snprintf(model_path, sizeof model_path, MODEL_DIR "/gemma4-%s-tiny-%s.gguf", which, b->name);
     snprintf(fixture, sizeof fixture, HEARTH_FIXTURES_DIR "/gemma4/%s-topk-%s.txt", which, b->name);
     snprintf(decode_fixture, sizeof decode_fixture, HEARTH_FIXTURES_DIR "/gemma4/%s-decode-%s.txt", which, b->name);
-    hearth_error err = {0};
-    model *m = NULL;
-    session *s = NULL;
-    if (model_load(model_path, &m, &err) != HEARTH_OK ||
-        session_create(m, pool, &(session_params){.n_ctx = 512}, &s, &err) != HEARTH_OK) {
-        CHECK_MSG(0, "%s", err.message);
-        model_free(m);
-        return;
-    }
-    uint32_t want = 0, got = weights_crc32(model_gguf(m));
-    CHECK_MSG(fixture_crc32(fixture, &want), "%s: no weights_crc32 line", fixture);
-    CHECK_MSG(got == want,
-              "%s: tensor data CRC-32 %08x, but the fixture was made from %08x: the generator's output changed "
-              "(numpy or gguf?); regenerate the fixtures with scripts/oracle/make_gemma4_fixtures.sh",
-              model_path, got, want);
-    if (got == want) {
-        int32_t n_vocab = model_n_vocab(m);
-        printf("gemma4 %s %s:\n", which, b->name);
-        check_stats(b, "batch", topk_compare(s, n_vocab, fixture, MIN_TOKENS, TOPK_FIXTURE_ROWS, b->clear_margin));
-        check_stats(b, "decode", topk_compare(s, n_vocab, decode_fixture, MIN_TOKENS, 1, b->clear_margin));
-    }
-    session_free(s);
-    model_free(m);
+    topk_check_model(pool, label, model_path, fixture, decode_fixture, MIN_TOKENS, b,
+                     "scripts/oracle/make_gemma4_fixtures.sh");
 }
 
-/* As test_dense.c's: 60 shared tokens, then 40 that differ, reused against
- * fresh; one call each so both take the same attention paths. The window is
+/* As test_dense.c's: 60 shared tokens, then 40 that differ. The window is
  * 48, so the sliding layers' view of the kept prefix is exercised too. */
 static void check_prefix_reuse(threadpool *pool, const char *which)
 {
-    enum { SHARED = 60, REST = 40 };
     char path[4096];
     snprintf(path, sizeof path, MODEL_DIR "/gemma4-%s-tiny-q8_0.gguf", which);
-    hearth_error err = {0};
-    model *m = NULL;
-    session *reused = NULL, *fresh = NULL;
-    if (model_load(path, &m, &err) != HEARTH_OK ||
-        session_create(m, pool, &(session_params){.n_ctx = 256}, &reused, &err) != HEARTH_OK ||
-        session_create(m, pool, &(session_params){.n_ctx = 256}, &fresh, &err) != HEARTH_OK) {
-        CHECK_MSG(0, "%s", err.message);
-    } else {
-        int32_t first[SHARED + REST], second[SHARED + REST];
-        for (int i = 0; i < SHARED + REST; i++) {
-            first[i] = 5 + (i * 7919) % 1500;
-            second[i] = i < SHARED ? first[i] : 7 + (i * 104729) % 1500;
-        }
-        CHECK(session_eval(reused, first, SHARED, &err) == HEARTH_OK);
-        CHECK(session_eval(reused, first + SHARED, REST, &err) == HEARTH_OK);
-        int32_t kept = session_keep_common_prefix(reused, second, SHARED + REST);
-        CHECK_MSG(kept == SHARED, "%s: kept %d tokens, expected %d", which, kept, SHARED);
-        CHECK(session_eval(reused, second + kept, SHARED + REST - kept, &err) == HEARTH_OK);
-        CHECK(session_eval(fresh, second, SHARED, &err) == HEARTH_OK);
-        CHECK(session_eval(fresh, second + SHARED, REST, &err) == HEARTH_OK);
-        int32_t n_vocab = model_n_vocab(m);
-        CHECK_MSG(memcmp(session_logits(reused), session_logits(fresh), (size_t)n_vocab * sizeof(float)) == 0,
-                  "%s: logits after reusing the prefix differ from a fresh evaluation", which);
-    }
-    session_free(reused);
-    session_free(fresh);
-    model_free(m);
+    topk_check_prefix_reuse(pool, which, path, 60, 40, 5, 7, false);
 }
 
 /* The MoE layout with ffn_gate_exps and ffn_up_exps instead of the merged
@@ -275,45 +173,13 @@ static void check_split_experts(threadpool *pool)
 
 /* ---- bad files: the F16 model rewritten with one thing wrong ---- */
 
-typedef struct damage {
-    const char *drop_key, *drop_tensor;
-    const char *set_key; /* replaced or added */
-    gguf_value value;
-    const char *expect; /* in the load error */
-} damage;
+typedef model_damage damage;
 
 static void check_damaged(const gguf_file *src, const char *which, const damage *d)
 {
-    hearth_error err = {0};
-    gguf_writer *w = gguf_writer_create();
-    hearth_status st = w ? HEARTH_OK : HEARTH_ERR_NOMEM;
-    for (int64_t i = 0; st == HEARTH_OK && i < gguf_kv_count(src); i++) {
-        const gguf_kv *kv = gguf_kv_at(src, i);
-        bool replaced = d->set_key && strcmp(kv->key, d->set_key) == 0;
-        if ((!d->drop_key || strcmp(kv->key, d->drop_key) != 0) && !replaced)
-            st = gguf_writer_add_value(w, kv->key, &kv->value, &err);
-    }
-    if (st == HEARTH_OK && d->set_key)
-        st = gguf_writer_add_value(w, d->set_key, &d->value, &err);
-    for (int64_t i = 0; st == HEARTH_OK && i < gguf_tensor_count(src); i++) {
-        const gguf_tensor *t = gguf_tensor_at(src, i);
-        if (!d->drop_tensor || strcmp(t->name, d->drop_tensor) != 0)
-            st = gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->size, &err);
-    }
     char path[4096];
     snprintf(path, sizeof path, MODEL_DIR "/damaged-%s.gguf", which);
-    if (st == HEARTH_OK)
-        st = gguf_writer_write(w, path, &err);
-    gguf_writer_free(w);
-    CHECK_MSG(st == HEARTH_OK, "writing the damaged model: %s", err.message);
-    if (st != HEARTH_OK)
-        return;
-    model *m = NULL;
-    st = model_load(path, &m, &err);
-    CHECK_MSG(st != HEARTH_OK && strstr(err.message, d->expect) != NULL, "%s: expected a load error naming '%s', got: %s",
-              which, d->expect, st == HEARTH_OK ? "no error" : err.message);
-    model_free(m);
-    unlink(path);
+    model_check_damaged(src, which, path, d);
 }
 
 #define U32(v) {.type = GGUF_TYPE_UINT32, .as.u64 = (v)}
@@ -387,7 +253,7 @@ int main(int argc, char **argv)
         CHECK_MSG(0, "%s", err.message);
         return test_finish("test_gemma4");
     }
-    const variant_bounds *bounds = strcmp(which, "e2b") == 0 ? e2b_bounds : a4b_bounds;
+    const topk_bounds *bounds = strcmp(which, "e2b") == 0 ? e2b_bounds : a4b_bounds;
     for (size_t i = 0; i < 3; i++)
         check_variant(pool, which, &bounds[i]);
     check_prefix_reuse(pool, which);
