@@ -1,9 +1,10 @@
-/* The mixture-of-experts feed-forward: see moe.h. A batch runs in five pool
- * steps whatever its size: route every token; convert each (token, expert)
- * pair's input, pairs sorted by expert; all chosen experts' gate and up
- * products; activation and conversion for down; all down products; and the
- * weighted sum per token. Arithmetic follows llama.cpp's build_moe_ffn op by
- * op (scale, then bias, then weight; experts summed in their chosen order). */
+/* The mixture-of-experts feed-forward: see moe.h. A batch runs in six steps
+ * whatever its size: route every token; convert each (token, expert) pair's
+ * input, pairs sorted by expert; all chosen experts' gate and up products;
+ * activation and conversion for down; all down products; and the weighted
+ * sum per token (the conversions run on the calling thread for decode's few
+ * pairs). Arithmetic follows llama.cpp's build_moe_ffn op by op (scale, then
+ * bias, then weight; experts summed in their chosen order). */
 #include "ops/moe.h"
 
 #include "ops/ops.h"
