@@ -312,12 +312,47 @@ static void check_forward(threadpool *pool, const moe_case *c)
     free_tensor(&down);
 }
 
+/* ops_matmul_tasks directly: tasks of different sizes, one with no tokens
+ * (skipped, and not counted when work is dealt out), each against its own
+ * ops_matmul. */
+static void check_tasks(threadpool *pool)
+{
+    enum { COLS = 256, ROWS = 40 };
+    expert_tensor t;
+    make_tensor(&t, QUANT_Q8_0, ROWS, COLS, true);
+    const int counts[] = {3, 0, 17, 1};
+    float x[17 * COLS], y[4][17 * ROWS], want[17 * ROWS];
+    random_vector(x, 17 * COLS, 0, 1.0f);
+    size_t row = ops_matmul_act_row_bytes(&t.experts[0]);
+    unsigned char *act = malloc(row * 17 * 4);
+    void *scratch = malloc(1 << 16);
+    ops_matmul_task tasks[4];
+    for (int i = 0; i < 4; i++) {
+        for (int k = 0; k < counts[i]; k++)
+            ops_matmul_convert_act(&t.experts[i], x + k * COLS, act + (size_t)(i * 17 + k) * row);
+        tasks[i] = (ops_matmul_task){.w = &t.experts[i], .act = act + (size_t)i * 17 * row, .act_stride = row,
+                                     .n_tokens = counts[i], .y = y[i], .y_stride = ROWS};
+    }
+    ops_matmul_tasks(pool, tasks, 4);
+    for (int i = 0; i < 4; i++) {
+        if (counts[i] == 0)
+            continue;
+        ops_matmul(pool, &t.experts[i], x, COLS, counts[i], want, ROWS, scratch);
+        CHECK_MSG(memcmp(want, y[i], sizeof(float) * (size_t)(counts[i] * ROWS)) == 0,
+                  "task %d of %d tokens differs from its own product", i, counts[i]);
+    }
+    free(act);
+    free(scratch);
+    free_tensor(&t);
+}
+
 int main(void)
 {
     threadpool *pool = NULL;
     hearth_error err = {0};
     CHECK(threadpool_create(2, &pool, &err) == HEARTH_OK);
     check_routing();
+    check_tasks(pool);
     const moe_case cases[] = {
         {QUANT_Q4_K, true, false, false, false, OPS_MOE_SWIGLU, 40},
         {QUANT_Q4_K, true, false, false, false, OPS_MOE_SWIGLU, 1},

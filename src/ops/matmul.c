@@ -312,8 +312,10 @@ static void run_cost_range(const task_batch *batch, int64_t lo, int64_t hi)
     int64_t start = 0; /* cost before the current task */
     for (int i = 0; i < batch->n_tasks && start < hi; i++) {
         const ops_matmul_task *t = &batch->tasks[i];
+        if (t->n_tokens <= 0)
+            continue; /* no work, and not counted in the total */
         int64_t units = task_units(t), cost = unit_cost(t), end = start + units * cost;
-        if (t->n_tokens > 0 && end > lo) {
+        if (end > lo) {
             int64_t first = lo > start ? (lo - start + cost - 1) / cost : 0;
             int64_t last = hi < end ? (hi - start + cost - 1) / cost : units;
             if (first < last) {
