@@ -34,6 +34,17 @@ static void need_scratch(ops_matrix *m, void *ctx)
         need->bytes = bytes;
 }
 
+size_t decoder_act_scratch_bytes(void (*for_each_matrix)(void *weights, void (*visit)(ops_matrix *m, void *ctx),
+                                                         void *ctx),
+                                 const void *weights, int32_t n_batch)
+{
+    /* for_each_matrix only reads here: the cast lets one visitor serve
+     * repacking (which writes) and sizing. */
+    scratch_need need = {.n_batch = n_batch};
+    for_each_matrix((void *)weights, need_scratch, &need);
+    return need.bytes;
+}
+
 hearth_status decoder_state_create(const decoder_dims *dims,
                                    void (*for_each_matrix)(void *weights, void (*visit)(ops_matrix *m, void *ctx),
                                                            void *ctx),
@@ -57,16 +68,13 @@ hearth_status decoder_state_create(const decoder_dims *dims,
     size_t b = (size_t)n_batch, d = (size_t)dims->n_embd;
     size_t floats = b * (3 * d + (size_t)(dims->q_dim + dims->k_dim + dims->v_dim + dims->attn_dim) +
                          2 * (size_t)dims->n_ff);
-    /* for_each_matrix only reads here: the cast lets one visitor serve
-     * repacking (which writes) and sizing. */
-    scratch_need need = {.n_batch = n_batch};
-    for_each_matrix((void *)weights, need_scratch, &need);
+    const size_t scratch_bytes = decoder_act_scratch_bytes(for_each_matrix, weights, n_batch);
     if (fits) {
         s->k_cache = malloc(k_bytes);
         s->v_cache = malloc(v_bytes);
         s->x = malloc(floats * sizeof(float));
         s->positions = malloc(b * sizeof *s->positions);
-        s->act_scratch = malloc(need.bytes ? need.bytes : 1);
+        s->act_scratch = malloc(scratch_bytes ? scratch_bytes : 1);
     }
     bool moe_ok = true;
     if (fits && dims->n_experts > 0) {
@@ -88,7 +96,7 @@ hearth_status decoder_state_create(const decoder_dims *dims,
     s->attn = cursor, cursor += b * (size_t)dims->attn_dim;
     s->gate = cursor, cursor += b * (size_t)dims->n_ff;
     s->up = cursor;
-    *bytes = k_bytes + v_bytes + floats * sizeof(float) + need.bytes;
+    *bytes = k_bytes + v_bytes + floats * sizeof(float) + scratch_bytes;
     if (dims->n_experts > 0)
         *bytes += b * (size_t)dims->n_experts * sizeof(float) + dims->moe_scratch_bytes;
     *out = s;

@@ -41,4 +41,11 @@ hearth_status decoder_state_create(const decoder_dims *dims,
                                    hearth_error *err);
 void decoder_state_free(void *state);
 
+/* Bytes of the matrix products' activation scratch for batches of n_batch:
+ * the largest any matrix for_each_matrix visits needs, packed or not. For
+ * architectures with a state of their own. */
+size_t decoder_act_scratch_bytes(void (*for_each_matrix)(void *weights, void (*visit)(ops_matrix *m, void *ctx),
+                                                         void *ctx),
+                                 const void *weights, int32_t n_batch);
+
 #endif

@@ -24,7 +24,7 @@
  * they read the cache of the last layer of their kind that has one. Every
  * norm is RMSNorm with its weight as stored (Gemma 4's converter shifts
  * nothing). */
-#include "model/arch.h"
+#include "model/decoder_state.h"
 
 #include "base/checked.h"
 #include "base/error.h"
@@ -40,7 +40,7 @@
 #define ARCH "gemma4"
 #define MAX_LAYERS 512
 #define MAX_HEAD_DIM 1024
-#define MAX_EXPERTS 512
+#define MAX_EXPERTS 512 /* within OPS_MOE_MAX_EXPERTS */
 
 typedef struct gemma4_layer {
     bool sliding, has_kv, has_v, moe;
@@ -469,19 +469,6 @@ static void gemma4_state_free(void *p)
     free(s);
 }
 
-typedef struct scratch_need {
-    int32_t n_batch;
-    size_t bytes;
-} scratch_need;
-
-static void need_scratch(ops_matrix *m, void *ctx)
-{
-    scratch_need *need = ctx;
-    size_t bytes = ops_matmul_scratch_bytes(m, need->n_batch);
-    if (bytes > need->bytes)
-        need->bytes = bytes;
-}
-
 static hearth_status gemma4_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out, size_t *bytes,
                                          hearth_error *err)
 {
@@ -501,8 +488,7 @@ static hearth_status gemma4_state_create(const void *p, int32_t n_ctx, int32_t n
     const size_t b = (size_t)n_batch, d = g->n_embd, ple_all = (size_t)g->n_pl * g->n_layers;
     const size_t floats = b * (5 * d + 2 * (size_t)g->max_q + 2 * (size_t)g->max_kv + 2 * (size_t)g->max_ff +
                                2 * ple_all + g->n_pl + g->n_experts);
-    scratch_need need = {.n_batch = n_batch};
-    gemma4_for_each_matrix((void *)g, need_scratch, &need);
+    const size_t scratch_bytes = decoder_act_scratch_bytes(gemma4_for_each_matrix, g, n_batch);
     size_t moe_bytes = 0;
     for (uint32_t il = 0; il < g->n_layers; il++) {
         if (g->layers[il].moe) {
@@ -516,7 +502,7 @@ static hearth_status gemma4_state_create(const void *p, int32_t n_ctx, int32_t n
         s->v_cache = calloc(g->n_layers, sizeof *s->v_cache);
         s->x = malloc(floats * sizeof(float));
         s->positions = malloc(b * sizeof *s->positions);
-        s->act_scratch = malloc(need.bytes ? need.bytes : 1);
+        s->act_scratch = malloc(scratch_bytes ? scratch_bytes : 1);
         s->moe_scratch = moe_bytes ? malloc(moe_bytes) : NULL;
     }
     if (!fits || !s->kv || !s->k_cache || !s->v_cache || !s->x || !s->positions || !s->act_scratch ||
@@ -553,7 +539,7 @@ static hearth_status gemma4_state_create(const void *p, int32_t n_ctx, int32_t n
     s->ple_proj = c, c += b * ple_all;
     s->ple_gate = c, c += b * g->n_pl;
     s->router = c;
-    *bytes = kv_bytes + floats * sizeof(float) + need.bytes + moe_bytes;
+    *bytes = kv_bytes + floats * sizeof(float) + scratch_bytes + moe_bytes;
     *out = s;
     return HEARTH_OK;
 }
