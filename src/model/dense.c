@@ -15,7 +15,6 @@
 
 #define MAX_LAYERS 512
 #define MAX_HEAD_DIM 1024
-#define MAX_EXPERTS 1024
 
 typedef struct dense_layer {
     const float *attn_norm, *q_norm, *k_norm, *ffn_norm; /* [E], [D], [D], [E]; the q/k norms may be NULL */
@@ -61,10 +60,11 @@ static hearth_status read_hparams(const gguf_file *f, dense *m, hearth_error *er
         if ((st = model_get_u32(f, arch, "expert_used_count", true, 0, &m->n_experts_used, err)) ||
             (st = model_get_f32(f, arch, "expert_weights_scale", false, 0.0f, &m->expert_weights_scale, err)))
             return st;
-        if (n_experts == 0 || n_experts > MAX_EXPERTS || m->n_experts_used == 0 || m->n_experts_used > n_experts)
+        if (n_experts == 0 || n_experts > OPS_MOE_MAX_EXPERTS || m->n_experts_used == 0 ||
+            m->n_experts_used > n_experts)
             return error_set(err, HEARTH_ERR_FORMAT,
                              "%s: %u experts with %u used per token; need 1 to %d experts and 1 to all of them used",
-                             arch, n_experts, m->n_experts_used, MAX_EXPERTS);
+                             arch, n_experts, m->n_experts_used, OPS_MOE_MAX_EXPERTS);
         if ((st = model_get_u32(f, arch, "expert_feed_forward_length", false, m->n_ff / m->n_experts_used,
                                 &m->n_ff_expert, err)))
             return st;

@@ -37,7 +37,6 @@
 #define ARCH "gpt-oss"
 #define MAX_LAYERS 512
 #define MAX_HEAD_DIM 1024
-#define MAX_EXPERTS 1024
 
 typedef struct gpt_oss_layer {
     const float *attn_norm, *post_attn_norm;
@@ -78,11 +77,11 @@ static hearth_status read_hparams(const gguf_file *f, gpt_oss *g, hearth_error *
         return error_set(err, HEARTH_ERR_FORMAT,
                          ARCH ": implausible sizes (embedding %u, layers %u, heads %u, expert feed-forward %u)",
                          g->n_embd, g->n_layers, g->n_heads, g->n_ff_expert);
-    if (g->n_experts == 0 || g->n_experts > MAX_EXPERTS || g->n_experts_used == 0 ||
+    if (g->n_experts == 0 || g->n_experts > OPS_MOE_MAX_EXPERTS || g->n_experts_used == 0 ||
         g->n_experts_used > g->n_experts)
         return error_set(err, HEARTH_ERR_FORMAT,
                          ARCH ": %u experts with %u used per token; need 1 to %d experts and 1 to all of them used",
-                         g->n_experts, g->n_experts_used, MAX_EXPERTS);
+                         g->n_experts, g->n_experts_used, OPS_MOE_MAX_EXPERTS);
     if (g->n_ctx_train == 0)
         return error_set(err, HEARTH_ERR_FORMAT, ARCH ".context_length: must be positive");
     if (!(g->eps >= 0.0f) || g->eps > 1.0f)

@@ -13,8 +13,6 @@
 #include <math.h>
 #include <string.h>
 
-enum { MAX_EXPERTS = 1024 };
-
 /* The smallest normal half: llama.cpp clamps the sum of the chosen weights
  * to it before dividing. */
 #define MIN_WEIGHT_SUM 6.103515625e-5f
@@ -69,7 +67,7 @@ static void top_k(const float *scores, int32_t n, int32_t k, int32_t *ids)
 static void route_token(const ops_moe *moe, const float *logits, int32_t *ids, float *weights)
 {
     const int32_t n = moe->n_experts, k = moe->n_used;
-    float probs[MAX_EXPERTS];
+    float probs[OPS_MOE_MAX_EXPERTS];
     switch (moe->gating) {
     case OPS_MOE_SOFTMAX:
         softmax(logits, n, probs);
@@ -333,7 +331,7 @@ void ops_moe_forward(threadpool *pool, const ops_moe *moe, const float *logits, 
                      const float *x, int64_t x_stride, int64_t n_tokens, float *y, int64_t y_stride,
                      void *scratch)
 {
-    assert(moe->n_experts > 0 && moe->n_experts <= MAX_EXPERTS && moe->n_used > 0 &&
+    assert(moe->n_experts > 0 && moe->n_experts <= OPS_MOE_MAX_EXPERTS && moe->n_used > 0 &&
            moe->n_used <= moe->n_experts);
     moe_step st = {.moe = moe, .logits = logits, .logits_stride = logits_stride, .x = x, .x_stride = x_stride,
                    .y = y, .y_stride = y_stride};

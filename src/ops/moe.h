@@ -27,6 +27,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The most experts a mixture may have (routing keeps one score per expert on
+ * the stack); architectures refuse larger files at load. */
+enum { OPS_MOE_MAX_EXPERTS = 1024 };
+
 typedef enum ops_moe_gating {
     OPS_MOE_SOFTMAX,        /* probs = softmax over all experts' logits (Qwen 3 MoE, Gemma 4) */
     OPS_MOE_SIGMOID,        /* probs = sigmoid(logit) */
