@@ -22,6 +22,10 @@ typedef struct model_arch {
      * model.c can repack them (it may set their `packed`). A matrix whose data
      * is also read by row (a tied embedding) is visited once. */
     void (*for_each_matrix)(void *weights, void (*visit)(ops_matrix *m, void *ctx), void *ctx);
+    /* The state sums up the whole past (a recurrent layer's state), so a
+     * sequence can only go on where the last batch ended or start again at
+     * position 0, which the forward pass takes as a reset. */
+    bool recurrent;
 } model_arch;
 
 extern const model_arch model_arch_gemma3;
@@ -31,6 +35,8 @@ extern const model_arch model_arch_llama;
 extern const model_arch model_arch_qwen2;
 extern const model_arch model_arch_qwen3;
 extern const model_arch model_arch_qwen3moe;
+extern const model_arch model_arch_qwen35;
+extern const model_arch model_arch_qwen35moe;
 
 /* Tensor binding helpers: each checks the tensor exists with exactly the
  * expected shape and a type the engine can multiply / read, and says which

@@ -22,6 +22,8 @@ static const model_arch *const architectures[] = {
     &model_arch_qwen2,
     &model_arch_qwen3,
     &model_arch_qwen3moe,
+    &model_arch_qwen35,
+    &model_arch_qwen35moe,
     &model_arch_gpt_oss,
 };
 
@@ -58,6 +60,7 @@ struct model_state {
     const model *model;
     void *impl;
     int32_t n_ctx, n_batch;
+    int32_t n_evaluated; /* the end of the last batch: where a recurrent state stands */
     size_t bytes;
 };
 
@@ -261,6 +264,15 @@ void model_state_free(model_state *s)
 
 size_t model_state_bytes(const model_state *s) { return s->bytes; }
 
+bool model_is_recurrent(const model *m) { return m->arch->recurrent; }
+
+int32_t model_state_resume_point(const model_state *s, int32_t pos)
+{
+    if (!s->model->arch->recurrent)
+        return pos;
+    return pos == s->n_evaluated ? pos : 0;
+}
+
 hearth_status model_forward(const model *m, model_state *s, threadpool *pool, const int32_t *tokens, int32_t n,
                             int32_t pos0, int32_t first_output, float *logits, hearth_error *err)
 {
@@ -271,12 +283,18 @@ hearth_status model_forward(const model *m, model_state *s, threadpool *pool, co
                          n, pos0, s->n_ctx);
     if (first_output < 0 || first_output > n || (first_output < n && !logits))
         return error_set(err, HEARTH_ERR_ARG, "first output %d of a batch of %d", first_output, n);
+    if (m->arch->recurrent && pos0 != 0 && pos0 != s->n_evaluated)
+        return error_set(err, HEARTH_ERR_ARG,
+                         "batch at position %d: this model's recurrent state stands at position %d; it can go on "
+                         "from there or start again at 0",
+                         pos0, s->n_evaluated);
     int32_t n_vocab = vocab_size(m->vocab);
     for (int32_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= n_vocab)
             return error_set(err, HEARTH_ERR_ARG, "token id %d at batch index %d: outside the vocabulary of %d",
                              tokens[i], i, n_vocab);
     m->arch->forward(m->weights, s->impl, pool, tokens, n, pos0, first_output, logits);
+    s->n_evaluated = pos0 + n;
     return HEARTH_OK;
 }
 

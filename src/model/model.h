@@ -12,6 +12,7 @@
 #include "hearth.h"
 #include "text/vocab.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct model model;
@@ -43,8 +44,17 @@ void model_state_free(model_state *s);
 /* Bytes the state holds (cache + scratch), for reporting. */
 size_t model_state_bytes(const model_state *s);
 
+/* Whether the model's state sums up the past (recurrent layers): then a
+ * sequence can go on only where its last batch ended, or start over at 0. */
+bool model_is_recurrent(const model *m);
+/* The position nearest below or at pos from which s can go on: pos itself,
+ * except for a recurrent model, whose state stands at one position only
+ * (else 0: evaluate from the start). */
+int32_t model_state_resume_point(const model_state *s, int32_t pos);
+
 /* Runs n tokens (1..n_batch) at positions pos0 .. pos0+n-1, keeping their
- * keys and values in the state (positions before pos0 must have been run).
+ * keys and values in the state (positions before pos0 must have been run;
+ * for a recurrent model pos0 must be 0 or where the last batch ended).
  * Writes the logits of tokens first_output .. n-1 into logits, one row of
  * model_n_vocab floats each (first_output == n: no logits, logits may be NULL).
  * Token ids out of range and positions past the context are errors. */

@@ -63,12 +63,14 @@ size_t session_state_bytes(const session *s) { return model_state_bytes(s->state
 void session_reset(session *s) { s->n_past = 0; }
 
 /* The positions past the prefix need no clearing: attention reads a cache
- * row only once the position is filled again. */
+ * row only once the position is filled again. A recurrent model's state
+ * cannot be taken back to an earlier position: it keeps all or nothing. */
 int32_t session_keep_common_prefix(session *s, const int32_t *tokens, int32_t n)
 {
     int32_t limit = n - 1 < s->n_past ? n - 1 : s->n_past, keep = 0;
     while (keep < limit && s->tokens[keep] == tokens[keep])
         keep++;
+    keep = model_state_resume_point(s->state, keep);
     s->n_past = keep;
     return keep;
 }

@@ -26,7 +26,8 @@ void session_reset(session *s);
 /* Keeps the longest common prefix of what the session holds and tokens[0..n),
  * at most n - 1 tokens so that at least one is left to evaluate (and give
  * logits), and forgets the rest; returns how many it kept. A conversation
- * re-rendered each turn then costs only the tokens after the prefix. */
+ * re-rendered each turn then costs only the tokens after the prefix. A
+ * recurrent model (model_is_recurrent) keeps all it holds or nothing. */
 int32_t session_keep_common_prefix(session *s, const int32_t *tokens, int32_t n);
 
 /* Appends n tokens to the sequence, in batches, and keeps the logits of the
