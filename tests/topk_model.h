@@ -75,13 +75,13 @@ static inline void topk_check_stats(const topk_bounds *b, const char *mode, topk
 }
 
 /* Loads model_path, checks its weights are the fixtures', and compares the
- * batch fixture (in batches of TOPK_FIXTURE_ROWS, as prefill runs) and the
+ * batch fixture (in batches of batch_step tokens, as prefill runs) and the
  * decode one (a token per call) over at least min_tokens each. label heads
  * the printed figures; regenerate names the script that remakes the
  * fixtures. */
-static inline void topk_check_model(threadpool *pool, const char *label, const char *model_path,
-                                    const char *batch_fixture, const char *decode_fixture, int32_t min_tokens,
-                                    const topk_bounds *b, const char *regenerate)
+static inline void topk_check_model_steps(threadpool *pool, const char *label, const char *model_path,
+                                          const char *batch_fixture, const char *decode_fixture, int32_t min_tokens,
+                                          const topk_bounds *b, const char *regenerate, int32_t batch_step)
 {
     hearth_error err = {0};
     model *m = NULL;
@@ -102,11 +102,20 @@ static inline void topk_check_model(threadpool *pool, const char *label, const c
         int32_t n_vocab = model_n_vocab(m);
         printf("%s %s:\n", label, b->name);
         topk_check_stats(b, "batch",
-                         topk_compare(s, n_vocab, batch_fixture, min_tokens, TOPK_FIXTURE_ROWS, b->clear_margin));
+                         topk_compare(s, n_vocab, batch_fixture, min_tokens, batch_step, b->clear_margin));
         topk_check_stats(b, "decode", topk_compare(s, n_vocab, decode_fixture, min_tokens, 1, b->clear_margin));
     }
     session_free(s);
     model_free(m);
+}
+
+/* The same with the batch fixture fed TOPK_FIXTURE_ROWS tokens per call. */
+static inline void topk_check_model(threadpool *pool, const char *label, const char *model_path,
+                                    const char *batch_fixture, const char *decode_fixture, int32_t min_tokens,
+                                    const topk_bounds *b, const char *regenerate)
+{
+    topk_check_model_steps(pool, label, model_path, batch_fixture, decode_fixture, min_tokens, b, regenerate,
+                           TOPK_FIXTURE_ROWS);
 }
 
 /* A session that keeps the common prefix of a new sequence and evaluates the

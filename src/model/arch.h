@@ -11,8 +11,9 @@ typedef struct model_arch {
     /* Reads hparams and binds tensors; returns the arch's private weights. */
     hearth_status (*load)(const gguf_file *file, const vocab *v, void **weights, hearth_error *err);
     void (*free_weights)(void *weights);
+    /* *memory: what the state allocated, by part. */
     hearth_status (*state_create)(const void *weights, int32_t n_ctx, int32_t n_batch, void **state,
-                                  size_t *bytes, hearth_error *err);
+                                  model_memory *memory, hearth_error *err);
     void (*state_free)(void *state);
     /* Arguments are checked by model_forward before the call. */
     void (*forward)(const void *weights, void *state, threadpool *pool, const int32_t *tokens, int32_t n,

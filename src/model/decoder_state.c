@@ -49,7 +49,7 @@ hearth_status decoder_state_create(const decoder_dims *dims,
                                    void (*for_each_matrix)(void *weights, void (*visit)(ops_matrix *m, void *ctx),
                                                            void *ctx),
                                    const void *weights,
-                                   int32_t n_ctx, int32_t n_batch, decoder_state **out, size_t *bytes,
+                                   int32_t n_ctx, int32_t n_batch, decoder_state **out, model_memory *memory,
                                    hearth_error *err)
 {
     *out = NULL;
@@ -96,9 +96,9 @@ hearth_status decoder_state_create(const decoder_dims *dims,
     s->attn = cursor, cursor += b * (size_t)dims->attn_dim;
     s->gate = cursor, cursor += b * (size_t)dims->n_ff;
     s->up = cursor;
-    *bytes = k_bytes + v_bytes + floats * sizeof(float) + scratch_bytes;
+    *memory = (model_memory){.kv_cache = k_bytes + v_bytes, .scratch = floats * sizeof(float) + scratch_bytes};
     if (dims->n_experts > 0)
-        *bytes += b * (size_t)dims->n_experts * sizeof(float) + dims->moe_scratch_bytes;
+        memory->scratch += b * (size_t)dims->n_experts * sizeof(float) + dims->moe_scratch_bytes;
     *out = s;
     return HEARTH_OK;
 }

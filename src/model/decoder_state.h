@@ -37,7 +37,7 @@ hearth_status decoder_state_create(const decoder_dims *dims,
                                    void (*for_each_matrix)(void *weights, void (*visit)(ops_matrix *m, void *ctx),
                                                            void *ctx),
                                    const void *weights,
-                                   int32_t n_ctx, int32_t n_batch, decoder_state **out, size_t *bytes,
+                                   int32_t n_ctx, int32_t n_batch, decoder_state **out, model_memory *memory,
                                    hearth_error *err);
 void decoder_state_free(void *state);
 

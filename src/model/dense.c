@@ -213,7 +213,7 @@ int32_t dense_n_ctx_train(const void *p)
     return m->n_ctx_train > INT32_MAX ? INT32_MAX : (int32_t)m->n_ctx_train;
 }
 
-hearth_status dense_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out, size_t *bytes,
+hearth_status dense_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out, model_memory *memory,
                                  hearth_error *err)
 {
     const dense *m = p;
@@ -225,7 +225,7 @@ hearth_status dense_state_create(const void *p, int32_t n_ctx, int32_t n_batch, 
         .moe_scratch_bytes = m->n_experts ? ops_moe_scratch_bytes(&m->layers[0].moe, n_batch) : 0,
     };
     decoder_state *s = NULL;
-    hearth_status st = decoder_state_create(&dims, dense_for_each_matrix, m, n_ctx, n_batch, &s, bytes, err);
+    hearth_status st = decoder_state_create(&dims, dense_for_each_matrix, m, n_ctx, n_batch, &s, memory, err);
     *out = s;
     return st;
 }

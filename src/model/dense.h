@@ -38,7 +38,7 @@ typedef struct dense_traits {
 hearth_status dense_load(const dense_traits *traits, const gguf_file *file, const vocab *v, void **weights,
                          hearth_error *err);
 void dense_free_weights(void *weights);
-hearth_status dense_state_create(const void *weights, int32_t n_ctx, int32_t n_batch, void **state, size_t *bytes,
+hearth_status dense_state_create(const void *weights, int32_t n_ctx, int32_t n_batch, void **state, model_memory *memory,
                                  hearth_error *err);
 void dense_forward(const void *weights, void *state, threadpool *pool, const int32_t *tokens, int32_t n,
                    int32_t pos0, int32_t first_output, float *logits);

@@ -154,7 +154,7 @@ static int32_t gemma3_n_ctx_train(const void *p)
 
 static void gemma3_for_each_matrix(void *p, void (*visit)(ops_matrix *m, void *ctx), void *ctx);
 
-static hearth_status gemma3_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out, size_t *bytes,
+static hearth_status gemma3_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out, model_memory *memory,
                                          hearth_error *err)
 {
     const gemma3 *g = p;
@@ -164,7 +164,7 @@ static hearth_status gemma3_state_create(const void *p, int32_t n_ctx, int32_t n
         .v_dim = (int64_t)g->n_kv_heads * g->head_dim_v, .attn_dim = (int64_t)g->n_heads * g->head_dim_v,
     };
     decoder_state *s = NULL;
-    hearth_status st = decoder_state_create(&dims, gemma3_for_each_matrix, g, n_ctx, n_batch, &s, bytes, err);
+    hearth_status st = decoder_state_create(&dims, gemma3_for_each_matrix, g, n_ctx, n_batch, &s, memory, err);
     *out = s;
     return st;
 }

@@ -469,7 +469,7 @@ static void gemma4_state_free(void *p)
     free(s);
 }
 
-static hearth_status gemma4_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out, size_t *bytes,
+static hearth_status gemma4_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out, model_memory *memory,
                                          hearth_error *err)
 {
     const gemma4 *g = p;
@@ -539,7 +539,7 @@ static hearth_status gemma4_state_create(const void *p, int32_t n_ctx, int32_t n
     s->ple_proj = c, c += b * ple_all;
     s->ple_gate = c, c += b * g->n_pl;
     s->router = c;
-    *bytes = kv_bytes + floats * sizeof(float) + scratch_bytes + moe_bytes;
+    *memory = (model_memory){.kv_cache = kv_bytes, .scratch = floats * sizeof(float) + scratch_bytes + moe_bytes};
     *out = s;
     return HEARTH_OK;
 }

@@ -235,7 +235,7 @@ static void gpt_oss_for_each_matrix(void *p, void (*visit)(ops_matrix *m, void *
 }
 
 static hearth_status gpt_oss_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out,
-                                          size_t *bytes, hearth_error *err)
+                                          model_memory *memory, hearth_error *err)
 {
     const gpt_oss *g = p;
     const int64_t q_dim = (int64_t)g->n_heads * g->head_dim, kv_dim = (int64_t)g->n_kv_heads * g->head_dim;
@@ -246,7 +246,7 @@ static hearth_status gpt_oss_state_create(const void *p, int32_t n_ctx, int32_t 
         .moe_scratch_bytes = ops_moe_scratch_bytes(&g->layers[0].moe, n_batch),
     };
     decoder_state *s = NULL;
-    hearth_status st = decoder_state_create(&dims, gpt_oss_for_each_matrix, g, n_ctx, n_batch, &s, bytes, err);
+    hearth_status st = decoder_state_create(&dims, gpt_oss_for_each_matrix, g, n_ctx, n_batch, &s, memory, err);
     *out = s;
     return st;
 }

@@ -61,7 +61,7 @@ struct model_state {
     void *impl;
     int32_t n_ctx, n_batch;
     int32_t n_evaluated; /* the end of the last batch: where a recurrent state stands */
-    size_t bytes;
+    model_memory memory;
 };
 
 /* Gives the map's pages under [p, p + n) back: they were read once to pack,
@@ -179,6 +179,11 @@ model_repack_stats model_repack(const model *m) { return m->repack; }
 
 hearth_status model_load(const char *path, model **out, hearth_error *err)
 {
+    return model_open(path, true, out, err);
+}
+
+hearth_status model_open(const char *path, bool repack, model **out, hearth_error *err)
+{
     *out = NULL;
     model *m = calloc(1, sizeof *m);
     if (!m)
@@ -193,14 +198,18 @@ hearth_status model_load(const char *path, model **out, hearth_error *err)
                 m->arch = architectures[i];
         if (!name)
             st = error_set(err, HEARTH_ERR_FORMAT, "general.architecture: missing");
-        else if (!m->arch)
-            st = error_set(err, HEARTH_ERR_UNSUPPORTED,
-                           "general.architecture: '%.*s' is not supported (known: gemma3, llama, qwen2, qwen3)",
-                           (int)(name->len > 64 ? 64 : name->len), name->data);
+        else if (!m->arch) {
+            char known[256] = "";
+            for (size_t i = 0; i < sizeof architectures / sizeof *architectures; i++)
+                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "",
+                         architectures[i]->name);
+            st = error_set(err, HEARTH_ERR_UNSUPPORTED, "general.architecture: '%.*s' is not supported (known: %s)",
+                           (int)(name->len > 64 ? 64 : name->len), name->data, known);
+        }
     }
     if (st == HEARTH_OK)
         st = m->arch->load(m->file, m->vocab, &m->weights, err);
-    if (st == HEARTH_OK)
+    if (st == HEARTH_OK && repack)
         st = repack_weights(m, err);
     if (st != HEARTH_OK) {
         if (!strstr(err->message, path))
@@ -242,7 +251,7 @@ hearth_status model_state_create(const model *m, int32_t n_ctx, int32_t n_batch,
     model_state *s = calloc(1, sizeof *s);
     if (!s)
         return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
-    hearth_status st = m->arch->state_create(m->weights, n_ctx, n_batch, &s->impl, &s->bytes, err);
+    hearth_status st = m->arch->state_create(m->weights, n_ctx, n_batch, &s->impl, &s->memory, err);
     if (st != HEARTH_OK) {
         free(s);
         return st;
@@ -262,7 +271,12 @@ void model_state_free(model_state *s)
     free(s);
 }
 
-size_t model_state_bytes(const model_state *s) { return s->bytes; }
+size_t model_state_bytes(const model_state *s)
+{
+    return s->memory.kv_cache + s->memory.recurrent + s->memory.scratch;
+}
+
+model_memory model_state_memory(const model_state *s) { return s->memory; }
 
 bool model_is_recurrent(const model *m) { return m->arch->recurrent; }
 

@@ -19,6 +19,9 @@ typedef struct model model;
 typedef struct model_state model_state;
 
 hearth_status model_load(const char *path, model **out, hearth_error *err);
+/* model_load, with the repacking for the matrix kernels left out when
+ * !repack: for describing a model (sizes, memory) without computing. */
+hearth_status model_open(const char *path, bool repack, model **out, hearth_error *err);
 void model_free(model *m);
 
 const vocab *model_vocab(const model *m);
@@ -43,6 +46,13 @@ hearth_status model_state_create(const model *m, int32_t n_ctx, int32_t n_batch,
 void model_state_free(model_state *s);
 /* Bytes the state holds (cache + scratch), for reporting. */
 size_t model_state_bytes(const model_state *s);
+/* The same by part. */
+typedef struct model_memory {
+    size_t kv_cache;  /* attention layers' keys and values: grows with the context */
+    size_t recurrent; /* recurrent layers' states: the same at any context */
+    size_t scratch;   /* one batch's activations and the kernels' work space */
+} model_memory;
+model_memory model_state_memory(const model_state *s);
 
 /* Whether the model's state sums up the past (recurrent layers): then a
  * sequence can go on only where its last batch ended, or start over at 0. */

@@ -121,9 +121,6 @@ static hearth_status read_hparams(const gguf_file *f, qwen35 *m, hearth_error *e
     if (interval == 0)
         return error_set(err, HEARTH_ERR_FORMAT, "%s.full_attention_interval: must be positive", a);
     char key[96];
-    snprintf(key, sizeof key, "%s.attention.recurrent_layers", a);
-    if (gguf_find_kv(f, key))
-        return error_set(err, HEARTH_ERR_UNSUPPORTED, "%s: an explicit layer pattern is not supported", key);
     /* DeltaNet sizes: llama.cpp takes both head sizes from ssm.state_size and
      * the inner size as value heads x that. */
     if (m->ssm_head == 0 || m->ssm_head > MAX_HEAD_DIM || m->n_k_heads == 0 || m->n_v_heads == 0 ||
@@ -195,9 +192,21 @@ static hearth_status read_hparams(const gguf_file *f, qwen35 *m, hearth_error *e
         m->rope.freq_factors = m->rope_factors;
     }
 
-    /* The layer pattern, as llama.cpp derives it without recurrent_layers. */
+    /* The layer pattern: attention.recurrent_layers (one flag per block, the
+     * converter's layer_types), else every interval-th layer attends. */
+    snprintf(key, sizeof key, "%s.attention.recurrent_layers", a);
+    const gguf_array *pattern = gguf_get_array(f, key);
+    if (pattern && (pattern->count != n_blocks || (pattern->elem_type != GGUF_TYPE_BOOL &&
+                                                   pattern->elem_type != GGUF_TYPE_UINT8 &&
+                                                   pattern->elem_type != GGUF_TYPE_INT8 &&
+                                                   pattern->elem_type != GGUF_TYPE_UINT32 &&
+                                                   pattern->elem_type != GGUF_TYPE_INT32)))
+        return error_set(err, HEARTH_ERR_FORMAT, "%s: need %u flags (one per block), as booleans or integers", key,
+                         n_blocks);
+    if (!pattern && gguf_find_kv(f, key))
+        return error_set(err, HEARTH_ERR_FORMAT, "%s: not an array", key);
     for (uint32_t il = 0; il < m->n_layers; il++) {
-        bool recurrent = (il + 1) % interval != 0;
+        bool recurrent = pattern ? gguf_array_get_uint(pattern, il) != 0 : (il + 1) % interval != 0;
         m->layers[il].recurrent = recurrent;
         m->layers[il].slot = (int32_t)(recurrent ? m->n_recurrent_layers++ : m->n_attn_layers++);
     }
@@ -254,8 +263,8 @@ static hearth_status bind_layer(const gguf_file *f, qwen35 *m, uint32_t il, hear
          * leaves them so, and ggml_ssm_conv reads nothing else). */
         if (!conv || conv->type != QUANT_F32 || conv->n_dims != 2 || conv->ne[0] != m->conv_kernel ||
             conv->ne[1] != m->conv_dim)
-            return error_set(err, HEARTH_ERR_FORMAT, "tensor %s: %s; expected F32 of %u x %lld", name,
-                             conv ? "wrong type or shape" : "missing", m->conv_kernel, (long long)m->conv_dim);
+            return error_set(err, HEARTH_ERR_FORMAT, "tensor blk.%u.ssm_conv1d.weight: %s; expected F32 of %u x %lld",
+                             il, conv ? "wrong type or shape" : "missing", m->conv_kernel, (long long)m->conv_dim);
         l->conv = conv->data;
     } else {
         if ((st = MAT(wq, "attn_q", d, 2 * q_dim)) || (st = MAT(wk, "attn_k", d, kv_dim)) ||
@@ -294,9 +303,15 @@ static hearth_status bind_layer(const gguf_file *f, qwen35 *m, uint32_t il, hear
     bool shared = false;
     if ((st = model_bind_optional_matrix(f, NAME("ffn_up_shexp.weight"), d, sh, &l->sh_up, &shared, err)))
         return st;
-    if (shared && ((st = MAT(sh_gate, "ffn_gate_shexp", d, sh)) || (st = MAT(sh_down, "ffn_down_shexp", sh, d)) ||
-                   (st = VEC(sh_gate_inp, "ffn_gate_inp_shexp.weight", d))))
+    if (shared && ((st = MAT(sh_gate, "ffn_gate_shexp", d, sh)) || (st = MAT(sh_down, "ffn_down_shexp", sh, d))))
         return st;
+    /* The shared expert's gate: one row of n_embd, F32 (the converter keeps
+     * it so), written as [n_embd] or [n_embd, 1]. */
+    const gguf_tensor *t = shared ? gguf_find_tensor(f, NAME("ffn_gate_inp_shexp.weight")) : NULL;
+    if (shared && (!t || t->type != QUANT_F32 || t->ne[0] != d || t->n_elements != d))
+        return error_set(err, HEARTH_ERR_FORMAT, "tensor %s: %s; expected F32 of %lld (x 1)", name,
+                         t ? "wrong type or shape" : "missing", (long long)d);
+    l->sh_gate_inp = t ? t->data : NULL;
 #undef NAME
 #undef VEC
 #undef MAT
@@ -466,7 +481,7 @@ static size_t carve(qwen35_state *s, char *base, const qwen35 *m, int32_t n_ctx,
     return off;
 }
 
-static hearth_status qwen35_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out, size_t *bytes,
+static hearth_status qwen35_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out, model_memory *memory,
                                          hearth_error *err)
 {
     const qwen35 *m = p;
@@ -488,7 +503,9 @@ static hearth_status qwen35_state_create(const void *p, int32_t n_ctx, int32_t n
     s->kv_layer = (size_t)n_ctx * m->n_kv_heads * m->head_dim;
     s->conv_layer = (size_t)(m->conv_kernel - 1) * m->conv_dim;
     s->ssm_layer = (size_t)m->n_v_heads * m->ssm_head * m->ssm_head;
-    *bytes = total;
+    const size_t kv = 2 * (size_t)m->n_attn_layers * s->kv_layer * sizeof(uint16_t);
+    const size_t recurrent = m->n_recurrent_layers * (s->conv_layer + s->ssm_layer) * sizeof(float);
+    *memory = (model_memory){.kv_cache = kv, .recurrent = recurrent, .scratch = total - kv - recurrent};
     *out = s;
     return HEARTH_OK;
 }

@@ -1,15 +1,18 @@
-/* hearth info: what is in a GGUF file, read from its header alone. */
+/* hearth info: what is in a GGUF file, read from its header, and what a
+ * session of it would hold in memory. */
 #include "cli.h"
 
 #include "base/cpu.h"
 #include "base/threadpool.h"
 
 #include "gguf/gguf.h"
+#include "model/model.h"
 #include "ops/packed.h"
 #include "quant/quant.h"
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum {
@@ -19,16 +22,22 @@ enum {
 };
 
 static const char info_usage[] =
-    "usage: hearth info FILE [--json] [-v]\n"
+    "usage: hearth info FILE [--json] [-v] [-c N]\n"
     "       hearth info --cpu\n"
     "\n"
     "Describes a GGUF model file from its header: architecture, name, parameter\n"
     "count, context length, tensor counts and bytes per weight type, file size,\n"
     "tokenizer model and vocabulary size. The file is validated as it is read;\n"
-    "a malformed file is reported with the field at fault.\n"
+    "a malformed file is reported with the field at fault. For an architecture\n"
+    "hearth runs, also the memory one session needs beside the weights: the KV\n"
+    "cache of the attention layers (it grows with the context), the state of\n"
+    "recurrent layers (fixed), and one batch's work space; and the parts of the\n"
+    "file it loads but does not run (multi-token prediction blocks).\n"
     "\n"
     "options:\n"
     "  --json         print one JSON object instead of text\n"
+    "  -c, --ctx N    the session's context for the memory figures (default:\n"
+    "                 4096, or the model's trained context when smaller)\n"
     "  -v, --verbose  also list every metadata key (long arrays abbreviated)\n"
     "                 and every tensor (name, type, shape, offset, bytes)\n"
     "  --cpu          describe this CPU instead: its features, the kernel level\n"
@@ -52,6 +61,81 @@ typedef struct model_summary {
     uint64_t vocab_size;
     type_totals per_type[QUANT_TYPE_COUNT];
 } model_summary;
+
+/* What a session needs, from the model bound to the file (not repacked)
+ * and a state created for it, whose pages nothing touches. */
+typedef struct session_summary {
+    bool known;           /* the architecture is one hearth runs */
+    char why[512]; /* else: why not (a hearth_error message) */
+    int32_t n_ctx, n_batch;
+    model_memory memory;
+    uint64_t mtp_layers;  /* multi-token prediction blocks loaded and not run */
+} session_summary;
+
+enum { INFO_DEFAULT_CTX = 4096, INFO_BATCH = 512 };
+
+static void summarise_session(const char *path, const gguf_file *f, const gguf_string *arch, int32_t n_ctx,
+                              session_summary *s)
+{
+    memset(s, 0, sizeof *s);
+    char key[128];
+    if (arch) {
+        snprintf(key, sizeof key, "%.*s.nextn_predict_layers", (int)(arch->len < 64 ? arch->len : 64), arch->data);
+        if (!gguf_get_uint(f, key, &s->mtp_layers))
+            s->mtp_layers = 0;
+    }
+    model *m = NULL;
+    model_state *st = NULL;
+    hearth_error err = {0};
+    if (model_open(path, false, &m, &err) != HEARTH_OK) {
+        snprintf(s->why, sizeof s->why, "%s", err.message);
+        return;
+    }
+    s->n_ctx = n_ctx > 0 ? n_ctx : (model_n_ctx_train(m) < INFO_DEFAULT_CTX ? model_n_ctx_train(m) : INFO_DEFAULT_CTX);
+    s->n_batch = s->n_ctx < INFO_BATCH ? s->n_ctx : INFO_BATCH;
+    if (model_state_create(m, s->n_ctx, s->n_batch, &st, &err) != HEARTH_OK) {
+        snprintf(s->why, sizeof s->why, "%s", err.message);
+    } else {
+        s->known = true;
+        s->memory = model_state_memory(st);
+    }
+    model_state_free(st);
+    model_free(m);
+}
+
+static void print_session_text(const session_summary *s)
+{
+    char total[32], kv[32], rec[32], scratch[32];
+    if (!s->known) {
+        printf("session memory:  - (%s)\n", s->why);
+    } else {
+        out_format_bytes(total, sizeof total, s->memory.kv_cache + s->memory.recurrent + s->memory.scratch);
+        out_format_bytes(kv, sizeof kv, s->memory.kv_cache);
+        out_format_bytes(rec, sizeof rec, s->memory.recurrent);
+        out_format_bytes(scratch, sizeof scratch, s->memory.scratch);
+        printf("session memory:  %s at a context of %d (batches of %d): KV cache %s, recurrent state %s, "
+               "work space %s\n",
+               total, s->n_ctx, s->n_batch, kv, rec, scratch);
+    }
+    if (s->mtp_layers)
+        printf("not run:         %" PRIu64 " multi-token prediction block%s (loaded; hearth does not draft with "
+               "them yet)\n",
+               s->mtp_layers, s->mtp_layers == 1 ? "" : "s");
+}
+
+static void print_session_json(const session_summary *s)
+{
+    fputs(", \"session\": ", stdout);
+    if (!s->known) {
+        fputs("{\"supported\": false, \"reason\": ", stdout);
+        out_json_string(stdout, s->why, strlen(s->why));
+    } else {
+        printf("{\"supported\": true, \"context\": %d, \"batch\": %d, \"kv_cache_bytes\": %zu, "
+               "\"recurrent_state_bytes\": %zu, \"work_space_bytes\": %zu",
+               s->n_ctx, s->n_batch, s->memory.kv_cache, s->memory.recurrent, s->memory.scratch);
+    }
+    printf(", \"mtp_layers_not_run\": %" PRIu64 "}", s->mtp_layers);
+}
 
 static void summarise(const gguf_file *f, model_summary *s)
 {
@@ -168,7 +252,8 @@ static void format_shape(char *buf, size_t size, const gguf_tensor *t)
         snprintf(buf + n, size - (size_t)n, "]");
 }
 
-static void print_text(const char *path, const gguf_file *f, const model_summary *s, bool verbose)
+static void print_text(const char *path, const gguf_file *f, const model_summary *s, const session_summary *ss,
+                       bool verbose)
 {
     char size_buf[32], count_buf[32];
     out_format_bytes(size_buf, sizeof size_buf, gguf_file_size(f));
@@ -198,6 +283,7 @@ static void print_text(const char *path, const gguf_file *f, const model_summary
         printf("  %-8s %6" PRIu64 " tensors %12s\n", quant_get_traits((uint32_t)t)->name, s->per_type[t].count,
                size_buf);
     }
+    print_session_text(ss);
     if (!verbose)
         return;
 
@@ -276,7 +362,8 @@ static void print_json_string_or_null(const gguf_string *s)
         fputs("null", stdout);
 }
 
-static void print_json(const char *path, const gguf_file *f, const model_summary *s, bool verbose)
+static void print_json(const char *path, const gguf_file *f, const model_summary *s, const session_summary *ss,
+                       bool verbose)
 {
     fputs("{\"file\": ", stdout);
     out_json_string(stdout, path, strlen(path));
@@ -310,6 +397,7 @@ static void print_json(const char *path, const gguf_file *f, const model_summary
         first = false;
     }
     fputs("]", stdout);
+    print_session_json(ss);
     if (verbose) {
         fputs(", \"metadata\": {", stdout);
         for (int64_t i = 0; i < gguf_kv_count(f); i++) {
@@ -370,12 +458,20 @@ int cli_info(int argc, char **argv)
 {
     const char *path = NULL;
     bool json = false, verbose = false, cpu = false;
+    long n_ctx = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--cpu") == 0) {
             cpu = true;
         } else if (strcmp(a, "--json") == 0) {
             json = true;
+        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--ctx") == 0) {
+            char *end = NULL;
+            n_ctx = i + 1 < argc ? strtol(argv[++i], &end, 10) : 0;
+            if (!end || *end || n_ctx < 1 || n_ctx > INT32_MAX) {
+                fprintf(stderr, "hearth info: %s needs a context size from 1 to %d\n\n%s", a, INT32_MAX, info_usage);
+                return CLI_EXIT_USAGE;
+            }
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
             verbose = true;
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -406,10 +502,12 @@ int cli_info(int argc, char **argv)
     }
     model_summary s;
     summarise(f, &s);
+    session_summary ss;
+    summarise_session(path, f, s.arch, (int32_t)n_ctx, &ss);
     if (json)
-        print_json(path, f, &s, verbose);
+        print_json(path, f, &s, &ss, verbose);
     else
-        print_text(path, f, &s, verbose);
+        print_text(path, f, &s, &ss, verbose);
     gguf_close(f);
     return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
 }
