@@ -508,6 +508,7 @@ static void panel_q6_K_ref(int64_t cols, const void *panel, const void *act, siz
         [QUANT_Q6_K] = ops_panel_q6_K_##isa,     \
     }
 static const ops_panel_fn panel_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT] = {
+    [CPU_LEVEL_AVX2] = PANEL_VARIANTS(avx2),
     [CPU_LEVEL_AVX512] = PANEL_VARIANTS(avx512),
 };
 #else

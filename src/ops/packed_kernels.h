@@ -148,6 +148,7 @@ ops_panel_fn ops_panel_at_level(uint32_t type, cpu_level level);
                               float *y, size_t y_stride);
 
 #if defined(__x86_64__)
+OPS_PANEL_DECLARE(avx2)
 OPS_PANEL_DECLARE(avx512)
 void ops_packed_quantize_q8_32_avx512(const float *x, act_q8_32 *out, int64_t n_blocks);
 void ops_packed_quantize_q8_1_avx512(const float *x, block_q8_1 *out, int64_t n_blocks);
