@@ -137,6 +137,9 @@ ALWAYS_INLINE void multiply_group(int kind, const __m256i w[2], int n_halves, co
             __m256i p = kind == UNPACK_Q8 ? _mm256_maddubs_epi16(absw[h], _mm256_sign_epi8(a, w[h]))
                                           : _mm256_maddubs_epi16(w[h], a);
             s[h][t] = first ? p : _mm256_add_epi16(s[h][t], p);
+            /* Keeps the sum a running one: reassociated into a tree, the
+             * compiler kept every product of the sub-block live and spilled. */
+            __asm__("" : "+x"(s[h][t]));
         }
     }
 }
