@@ -410,3 +410,131 @@ ALWAYS_INLINE void tile_q6_K(int64_t cols, const void *panel, const void *act, s
 
 #define CALL_Q6_K(T, H0, NH) tile_q6_K(cols, panel, tile_act, act_stride, T, H0, NH, tile_y, y_stride)
 PANEL_BY_TOKENS(ops_panel_q6_K_avx2, CALL_Q6_K, 8)
+
+/* ---- activations ---- */
+
+/* The AVX-512 quantizers (panel_avx512.c) on 8 lanes: the same operations
+ * per value, so the same bytes as the references. */
+
+ALWAYS_INLINE float max_lanes(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+ALWAYS_INLINE int32_t sum_lanes(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+ALWAYS_INLINE __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+/* 32 int32 values in -128..127 (four vectors, in order) to 32 bytes. */
+ALWAYS_INLINE void store_bytes(int8_t *dst, __m256i q0, __m256i q1, __m256i q2, __m256i q3)
+{
+    __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
+    b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)dst, b);
+}
+
+/* As ops/packed.c's reference (ggml's x86 Q8_0): scale amax/127 rounded to
+ * f16, values x * (127/amax) rounded half to even, which is what cvtps does
+ * in the default rounding mode. Returns the sum of the values. */
+ALWAYS_INLINE int32_t quantize_block_32(const float *x, float *d, int8_t qs[32])
+{
+    __m256 v[4], amax_v = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm256_loadu_ps(x + 8 * i);
+        amax_v = _mm256_max_ps(amax_v, abs_ps(v[i]));
+    }
+    float amax = max_lanes(amax_v);
+    float inverse = amax != 0.0f ? 127.0f / amax : 0.0f;
+    __m256 scale = _mm256_set1_ps(inverse);
+    __m256i q[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+        q[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], scale));
+    store_bytes(qs, q[0], q[1], q[2], q[3]);
+    *d = _cvtsh_ss(_cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT));
+    return sum_lanes(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+}
+
+void ops_packed_quantize_q8_32_avx2(const float *x, act_q8_32 *out, int64_t n_blocks)
+{
+    for (int64_t b = 0; b < n_blocks; b++)
+        out[b].sum = quantize_block_32(x + 32 * b, &out[b].d, out[b].qs);
+}
+
+/* Q8_1 as ops/dot.c makes it: s = d * sum, rounded once. */
+void ops_packed_quantize_q8_1_avx2(const float *x, block_q8_1 *out, int64_t n_blocks)
+{
+    for (int64_t b = 0; b < n_blocks; b++) {
+        int32_t sum = quantize_block_32(x + 32 * b, &out[b].d, out[b].qs);
+        out[b].s = out[b].d * (float)sum;
+    }
+}
+
+/* Eight vectors of 8 int32 to the 8 sums, in order. */
+ALWAYS_INLINE __m256i sum_each(const __m256i s[8])
+{
+    __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+    __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
+}
+
+/* As quantize_q8_K_ref: the scale comes from the first element of largest
+ * magnitude, with its sign; values are clamped at 127 on the positive side. */
+void ops_packed_quantize_q8_256_avx2(const float *x, act_q8_256 *out, int64_t n_blocks)
+{
+    for (int64_t b = 0; b < n_blocks; b++, x += 256) {
+        __m256 amax_v = _mm256_setzero_ps();
+#pragma GCC unroll 8
+        for (int i = 0; i < 32; i++)
+            amax_v = _mm256_max_ps(amax_v, abs_ps(_mm256_loadu_ps(x + 8 * i)));
+        float amax = max_lanes(amax_v);
+        act_q8_256 *a = &out[b];
+        if (!(amax > 0.0f)) {
+            memset(a, 0, sizeof *a);
+            continue;
+        }
+        float max = 0.0f;
+        for (int i = 0; i < 32; i++) {
+            int at = _mm256_movemask_ps(_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + 8 * i)), _mm256_set1_ps(amax),
+                                                      _CMP_EQ_OQ));
+            if (at) {
+                max = x[8 * i + __builtin_ctz((unsigned)at)];
+                break;
+            }
+        }
+        float iscale = -127.0f / max;
+        __m256 scale = _mm256_set1_ps(iscale);
+        const __m256i limit = _mm256_set1_epi32(127);
+        __m256i sums[16]; /* sums[i]: the 8 lanes' part of group i's sum */
+#pragma GCC unroll 2
+        for (int i = 0; i < 8; i++) {
+            __m256i q[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++)
+                q[k] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 32 * i + 8 * k), scale)),
+                                        limit);
+            store_bytes(a->qs + 32 * i, q[0], q[1], q[2], q[3]);
+            sums[2 * i] = _mm256_add_epi32(q[0], q[1]);
+            sums[2 * i + 1] = _mm256_add_epi32(q[2], q[3]);
+        }
+        __m256i s16_lo = sum_each(sums), s16_hi = sum_each(sums + 8);
+        /* packs_epi32 interleaves 128-bit lanes: put them back in order. */
+        _mm256_storeu_si256((__m256i *)a->sums16,
+                            _mm256_permute4x64_epi64(_mm256_packs_epi32(s16_lo, s16_hi), 0xD8));
+        /* hadd pairs: lanes 0,1 = pairs 0,1 of lo; 2,3 = 0,1 of hi; 4,5 = 2,3 of lo; 6,7 = 2,3 of hi. */
+        __m256i pairs = _mm256_permute4x64_epi64(_mm256_hadd_epi32(s16_lo, s16_hi), 0xD8);
+        __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(pairs), _mm256_extracti128_si256(pairs, 1));
+        _mm_storeu_si128((__m128i *)a->sums32, p16);
+        a->d = 1.0f / iscale;
+    }
+}
