@@ -1,7 +1,7 @@
 /* Single-thread throughput of the matrix kernels: one weight matrix (default
  * 2048 x 2048) of each type times a batch of tokens, through ops_matmul as the
  * models call it (activation conversion included), repacked into panels when
- * this CPU packs the type; --rows (or HEARTH_CPU=avx2, which packs nothing)
+ * this CPU packs the type; --rows (or HEARTH_CPU=scalar, which packs nothing)
  * measures the row kernels of ops/dot.h instead.
  *
  *   hearth-bench-matmul [-r REPEATS] [-m ROWS] [-k COLS] [-t TOKENS[,TOKENS...]]

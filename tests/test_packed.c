@@ -1,7 +1,7 @@
 /* Packed weights and the panel kernels (ops/packed.h).
  *
  * 1. Every SIMD panel kernel this CPU runs gives exactly the reference's
- *    bits, for every tile size (1..8 tokens), on random weight bits (every
+ *    bits, for every tile size (1..16 tokens), on random weight bits (every
  *    quant pattern, scales of any sign) and awkward shapes.
  * 2. The reference agrees with the row kernels of ops/dot.c on the same
  *    int8 activations. Both sum exact integer block products; only the float
@@ -34,12 +34,12 @@ static bool has_block_min(uint32_t type)
 
 /* Random bits, then every f16 scale set to something finite and moderate:
  * NaN or huge scales would only test float overflow. */
-static void random_rows(uint32_t type, unsigned char *rows, int64_t n_rows, int64_t cols)
+static void random_rows(uint32_t type, unsigned char *rows, int64_t n_rows, int64_t cols, int fill)
 {
     const quant_traits *t = quant_get_traits(type);
     size_t n_blocks = (size_t)(n_rows * cols / t->block_size);
     for (size_t i = 0; i < n_blocks * t->type_size; i++)
-        rows[i] = (unsigned char)test_rng_next();
+        rows[i] = (unsigned char)(fill >= 0 ? (uint64_t)fill : test_rng_next());
     for (size_t b = 0; b < n_blocks; b++) {
         unsigned char *block = rows + b * t->type_size;
         uint16_t d = fp32_to_fp16(0.001f + 0.01f * (test_rng_uniform() + 1)), dmin = fp32_to_fp16(0.005f * (test_rng_uniform() + 1));
@@ -100,7 +100,12 @@ static void multiply_in_tiles(ops_panel_fn fn, int tile, int64_t cols, const uns
         }
 }
 
-static void check_type(uint32_t type, int64_t rows, int64_t cols, int n_tokens)
+/* fill < 0: random weight bits and activations. Otherwise every weight byte
+ * is `fill` (0xFF: every value at its largest, 4/5/6-bit weights of 15/31/63,
+ * K-quant scales and mins of 63; 0x80: Q8_0's -128, Q6_K's scales of -128)
+ * and the activations are +-1, which quantize to +-127: the largest
+ * products, where a kernel summing in 16 bits would saturate. */
+static void check_type(uint32_t type, int64_t rows, int64_t cols, int n_tokens, int fill)
 {
     const char *name = quant_get_traits(type)->name;
     const quant_traits *traits = quant_get_traits(type);
@@ -115,8 +120,11 @@ static void check_type(uint32_t type, int64_t rows, int64_t cols, int n_tokens)
     float *want = malloc((size_t)(n_panels * OPS_PANEL_ROWS * n_tokens) * sizeof *want);
     float *got = malloc((size_t)(n_panels * OPS_PANEL_ROWS * n_tokens) * sizeof *got);
 
-    random_rows(type, w, rows, cols);
+    random_rows(type, w, rows, cols, fill);
     random_activations(x, cols * n_tokens);
+    if (fill >= 0)
+        for (int64_t k = 0; k < cols * n_tokens; k++) /* one sign per block, differing between tokens */
+            x[k] = (k / 32 + k / cols) % 2 ? -1.0f : 1.0f;
     /* Packed in two ranges, as threads would. */
     ops_pack_panels(type, w, row_bytes, rows, cols, 0, n_panels / 2, packed);
     ops_pack_panels(type, w, row_bytes, rows, cols, n_panels / 2, n_panels, packed);
@@ -206,7 +214,7 @@ static void check_matmul_batch_invariance(threadpool *pool, uint32_t type)
     float *x = malloc((size_t)(cols * TOKENS) * sizeof *x);
     float *batch = malloc((size_t)(ROWS + 1) * TOKENS * sizeof *batch), one[ROWS + 1];
     void *scratch = malloc(ops_packed_act_row_bytes(type, cols) * TOKENS + ops_activation_row_bytes(type, cols) * TOKENS);
-    random_rows(type, w, ROWS, cols);
+    random_rows(type, w, ROWS, cols, -1);
     random_activations(x, cols * TOKENS);
     ops_pack_panels(type, w, row_bytes, ROWS, cols, 0, (ROWS + OPS_PANEL_ROWS - 1) / OPS_PANEL_ROWS, packed);
     ops_matrix m = {.data = w, .packed = packed, .type = type, .cols = cols, .rows = ROWS, .row_bytes = row_bytes};
@@ -236,9 +244,11 @@ int main(void)
     for (size_t i = 0; i < sizeof packed_types / sizeof *packed_types; i++) {
         uint32_t type = packed_types[i];
         int64_t block = quant_get_traits(type)->block_size == 256 ? 256 : 32;
-        check_type(type, 16, block, 1);
-        check_type(type, 17, 3 * block, 9);
-        check_type(type, 35, (block == 256 ? 2 : 20) * block, 19);
+        check_type(type, 16, block, 1, -1);
+        check_type(type, 17, 3 * block, 9, -1);
+        check_type(type, 35, (block == 256 ? 2 : 20) * block, 19, -1);
+        check_type(type, 19, 8 * block, 11, 0xFF);
+        check_type(type, 19, 8 * block, 11, 0x80);
         check_activation_quantizers(type);
     }
     threadpool *pool = NULL;

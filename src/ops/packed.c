@@ -311,14 +311,15 @@ size_t ops_packed_act_row_bytes(uint32_t type, int64_t cols)
 void ops_packed_quantize_act_at_level(uint32_t type, const float *x, void *dst, int64_t cols, cpu_level level)
 {
 #if defined(__x86_64__)
-    if (level >= CPU_LEVEL_AVX512) {
+    if (level >= CPU_LEVEL_AVX2) {
         int format = ops_packed_act_format(type);
+        bool avx512 = level >= CPU_LEVEL_AVX512;
         if (format == 1)
-            ops_packed_quantize_q8_32_avx512(x, dst, cols / 32);
+            (avx512 ? ops_packed_quantize_q8_32_avx512 : ops_packed_quantize_q8_32_avx2)(x, dst, cols / 32);
         else if (format == 3)
-            ops_packed_quantize_q8_1_avx512(x, dst, cols / 32);
+            (avx512 ? ops_packed_quantize_q8_1_avx512 : ops_packed_quantize_q8_1_avx2)(x, dst, cols / 32);
         else
-            ops_packed_quantize_q8_256_avx512(x, dst, cols / QK_K);
+            (avx512 ? ops_packed_quantize_q8_256_avx512 : ops_packed_quantize_q8_256_avx2)(x, dst, cols / QK_K);
         return;
     }
 #else
@@ -508,6 +509,7 @@ static void panel_q6_K_ref(int64_t cols, const void *panel, const void *act, siz
         [QUANT_Q6_K] = ops_panel_q6_K_##isa,     \
     }
 static const ops_panel_fn panel_variants[CPU_LEVEL_COUNT][QUANT_TYPE_COUNT] = {
+    [CPU_LEVEL_AVX2] = PANEL_VARIANTS(avx2),
     [CPU_LEVEL_AVX512] = PANEL_VARIANTS(avx512),
 };
 #else

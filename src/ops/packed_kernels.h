@@ -148,14 +148,18 @@ ops_panel_fn ops_panel_at_level(uint32_t type, cpu_level level);
                               float *y, size_t y_stride);
 
 #if defined(__x86_64__)
+OPS_PANEL_DECLARE(avx2)
+void ops_packed_quantize_q8_32_avx2(const float *x, act_q8_32 *out, int64_t n_blocks);
+void ops_packed_quantize_q8_1_avx2(const float *x, block_q8_1 *out, int64_t n_blocks);
+void ops_packed_quantize_q8_256_avx2(const float *x, act_q8_256 *out, int64_t n_blocks);
 OPS_PANEL_DECLARE(avx512)
 void ops_packed_quantize_q8_32_avx512(const float *x, act_q8_32 *out, int64_t n_blocks);
 void ops_packed_quantize_q8_1_avx512(const float *x, block_q8_1 *out, int64_t n_blocks);
 void ops_packed_quantize_q8_256_avx512(const float *x, act_q8_256 *out, int64_t n_blocks);
 #endif
 
-/* The activation quantizers at a level (the reference below AVX-512): the
- * same bytes at every level. */
+/* The activation quantizers at a level (the reference below AVX2): the same
+ * bytes at every level. */
 void ops_packed_quantize_act_at_level(uint32_t type, const float *x, void *dst, int64_t cols, cpu_level level);
 
 #endif
