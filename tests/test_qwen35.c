@@ -17,9 +17,35 @@
  * against llama.cpp's one batch of 512, and 256 one per call (the recurrent
  * form) against its decode.
  *
+ * The thresholds. llama.cpp against itself (its batch against its decode,
+ * the fixtures' first 256 positions; top-1, max and mean |dlogit| over its
+ * top-10):
+ *     qwen35     f16 100 % 0.010 0.0014   q8_0 99.2 % 0.12 0.016   q4_k_m 97.7 % 0.38 0.034
+ *     qwen35moe  f16 100 % 0.036 0.0031   q8_0 99.6 % 0.37 0.029   q4_k_m 99.6 % 0.57 0.037
+ * hearth against llama.cpp (AVX2 panels; batch / decode: top-1, top-1 where
+ * llama.cpp leads by >= 0.5, max, mean):
+ *     qwen35 f16       100 % 100 % 0.030 0.0029 / 100 % 100 % 0.031 0.0030
+ *     qwen35 q8_0      99.4 % 100 % 0.25 0.024 / 99.6 % 100 % 0.15 0.020
+ *     qwen35 q4_k_m    98.0 % 100 % 0.43 0.032 / 98.0 % 100 % 0.29 0.030
+ *     qwen35moe f16    99.2 % 100 % 0.82 0.011 / 99.2 % 100 % 0.67 0.011
+ *     qwen35moe q8_0   99.2 % 100 % 1.30 0.052 / 98.8 % 100 % 0.51 0.049
+ *     qwen35moe q4_k_m 97.3 % 99.8 % 1.08 0.063 / 99.2 % 100 % 0.77 0.061
+ * The MoE maxima near 1 are router near-ties (the 4th and 5th expert within
+ * a rounding, so the engines mix different experts), which the DeltaNet
+ * state then carries to later positions: hence MoE means 1.5-2x llama.cpp's
+ * self-disagreement where the dense model's match it. Plain top-1 is held to
+ * 99 % for f16 and 96 % for the int8 variants (as test_dense.c's), top-1
+ * where llama.cpp leads by 0.5 to 99 %, max and mean |dlogit| to about 1.5x
+ * the measured. Defects move them far (measured by the generator's
+ * sensitivity runs on llama.cpp itself, f16 top-1 over positions 64-511,
+ * dense / MoE): no state memory 23 % / 16 %; no convolution 21 % / 11 %;
+ * constant beta 50 % / 32 %; no output gate z 21 % / 13 %; shared expert
+ * off - / 33 %.
+ *
  * Then: the chunked prefill and the token-by-token recurrence agree on the
- * whole model; a recurrent session resumes only where its state stands; bad
- * files fail to load naming what is wrong. */
+ * whole model; a recurrent session resumes only where its state stands; an
+ * explicit attention.recurrent_layers pattern (what current converters
+ * write) is read; bad files fail to load naming what is wrong. */
 #include "test.h"
 #include "topk_model.h"
 
@@ -47,11 +73,11 @@ typedef struct layout {
 
 static const layout layouts[] = {
     {"dense", "qwen35",
-     {{"f16", 0.99, CLEAR_MARGIN, 0.3, 0.02}, {"q8_0", 0.96, CLEAR_MARGIN, 0.6, 0.045},
-      {"q4_k_m", 0.96, CLEAR_MARGIN, 0.6, 0.045}}},
+     {{"f16", 0.99, CLEAR_MARGIN, 0.1, 0.005}, {"q8_0", 0.96, CLEAR_MARGIN, 0.4, 0.036},
+      {"q4_k_m", 0.96, CLEAR_MARGIN, 0.65, 0.05}}},
     {"moe", "qwen35moe",
-     {{"f16", 0.99, CLEAR_MARGIN, 1.0, 0.02}, {"q8_0", 0.96, CLEAR_MARGIN, 2.0, 0.045},
-      {"q4_k_m", 0.96, CLEAR_MARGIN, 2.0, 0.045}}},
+     {{"f16", 0.99, CLEAR_MARGIN, 1.25, 0.017}, {"q8_0", 0.96, CLEAR_MARGIN, 2.0, 0.08},
+      {"q4_k_m", 0.96, CLEAR_MARGIN, 1.6, 0.095}}},
 };
 
 static void model_path(char *out, size_t n, const layout *lay, const char *variant)
@@ -172,6 +198,83 @@ done:
     model_free(m);
 }
 
+/* attention.recurrent_layers, one flag per block, which the converter
+ * writes from the checkpoint's layer_types (the tiny models have only
+ * full_attention_interval): the pattern the interval gives loads and runs
+ * to the same logits; another one puts attention where the file has a
+ * DeltaNet layer, and the load says which tensor is missing. */
+static void check_recurrent_layers(threadpool *pool, const layout *lay)
+{
+    enum { N = 40 };
+    char path[4096], key[96];
+    model_path(path, sizeof path, lay, "q8_0");
+    snprintf(key, sizeof key, "%s.attention.recurrent_layers", lay->arch);
+    gguf_file *src = NULL;
+    hearth_error err = {0};
+    if (gguf_open(path, &src, &err) != HEARTH_OK) {
+        CHECK_MSG(0, "%s", err.message);
+        return;
+    }
+    uint64_t blocks = 0, mtp = 0;
+    char name[96];
+    snprintf(name, sizeof name, "%s.block_count", lay->arch);
+    CHECK(gguf_get_uint(src, name, &blocks) && blocks <= 16);
+    snprintf(name, sizeof name, "%s.nextn_predict_layers", lay->arch);
+    if (!gguf_get_uint(src, name, &mtp))
+        mtp = 0;
+    uint8_t same[16] = {0}, other[16] = {0};
+    for (uint64_t i = 0; i < blocks && i < 16; i++) {
+        same[i] = i < blocks - mtp && (i + 1) % 4 != 0;
+        other[i] = same[i];
+    }
+    other[1] = 0; /* attention at layer 1, whose tensors are DeltaNet ones */
+    const model_damage wrong = {.set_key = key,
+                                .value = {.type = GGUF_TYPE_ARRAY,
+                                          .as.arr = {.elem_type = GGUF_TYPE_BOOL, .count = blocks, .raw = other}},
+                                .expect = "blk.1.attn_q.weight: missing"};
+    model_check_damaged(src, lay->arch, MODEL_DIR "/damaged.gguf", &wrong);
+
+    /* the same pattern, spelled out: written like a damage, but loadable */
+    const model_damage spelled = {.set_key = key,
+                                  .value = {.type = GGUF_TYPE_ARRAY,
+                                            .as.arr = {.elem_type = GGUF_TYPE_BOOL, .count = blocks, .raw = same}}};
+    gguf_writer *w = gguf_writer_create();
+    hearth_status st = w ? HEARTH_OK : HEARTH_ERR_NOMEM;
+    for (int64_t i = 0; st == HEARTH_OK && i < gguf_kv_count(src); i++)
+        st = gguf_writer_add_value(w, gguf_kv_at(src, i)->key, &gguf_kv_at(src, i)->value, &err);
+    if (st == HEARTH_OK)
+        st = gguf_writer_add_value(w, spelled.set_key, &spelled.value, &err);
+    for (int64_t i = 0; st == HEARTH_OK && i < gguf_tensor_count(src); i++) {
+        const gguf_tensor *t = gguf_tensor_at(src, i);
+        st = gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->size, &err);
+    }
+    if (st == HEARTH_OK)
+        st = gguf_writer_write(w, MODEL_DIR "/pattern.gguf", &err);
+    gguf_writer_free(w);
+    gguf_close(src);
+    CHECK_MSG(st == HEARTH_OK, "writing the model with recurrent_layers: %s", err.message);
+
+    model *a = NULL, *b = NULL;
+    session *sa = NULL, *sb = NULL;
+    if (st != HEARTH_OK || model_load(path, &a, &err) != HEARTH_OK ||
+        model_load(MODEL_DIR "/pattern.gguf", &b, &err) != HEARTH_OK ||
+        session_create(a, pool, &(session_params){.n_ctx = N}, &sa, &err) != HEARTH_OK ||
+        session_create(b, pool, &(session_params){.n_ctx = N}, &sb, &err) != HEARTH_OK) {
+        CHECK_MSG(st != HEARTH_OK, "%s", err.message);
+    } else {
+        int32_t tokens[N];
+        for (int32_t i = 0; i < N; i++)
+            tokens[i] = 7 + (i * 7919) % 1500;
+        CHECK(session_eval(sa, tokens, N, &err) == HEARTH_OK && session_eval(sb, tokens, N, &err) == HEARTH_OK);
+        CHECK_MSG(memcmp(session_logits(sa), session_logits(sb), (size_t)model_n_vocab(a) * sizeof(float)) == 0,
+                  "%s: the spelled-out layer pattern gives other logits", lay->arch);
+    }
+    session_free(sa);
+    session_free(sb);
+    model_free(a);
+    model_free(b);
+}
+
 /* ---- bad files: the q8_0 model rewritten with one thing wrong ---- */
 
 #define U32(v) {.type = GGUF_TYPE_UINT32, .as.u64 = (v)}
@@ -238,6 +341,7 @@ int main(int argc, char **argv)
         check_variant(pool, lay, &lay->variants[i]);
     check_chunked_vs_recurrent(pool, lay);
     check_resume(pool, lay);
+    check_recurrent_layers(pool, lay);
     check_bad_files(lay);
     threadpool_free(pool);
     return test_finish("test_qwen35");

@@ -36,7 +36,23 @@ static void scale_ref(float *y, float c, int64_t n)
         y[j] *= c;
 }
 
-static const deltanet_kernels kernels_ref = {matvec_ref, axpy_multi_ref, scale_ref};
+static float recurrent_row_ref(float *row, const float *k, const float *q, float v, float beta, float decay,
+                               int32_t n)
+{
+    float sk = 0.0f, o = 0.0f;
+    for (int32_t j = 0; j < n; j++) {
+        row[j] *= decay;
+        sk += row[j] * k[j];
+    }
+    const float delta = (v - sk) * beta;
+    for (int32_t j = 0; j < n; j++) {
+        row[j] += delta * k[j];
+        o += row[j] * q[j];
+    }
+    return o;
+}
+
+static const deltanet_kernels kernels_ref = {matvec_ref, axpy_multi_ref, scale_ref, recurrent_row_ref};
 
 const deltanet_kernels *ops_deltanet_kernels_at_level(cpu_level level)
 {
@@ -66,26 +82,22 @@ static inline const float *query_row(const ops_deltanet_args *a, int32_t t, int3
     return a->q + t * a->qkv_stride + (int64_t)(h % a->n_k_heads) * a->head_dim;
 }
 
-/* Token after token, in the order of ggml's fused gated_delta_net. */
+/* Token after token, the operations of ggml's fused gated_delta_net. Row i
+ * of the state depends on value component i alone, so each row goes through
+ * the whole step while it is in L1: one trip through the state per token
+ * instead of four. */
 static void recurrent_head(const ops_deltanet_args *a, const deltanet_kernels *kern, int32_t h)
 {
     const int32_t n = a->head_dim;
     const float scale = 1.0f / sqrtf((float)n);
     float *s = a->state + (int64_t)h * n * n;
-    float delta[1024];
     for (int32_t t = 0; t < a->n_tokens; t++) {
         const float *k = key_row(a, t, h), *q = query_row(a, t, h);
         const float *v = a->v + t * a->qkv_stride + (int64_t)h * n;
-        const float beta = a->beta[t * a->gb_stride + h];
+        const float beta = a->beta[t * a->gb_stride + h], decay = expf(a->g[t * a->gb_stride + h]);
         float *o = a->out + t * a->out_stride + (int64_t)h * n;
-        kern->scale(s, expf(a->g[t * a->gb_stride + h]), (int64_t)n * n);
-        kern->matvec(delta, 0, s, n, n, k, 0, 1, n);
         for (int32_t i = 0; i < n; i++)
-            delta[i] = (v[i] - delta[i]) * beta;
-        for (int32_t i = 0; i < n; i++)
-            kern->axpy_multi(s + (int64_t)i * n, k, 0, &delta[i], 1, n);
-        kern->matvec(o, 0, s, n, n, q, 0, 1, n);
-        kern->scale(o, scale, n);
+            o[i] = kern->recurrent_row(s + (int64_t)i * n, k, q, v[i], beta, decay, n) * scale;
     }
 }
 
@@ -275,5 +287,10 @@ void ops_deltanet_conv(threadpool *pool, const float *x, int64_t x_stride, int32
                        int32_t kernel, const float *weights, float *conv_state, float *out, int64_t out_stride)
 {
     conv_job job = {x, x_stride, channels, n_tokens, kernel, weights, conv_state, out, out_stride};
-    threadpool_run(pool, conv_run, &job);
+    /* One token (decode) is a few thousand multiply-adds: less than waking
+     * the pool costs. */
+    if (n_tokens == 1)
+        conv_run(&job, 0, 1);
+    else
+        threadpool_run(pool, conv_run, &job);
 }

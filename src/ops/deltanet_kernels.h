@@ -17,6 +17,11 @@ typedef struct deltanet_kernels {
     void (*axpy_multi)(float *y, const float *x, int64_t x_stride, const float *coef, int32_t count, int32_t n);
     /* y[j] *= c */
     void (*scale)(float *y, float c, int64_t n);
+    /* One row of a state matrix through one token of the recurrence:
+     *     row *= decay;  delta = (v - row . k) * beta;  row += delta k
+     * and returns row . q (the row's output, unscaled). */
+    float (*recurrent_row)(float *row, const float *k, const float *q, float v, float beta, float decay,
+                           int32_t n);
 } deltanet_kernels;
 
 const deltanet_kernels *ops_deltanet_kernels_at_level(cpu_level level);

@@ -117,6 +117,28 @@ static void scale_avx2(float *y, float c, int64_t n)
         y[j] *= c;
 }
 
-const deltanet_kernels ops_deltanet_kernels_avx2 = {matvec_avx2, axpy_multi_avx2, scale_avx2};
+static float recurrent_row_avx2(float *row, const float *k, const float *q, float v, float beta, float decay,
+                                int32_t n)
+{
+    const __m256 vdecay = _mm256_set1_ps(decay);
+    __m256 sk = _mm256_setzero_ps();
+    for (int32_t j = 0; j < n; j += 8) {
+        __m256i m = tail_mask(n - j);
+        __m256 r = _mm256_mul_ps(_mm256_maskload_ps(row + j, m), vdecay);
+        _mm256_maskstore_ps(row + j, m, r);
+        sk = _mm256_fmadd_ps(r, _mm256_maskload_ps(k + j, m), sk);
+    }
+    const __m256 delta = _mm256_set1_ps((v - hsum(sk)) * beta);
+    __m256 o = _mm256_setzero_ps();
+    for (int32_t j = 0; j < n; j += 8) {
+        __m256i m = tail_mask(n - j);
+        __m256 r = _mm256_fmadd_ps(delta, _mm256_maskload_ps(k + j, m), _mm256_maskload_ps(row + j, m));
+        _mm256_maskstore_ps(row + j, m, r);
+        o = _mm256_fmadd_ps(r, _mm256_maskload_ps(q + j, m), o);
+    }
+    return hsum(o);
+}
+
+const deltanet_kernels ops_deltanet_kernels_avx2 = {matvec_avx2, axpy_multi_avx2, scale_avx2, recurrent_row_avx2};
 
 #endif
