@@ -234,23 +234,11 @@ static void check_recurrent_layers(threadpool *pool, const layout *lay)
                                 .expect = "blk.1.attn_q.weight: missing"};
     model_check_damaged(src, lay->arch, MODEL_DIR "/damaged.gguf", &wrong);
 
-    /* the same pattern, spelled out: written like a damage, but loadable */
+    /* the same pattern, spelled out */
     const model_damage spelled = {.set_key = key,
                                   .value = {.type = GGUF_TYPE_ARRAY,
                                             .as.arr = {.elem_type = GGUF_TYPE_BOOL, .count = blocks, .raw = same}}};
-    gguf_writer *w = gguf_writer_create();
-    hearth_status st = w ? HEARTH_OK : HEARTH_ERR_NOMEM;
-    for (int64_t i = 0; st == HEARTH_OK && i < gguf_kv_count(src); i++)
-        st = gguf_writer_add_value(w, gguf_kv_at(src, i)->key, &gguf_kv_at(src, i)->value, &err);
-    if (st == HEARTH_OK)
-        st = gguf_writer_add_value(w, spelled.set_key, &spelled.value, &err);
-    for (int64_t i = 0; st == HEARTH_OK && i < gguf_tensor_count(src); i++) {
-        const gguf_tensor *t = gguf_tensor_at(src, i);
-        st = gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->size, &err);
-    }
-    if (st == HEARTH_OK)
-        st = gguf_writer_write(w, MODEL_DIR "/pattern.gguf", &err);
-    gguf_writer_free(w);
+    hearth_status st = model_write_changed(src, MODEL_DIR "/pattern.gguf", &spelled, &err);
     gguf_close(src);
     CHECK_MSG(st == HEARTH_OK, "writing the model with recurrent_layers: %s", err.message);
 

@@ -182,30 +182,39 @@ typedef struct model_damage {
     const char *expect; /* in the load error */
 } model_damage;
 
-/* Writes src with d's damage to path, loads it, and checks the load fails
- * with an error containing d->expect; label names the case in a failure. */
-static inline void model_check_damaged(const gguf_file *src, const char *label, const char *path,
-                                       const model_damage *d)
+/* Writes src with d's change to path (d->expect unused): also for a
+ * rewritten file that should load. */
+static inline hearth_status model_write_changed(const gguf_file *src, const char *path, const model_damage *d,
+                                                hearth_error *err)
 {
-    hearth_error err = {0};
     gguf_writer *w = gguf_writer_create();
     hearth_status st = w ? HEARTH_OK : HEARTH_ERR_NOMEM;
     for (int64_t i = 0; st == HEARTH_OK && i < gguf_kv_count(src); i++) {
         const gguf_kv *kv = gguf_kv_at(src, i);
         bool replaced = d->set_key && strcmp(kv->key, d->set_key) == 0;
         if ((!d->drop_key || strcmp(kv->key, d->drop_key) != 0) && !replaced)
-            st = gguf_writer_add_value(w, kv->key, &kv->value, &err);
+            st = gguf_writer_add_value(w, kv->key, &kv->value, err);
     }
     if (st == HEARTH_OK && d->set_key)
-        st = gguf_writer_add_value(w, d->set_key, &d->value, &err);
+        st = gguf_writer_add_value(w, d->set_key, &d->value, err);
     for (int64_t i = 0; st == HEARTH_OK && i < gguf_tensor_count(src); i++) {
         const gguf_tensor *t = gguf_tensor_at(src, i);
         if (!d->drop_tensor || strcmp(t->name, d->drop_tensor) != 0)
-            st = gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->size, &err);
+            st = gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->size, err);
     }
     if (st == HEARTH_OK)
-        st = gguf_writer_write(w, path, &err);
+        st = gguf_writer_write(w, path, err);
     gguf_writer_free(w);
+    return st;
+}
+
+/* Writes src with d's damage to path, loads it, and checks the load fails
+ * with an error containing d->expect; label names the case in a failure. */
+static inline void model_check_damaged(const gguf_file *src, const char *label, const char *path,
+                                       const model_damage *d)
+{
+    hearth_error err = {0};
+    hearth_status st = model_write_changed(src, path, d, &err);
     CHECK_MSG(st == HEARTH_OK, "writing the damaged model: %s", err.message);
     if (st != HEARTH_OK)
         return;

@@ -798,26 +798,11 @@ static void qwen35_forward(const void *p, void *state, threadpool *pool, const i
                s->act_scratch);
 }
 
-const model_arch model_arch_qwen35 = {
-    .name = "qwen35",
-    .load = qwen35_load,
-    .free_weights = qwen35_free_weights,
-    .state_create = qwen35_state_create,
-    .state_free = qwen35_state_free,
-    .forward = qwen35_forward,
-    .n_ctx_train = qwen35_n_ctx_train,
-    .for_each_matrix = qwen35_for_each_matrix,
-    .recurrent = true,
-};
-
-const model_arch model_arch_qwen35moe = {
-    .name = "qwen35moe",
-    .load = qwen35moe_load,
-    .free_weights = qwen35_free_weights,
-    .state_create = qwen35_state_create,
-    .state_free = qwen35_state_free,
-    .forward = qwen35_forward,
-    .n_ctx_train = qwen35_n_ctx_train,
-    .for_each_matrix = qwen35_for_each_matrix,
-    .recurrent = true,
-};
+#define QWEN35_ARCH(arch_name, load_fn)                                                                        \
+    {                                                                                                          \
+        .name = arch_name, .load = load_fn, .free_weights = qwen35_free_weights,                              \
+        .state_create = qwen35_state_create, .state_free = qwen35_state_free, .forward = qwen35_forward,      \
+        .n_ctx_train = qwen35_n_ctx_train, .for_each_matrix = qwen35_for_each_matrix, .recurrent = true,      \
+    }
+const model_arch model_arch_qwen35 = QWEN35_ARCH("qwen35", qwen35_load);
+const model_arch model_arch_qwen35moe = QWEN35_ARCH("qwen35moe", qwen35moe_load);
