@@ -120,18 +120,19 @@ static hearth_status read_hparams(const gguf_file *f, qwen35 *m, hearth_error *e
                          m->eps);
     if (interval == 0)
         return error_set(err, HEARTH_ERR_FORMAT, "%s.full_attention_interval: must be positive", a);
-    char key[96];
     /* DeltaNet sizes: llama.cpp takes both head sizes from ssm.state_size and
      * the inner size as value heads x that. */
     if (m->ssm_head == 0 || m->ssm_head > MAX_HEAD_DIM || m->n_k_heads == 0 || m->n_v_heads == 0 ||
         m->n_v_heads > 4096 || m->n_v_heads % m->n_k_heads != 0 || (uint64_t)m->n_v_heads * m->ssm_head != inner)
         return error_set(err, HEARTH_ERR_FORMAT,
                          "%s.ssm: %u key heads, %u value heads of %u and inner size %u do not fit together "
-                         "(value heads must be a multiple of key heads, inner = value heads x state size <= %d)",
+                         "(value heads must be a multiple of key heads, inner = value heads x state size, state size "
+                         "at most %d)",
                          a, m->n_k_heads, m->n_v_heads, m->ssm_head, inner, MAX_HEAD_DIM);
     if (m->conv_kernel < 1 || m->conv_kernel > 64)
         return error_set(err, HEARTH_ERR_FORMAT, "%s.ssm.conv_kernel: %u is not 1 to 64", a, m->conv_kernel);
     m->inner = inner;
+    char key[96];
     m->conv_dim = 2 * (int64_t)m->n_k_heads * m->ssm_head + m->inner;
 
     if ((st = model_get_u32(f, a, "attention.head_count_kv", false, m->n_heads, &m->n_kv_heads, err)) ||
