@@ -99,9 +99,10 @@ hearth_status session_eval_all_logits(session *s, const int32_t *tokens, int32_t
         int32_t first = first_output > done ? first_output - done : 0;
         if (first > count)
             first = count;
-        float *rows = logits + (size_t)(done + first - first_output) * n_vocab;
-        st = model_forward(s->model, s->state, s->pool, tokens + done, count, s->n_past, first,
-                           first < count ? rows : NULL, err);
+        /* Batches before first_output give no logits: no row to point at
+         * (the offset would be negative). */
+        float *rows = first < count ? logits + (size_t)(done + first - first_output) * n_vocab : NULL;
+        st = model_forward(s->model, s->state, s->pool, tokens + done, count, s->n_past, first, rows, err);
         if (st == HEARTH_OK) {
             memcpy(s->tokens + s->n_past, tokens + done, (size_t)count * sizeof *tokens);
             s->n_past += count;
