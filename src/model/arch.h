@@ -18,6 +18,14 @@ typedef struct model_arch {
     /* Arguments are checked by model_forward before the call. */
     void (*forward)(const void *weights, void *state, threadpool *pool, const int32_t *tokens, int32_t n,
                     int32_t pos0, int32_t first_output, float *logits);
+    /* Optional, both or neither: a state for n_seq sequences (n_ctx
+     * positions each) that forward takes as sequence 0 too, and a pass over
+     * a batch mixing them (checked by model_forward_batch). Without them,
+     * model.c keeps one state per sequence and runs them one by one. */
+    hearth_status (*state_create_multi)(const void *weights, int32_t n_seq, int32_t n_ctx, int32_t n_batch,
+                                        void **state, model_memory *memory, hearth_error *err);
+    void (*forward_batch)(const void *weights, void *state, threadpool *pool, const model_batch *batch,
+                          float *logits);
     int32_t (*n_ctx_train)(const void *weights);
     /* Calls visit on every matrix the forward pass multiplies by, so that
      * model.c can repack them (it may set their `packed`). A matrix whose data

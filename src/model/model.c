@@ -58,9 +58,12 @@ struct model {
 
 struct model_state {
     const model *model;
-    void *impl;
-    int32_t n_ctx, n_batch;
-    int32_t n_evaluated; /* the end of the last batch: where a recurrent state stands */
+    int32_t n_seq, n_ctx, n_batch;
+    /* One state for all sequences when the architecture batches them, else
+     * one per sequence (n_impl of them). */
+    void **impl;
+    int32_t n_impl;
+    int32_t *n_evaluated; /* per sequence, the end of its last batch: where a recurrent state stands */
     model_memory memory;
 };
 
@@ -243,22 +246,55 @@ int32_t model_n_ctx_train(const model *m) { return m->arch->n_ctx_train(m->weigh
 hearth_status model_state_create(const model *m, int32_t n_ctx, int32_t n_batch, model_state **out,
                                  hearth_error *err)
 {
+    return model_state_create_multi(m, 1, n_ctx, n_batch, out, err);
+}
+
+hearth_status model_state_create_multi(const model *m, int32_t n_seq, int32_t n_ctx, int32_t n_batch,
+                                       model_state **out, hearth_error *err)
+{
     *out = NULL;
     if (n_ctx < 1 || n_batch < 1)
         return error_set(err, HEARTH_ERR_ARG, "context size %d and batch size %d must be at least 1", n_ctx, n_batch);
-    if (n_batch > n_ctx)
-        n_batch = n_ctx;
+    if (n_seq < 1 || n_seq > MODEL_MAX_SEQUENCES)
+        return error_set(err, HEARTH_ERR_ARG, "%d sequences: must be 1 to %d", n_seq, MODEL_MAX_SEQUENCES);
+    if ((int64_t)n_ctx * n_seq > INT32_MAX)
+        return error_set(err, HEARTH_ERR_ARG, "%d sequences of %d positions: too many in all", n_seq, n_ctx);
+    if (n_batch > (int64_t)n_ctx * n_seq)
+        n_batch = n_ctx * n_seq;
+    const bool shared = n_seq == 1 || m->arch->state_create_multi;
     model_state *s = calloc(1, sizeof *s);
-    if (!s)
-        return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
-    hearth_status st = m->arch->state_create(m->weights, n_ctx, n_batch, &s->impl, &s->memory, err);
-    if (st != HEARTH_OK) {
+    if (!s || !(s->n_evaluated = calloc((size_t)n_seq, sizeof *s->n_evaluated)) ||
+        !(s->impl = calloc(shared ? 1 : (size_t)n_seq, sizeof *s->impl))) {
+        if (s)
+            free(s->n_evaluated);
         free(s);
-        return st;
+        return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
     }
     s->model = m;
+    s->n_seq = n_seq;
     s->n_ctx = n_ctx;
     s->n_batch = n_batch;
+    hearth_status st = HEARTH_OK;
+    if (m->arch->state_create_multi) {
+        st = m->arch->state_create_multi(m->weights, n_seq, n_ctx, n_batch, &s->impl[0], &s->memory, err);
+        s->n_impl = st == HEARTH_OK;
+    } else {
+        /* One batch never holds more than n_ctx tokens of one sequence. */
+        int32_t seq_batch = n_batch < n_ctx ? n_batch : n_ctx;
+        for (; st == HEARTH_OK && s->n_impl < (shared ? 1 : n_seq); s->n_impl++) {
+            model_memory part = {0};
+            st = m->arch->state_create(m->weights, n_ctx, seq_batch, &s->impl[s->n_impl], &part, err);
+            if (st != HEARTH_OK)
+                break;
+            s->memory.kv_cache += part.kv_cache;
+            s->memory.recurrent += part.recurrent;
+            s->memory.scratch += part.scratch;
+        }
+    }
+    if (st != HEARTH_OK) {
+        model_state_free(s);
+        return st;
+    }
     *out = s;
     return HEARTH_OK;
 }
@@ -267,7 +303,10 @@ void model_state_free(model_state *s)
 {
     if (!s)
         return;
-    s->model->arch->state_free(s->impl);
+    for (int32_t i = 0; i < s->n_impl; i++)
+        s->model->arch->state_free(s->impl[i]);
+    free(s->impl);
+    free(s->n_evaluated);
     free(s);
 }
 
@@ -278,37 +317,121 @@ size_t model_state_bytes(const model_state *s)
 
 model_memory model_state_memory(const model_state *s) { return s->memory; }
 
+int32_t model_state_n_seq(const model_state *s) { return s->n_seq; }
+
 bool model_is_recurrent(const model *m) { return m->arch->recurrent; }
 
-int32_t model_state_resume_point(const model_state *s, int32_t pos)
+bool model_batches_sequences(const model *m) { return m->arch->forward_batch != NULL; }
+
+int32_t model_state_seq_resume_point(const model_state *s, int32_t seq, int32_t pos)
 {
     if (!s->model->arch->recurrent)
         return pos;
-    return pos == s->n_evaluated ? pos : 0;
+    return seq >= 0 && seq < s->n_seq && pos == s->n_evaluated[seq] ? pos : 0;
+}
+
+int32_t model_state_resume_point(const model_state *s, int32_t pos)
+{
+    return model_state_seq_resume_point(s, 0, pos);
+}
+
+/* The checks every pass makes on one sequence's run of n tokens from pos0. */
+static hearth_status check_run(const model *m, const model_state *s, int32_t seq, const int32_t *tokens, int32_t n,
+                               int32_t pos0, int32_t first_index, hearth_error *err)
+{
+    if (pos0 < 0 || pos0 > s->n_ctx - n)
+        return error_set(err, HEARTH_ERR_ARG, "context full: %d tokens at position %d exceed the context of %d",
+                         n, pos0, s->n_ctx);
+    if (m->arch->recurrent && pos0 != 0 && pos0 != s->n_evaluated[seq])
+        return error_set(err, HEARTH_ERR_ARG,
+                         "batch at position %d: this model's recurrent state stands at position %d; it can go on "
+                         "from there or start again at 0",
+                         pos0, s->n_evaluated[seq]);
+    int32_t n_vocab = vocab_size(m->vocab);
+    for (int32_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return error_set(err, HEARTH_ERR_ARG, "token id %d at batch index %d: outside the vocabulary of %d",
+                             tokens[i], first_index + i, n_vocab);
+    return HEARTH_OK;
 }
 
 hearth_status model_forward(const model *m, model_state *s, threadpool *pool, const int32_t *tokens, int32_t n,
                             int32_t pos0, int32_t first_output, float *logits, hearth_error *err)
 {
-    if (n < 1 || n > s->n_batch)
-        return error_set(err, HEARTH_ERR_ARG, "batch of %d tokens: must be 1 to %d", n, s->n_batch);
-    if (pos0 < 0 || pos0 > s->n_ctx - n)
-        return error_set(err, HEARTH_ERR_ARG, "context full: %d tokens at position %d exceed the context of %d",
-                         n, pos0, s->n_ctx);
+    if (n < 1 || n > s->n_batch || n > s->n_ctx)
+        return error_set(err, HEARTH_ERR_ARG, "batch of %d tokens: must be 1 to %d", n,
+                         s->n_batch < s->n_ctx ? s->n_batch : s->n_ctx);
     if (first_output < 0 || first_output > n || (first_output < n && !logits))
         return error_set(err, HEARTH_ERR_ARG, "first output %d of a batch of %d", first_output, n);
-    if (m->arch->recurrent && pos0 != 0 && pos0 != s->n_evaluated)
-        return error_set(err, HEARTH_ERR_ARG,
-                         "batch at position %d: this model's recurrent state stands at position %d; it can go on "
-                         "from there or start again at 0",
-                         pos0, s->n_evaluated);
-    int32_t n_vocab = vocab_size(m->vocab);
-    for (int32_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= n_vocab)
-            return error_set(err, HEARTH_ERR_ARG, "token id %d at batch index %d: outside the vocabulary of %d",
-                             tokens[i], i, n_vocab);
-    m->arch->forward(m->weights, s->impl, pool, tokens, n, pos0, first_output, logits);
-    s->n_evaluated = pos0 + n;
+    hearth_status st = check_run(m, s, 0, tokens, n, pos0, 0, err);
+    if (st != HEARTH_OK)
+        return st;
+    m->arch->forward(m->weights, s->impl[0], pool, tokens, n, pos0, first_output, logits);
+    s->n_evaluated[0] = pos0 + n;
+    return HEARTH_OK;
+}
+
+/* One run of batch entries [first, last) of sequence seq, and where its
+ * outputs start (last when it has none). */
+typedef struct seq_run {
+    int32_t seq, first, last, first_output;
+} seq_run;
+
+hearth_status model_forward_batch(const model *m, model_state *s, threadpool *pool, const model_batch *b,
+                                  float *logits, hearth_error *err)
+{
+    if (b->n < 1 || b->n > s->n_batch)
+        return error_set(err, HEARTH_ERR_ARG, "batch of %d tokens: must be 1 to %d", b->n, s->n_batch);
+    seq_run runs[MODEL_MAX_SEQUENCES];
+    bool seen[MODEL_MAX_SEQUENCES] = {false};
+    int32_t n_runs = 0, n_outputs = 0;
+    for (int32_t i = 0; i < b->n;) {
+        int32_t seq = b->seq[i];
+        if (seq < 0 || seq >= s->n_seq)
+            return error_set(err, HEARTH_ERR_ARG, "batch index %d: sequence %d of %d", i, seq, s->n_seq);
+        if (seen[seq])
+            return error_set(err, HEARTH_ERR_ARG, "batch index %d: sequence %d appears in two runs", i, seq);
+        seen[seq] = true;
+        seq_run r = {.seq = seq, .first = i, .first_output = -1};
+        for (r.last = i + 1; r.last < b->n && b->seq[r.last] == seq; r.last++)
+            if (b->pos[r.last] != b->pos[r.last - 1] + 1)
+                return error_set(err, HEARTH_ERR_ARG, "batch index %d: position %d does not follow %d", r.last,
+                                 b->pos[r.last], b->pos[r.last - 1]);
+        for (int32_t j = r.first; j < r.last; j++) {
+            bool out = b->output && b->output[j];
+            if (out && r.first_output < 0)
+                r.first_output = j;
+            else if (!out && r.first_output >= 0)
+                return error_set(err, HEARTH_ERR_ARG,
+                                 "batch index %d: outputs must end their sequence's run (sequence %d)", j, seq);
+        }
+        if (r.first_output < 0)
+            r.first_output = r.last;
+        n_outputs += r.last - r.first_output;
+        hearth_status st = check_run(m, s, seq, b->tokens + r.first, r.last - r.first, b->pos[r.first], r.first, err);
+        if (st != HEARTH_OK)
+            return st;
+        runs[n_runs++] = r;
+        i = r.last;
+    }
+    if (n_outputs > 0 && !logits)
+        return error_set(err, HEARTH_ERR_ARG, "a batch with %d outputs and nowhere to write them", n_outputs);
+
+    if (m->arch->forward_batch) {
+        m->arch->forward_batch(m->weights, s->impl[0], pool, b, logits);
+    } else {
+        float *rows = logits;
+        for (int32_t k = 0; k < n_runs; k++) {
+            const seq_run *r = &runs[k];
+            int32_t n = r->last - r->first;
+            m->arch->forward(m->weights, s->impl[s->n_impl == 1 ? 0 : r->seq], pool, b->tokens + r->first, n,
+                             b->pos[r->first], r->first_output - r->first, r->first_output < r->last ? rows : NULL);
+            if (r->first_output < r->last)
+                rows += (size_t)(r->last - r->first_output) * (size_t)vocab_size(m->vocab);
+        }
+    }
+    for (int32_t k = 0; k < n_runs; k++)
+        s->n_evaluated[runs[k].seq] = b->pos[runs[k].last - 1] + 1;
     return HEARTH_OK;
 }
 

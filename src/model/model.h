@@ -62,6 +62,33 @@ bool model_is_recurrent(const model *m);
  * (else 0: evaluate from the start). */
 int32_t model_state_resume_point(const model_state *s, int32_t pos);
 
+#define MODEL_MAX_SEQUENCES 64
+
+/* State for n_seq sequences of up to n_ctx tokens each, all fed through one
+ * forward pass by model_forward_batch (at most n_batch tokens in all): the
+ * server's parallel slots. Sequence 0 is also what model_forward runs. */
+hearth_status model_state_create_multi(const model *m, int32_t n_seq, int32_t n_ctx, int32_t n_batch,
+                                       model_state **out, hearth_error *err);
+int32_t model_state_n_seq(const model_state *s);
+/* model_state_resume_point for sequence seq. */
+int32_t model_state_seq_resume_point(const model_state *s, int32_t seq, int32_t pos);
+
+/* One forward pass over tokens of several sequences. Each sequence present
+ * holds one run of consecutive batch entries at consecutive positions (the
+ * rules of model_forward's pos0 apply to its first); the entries whose
+ * output flag is set must end their run (a suffix of it), and their logits
+ * are written to consecutive rows of `logits` in batch order. */
+typedef struct model_batch {
+    int32_t n;
+    const int32_t *tokens, *seq, *pos;
+    const bool *output; /* NULL: no logits */
+} model_batch;
+hearth_status model_forward_batch(const model *m, model_state *s, threadpool *pool, const model_batch *batch,
+                                  float *logits, hearth_error *err);
+/* Whether model_forward_batch runs all sequences' tokens through each
+ * matrix product together (else it runs one sequence after another). */
+bool model_batches_sequences(const model *m);
+
 /* Runs n tokens (1..n_batch) at positions pos0 .. pos0+n-1, keeping their
  * keys and values in the state (positions before pos0 must have been run;
  * for a recurrent model pos0 must be 0 or where the last batch ended).
