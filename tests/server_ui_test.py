@@ -45,6 +45,24 @@ new MutationObserver(() => {
 }).observe(document.getElementById('messages'), {subtree: true, childList: true, characterData: true});
 """
 
+# The page's markdown renderer on a fixed hostile text: the model's output
+# cannot be chosen, so the rendering is checked here, not on a reply.
+MARKDOWN_JS = r"""
+if (typeof renderMarkdown !== 'function') return null;
+const sample = 'Hi **bold**, *it* and `a<b>`\n\n```c\nint x = 1 < 2; // <script>window.__xss=1</script>\n```\n\n' +
+  '- one\n- <img src=x onerror="window.__xss=1">\n\nopen:\n```\nstill code';
+const box = document.createElement('div');
+box.append(renderMarkdown(sample));
+const texts = (css) => [...box.querySelectorAll(css)].map(n => n.textContent);
+return {strong: texts('p strong'), em: texts('p em'), code: texts('p code'), pre: texts('pre code'),
+        li: texts('ul li'), unsafe: box.querySelectorAll('img, script').length, xss: !!window.__xss};
+"""
+MARKDOWN_EXPECTED = {
+    'strong': ['bold'], 'em': ['it'], 'code': ['a<b>'],
+    'pre': ['int x = 1 < 2; // <script>window.__xss=1</script>', 'still code'],
+    'li': ['one', '<img src=x onerror="window.__xss=1">'], 'unsafe': 0, 'xss': False,
+}
+
 
 class Checks:
     def __init__(self):
@@ -135,6 +153,9 @@ def run_page(driver, base, c, wait_for):
     c.check(wait_for(lambda d: find('#model').text == model_id, 10),
             'the header shows the model from /v1/models', f'{find("#model").text!r}, expected {model_id!r}')
     c.check(state() == 'idle', 'the page starts idle', repr(state()))
+    rendered = driver.execute_script(MARKDOWN_JS)
+    c.check(rendered == MARKDOWN_EXPECTED, 'markdown: code blocks, inline code, bold, italic, lists; markup stays text',
+            f'{rendered}')
 
     # Settings: system prompt and temperature 0 (the settings pane may be folded).
     if not find('#system').is_displayed():
