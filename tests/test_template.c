@@ -326,11 +326,56 @@ static void test_budgets(void)
     free(out);
 }
 
+/* The Gemma template for files that ship none: Gemma 3's turns, the system
+ * text before the first user turn; and the same as Gemma 2's published
+ * template where that one applies (no system message). */
+static void test_fallback(const char *templates_dir)
+{
+    CHECK(chat_template_fallback("llama") == NULL && chat_template_fallback(NULL) == NULL);
+    const char *src = chat_template_fallback("gemma3");
+    CHECK(src && chat_template_fallback("gemma2") == src);
+    if (!src)
+        return;
+    static const char with_system[] =
+        "[{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \" Hi \"},"
+        " {\"role\": \"assistant\", \"content\": \"Hello!\"},"
+        " {\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"Bye\"}]}]";
+    hearth_error err = {0};
+    chat_template_inputs in = {.messages_json = with_system, .messages_len = strlen(with_system),
+                               .add_generation_prompt = true, .bos_token = "<bos>", .now = FIXED_NOW};
+    char *out = render(src, strlen(src), &in, &err);
+    CHECK_MSG(out && strcmp(out, "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n"
+                                 "<start_of_turn>model\nHello!<end_of_turn>\n"
+                                 "<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n") == 0,
+              "gemma fallback: %s", out ? out : err.message);
+    free(out);
+
+    char path[4096];
+    snprintf(path, sizeof path, "%s/google-gemma-2-2b-it.jinja", templates_dir);
+    size_t len = 0;
+    char *gemma2 = test_read_file(path, &len);
+    if (!gemma2)
+        return;
+    static const char turns[] = "[{\"role\": \"user\", \"content\": \"What is 2+2?\\n\"},"
+                                " {\"role\": \"assistant\", \"content\": \"4\"}, {\"role\": \"user\", \"content\": \"And 3+3?\"}]";
+    for (int gen = 0; gen < 2; gen++) {
+        in = (chat_template_inputs){.messages_json = turns, .messages_len = strlen(turns),
+                                    .add_generation_prompt = gen, .bos_token = "<bos>", .now = FIXED_NOW};
+        char *ours = render(src, strlen(src), &in, &err), *theirs = render(gemma2, len, &in, &err);
+        CHECK_MSG(ours && theirs && strcmp(ours, theirs) == 0, "gemma fallback vs Gemma 2's template:\n%s\n%s",
+                  ours ? ours : "(error)", theirs ? theirs : err.message);
+        free(ours);
+        free(theirs);
+    }
+    free(gemma2);
+}
+
 int main(void)
 {
     setenv("TZ", "UTC", 1);
     test_unit_cases();
     test_budgets();
+    test_fallback(HEARTH_SHARED_DATA_DIR "/templates");
     const char *dir = HEARTH_SHARED_DATA_DIR "/templates";
     DIR *d = opendir(dir);
     if (!d) {

@@ -5,6 +5,7 @@
 
 #include <microhttpd.h>
 
+#include <errno.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
@@ -149,8 +150,16 @@ static bool client_gone(int fd)
 {
     if (fd < 0)
         return false;
-    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 0) <= 0)
+        return false;
+    if (p.revents & (POLLHUP | POLLERR | POLLNVAL))
+        return true;
+    /* Readable: the end of the stream (0) or a reset means gone; bytes (a
+     * pipelined request) do not. */
+    char byte;
+    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 static int connection_fd(struct MHD_Connection *c)
@@ -664,7 +673,7 @@ static char *metrics_text(server *srv)
 /* ---- routing ---- */
 
 typedef enum route {
-    ROUTE_NONE, ROUTE_PAGE, ROUTE_HEALTH, ROUTE_MODELS, ROUTE_METRICS,
+    ROUTE_NONE, ROUTE_PAGE, ROUTE_FAVICON, ROUTE_HEALTH, ROUTE_MODELS, ROUTE_METRICS,
     ROUTE_CHAT, ROUTE_COMPLETIONS, ROUTE_TOKENIZE, ROUTE_DETOKENIZE,
 } route;
 
@@ -677,6 +686,7 @@ static route find_route(const char *url, bool *post)
     } routes[] = {
         {"/", ROUTE_PAGE, false},
         {"/index.html", ROUTE_PAGE, false},
+        {"/favicon.ico", ROUTE_FAVICON, false},
         {"/health", ROUTE_HEALTH, false},
         {"/v1/health", ROUTE_HEALTH, false},
         {"/v1/models", ROUTE_MODELS, false},
@@ -713,6 +723,16 @@ static enum MHD_Result handle_get(server *srv, struct MHD_Connection *c, route r
         count_status(srv, 200);
         return ok;
     }
+    case ROUTE_FAVICON: {
+        /* No icon: an empty answer keeps browsers from logging a 404. */
+        struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+            return MHD_NO;
+        enum MHD_Result ok = MHD_queue_response(c, 204, resp);
+        MHD_destroy_response(resp);
+        count_status(srv, 204);
+        return ok;
+    }
     case ROUTE_HEALTH: return respond_json(srv, c, 200, strdup("{\"status\":\"ok\"}"));
     case ROUTE_MODELS:
         return respond_json(srv, c, 200, api_format_models(srv->params.model_id, (int64_t)time(NULL),
@@ -742,7 +762,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         bool is_post = strcmp(method, "POST") == 0, is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
         if ((post && !is_post) || (!post && !is_get))
             return fail(srv, c, 405, "invalid_request_error", NULL, "%s %s: use %s", method, url, post ? "POST" : "GET");
-        if (r != ROUTE_PAGE && r != ROUTE_HEALTH && !authorized(srv, c))
+        if (r != ROUTE_PAGE && r != ROUTE_FAVICON && r != ROUTE_HEALTH && !authorized(srv, c))
             return fail(srv, c, 401, "authentication_error", NULL,
                         "missing or wrong API key: send the header 'Authorization: Bearer KEY'");
         const char *length = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);

@@ -56,4 +56,9 @@ typedef struct chat_template_inputs {
 hearth_status chat_template_render(const chat_template *t, const chat_template_inputs *in, char **out,
                                    size_t *out_len, hearth_error *err);
 
+/* A template for model files of this general.architecture that ship none,
+ * where the architecture fixes the turn format (the Gemma family); NULL for
+ * the others. */
+const char *chat_template_fallback(const char *architecture);
+
 #endif

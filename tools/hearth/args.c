@@ -146,8 +146,10 @@ int cli_generation_option(const char *command, const char *usage, int argc, char
 }
 
 chat_template *cli_load_chat_template(const char *command, const model *m, const char *model_path,
-                                      const char *template_path)
+                                      const char *template_path, bool *missing)
 {
+    if (missing)
+        *missing = false;
     char *source = NULL, why[512];
     size_t len = 0;
     if (template_path) {
@@ -157,15 +159,26 @@ chat_template *cli_load_chat_template(const char *command, const model *m, const
         }
     } else {
         const gguf_string *t = gguf_get_string(model_gguf(m), "tokenizer.chat_template");
-        if (!t) {
+        const gguf_string *arch = gguf_get_string(model_gguf(m), "general.architecture");
+        char arch_name[64] = "";
+        if (arch && arch->len < sizeof arch_name)
+            memcpy(arch_name, arch->data, arch->len);
+        const char *fallback = t ? NULL : chat_template_fallback(arch_name);
+        if (!t && !fallback && missing) {
+            *missing = true;
+            return NULL;
+        }
+        if (!t && !fallback) {
             fprintf(stderr, "hearth %s: %s has no chat template (tokenizer.chat_template); give one with "
                             "--template FILE\n", command, model_path);
             return NULL;
         }
-        if ((source = malloc(t->len + 1)) != NULL) {
-            memcpy(source, t->data, t->len);
-            source[t->len] = '\0';
-            len = t->len;
+        const char *text = t ? t->data : fallback;
+        size_t text_len = t ? t->len : strlen(fallback);
+        if ((source = malloc(text_len + 1)) != NULL) {
+            memcpy(source, text, text_len);
+            source[text_len] = '\0';
+            len = text_len;
         }
     }
     chat_template *tmpl = NULL;

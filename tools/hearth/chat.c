@@ -412,7 +412,7 @@ int cli_chat(int argc, char **argv)
         goto done;
     }
     c.m = m;
-    if (!(c.tmpl = cli_load_chat_template("chat", m, model_path, template_path)))
+    if (!(c.tmpl = cli_load_chat_template("chat", m, model_path, template_path, NULL)))
         goto done;
     const vocab *v = model_vocab(m);
     c.bos = token_text(v, vocab_bos(v));

@@ -60,12 +60,14 @@ int cli_generation_option(const char *command, const char *usage, int argc, char
                           cli_generation_options *o);
 
 /* The chat template of --template FILE when template_path is set, else the
- * model's tokenizer.chat_template, parsed; NULL after telling the user why
- * (as "hearth COMMAND: ..."). */
+ * model's tokenizer.chat_template, else the one its architecture implies
+ * (chat_template_fallback), parsed; NULL after telling the user why (as
+ * "hearth COMMAND: ..."). With `missing`, a model without any template is
+ * not an error: NULL and *missing set, nothing said. */
 struct model;
 struct chat_template;
 struct chat_template *cli_load_chat_template(const char *command, const struct model *m, const char *model_path,
-                                             const char *template_path);
+                                             const char *template_path, bool *missing);
 
 /* Reads a whole file, or standard input for "-", NUL-terminated (the text may
  * itself hold NULs: *len is its length). On failure returns NULL and says why. */

@@ -142,13 +142,13 @@ int cli_serve(int argc, char **argv)
     int32_t n_ctx = gen.n_ctx > 0 ? (int32_t)gen.n_ctx : model_n_ctx_train(m);
     if (gen.n_ctx <= 0 && n_ctx > 4096)
         n_ctx = 4096;
-    if (gguf_get_string(model_gguf(m), "tokenizer.chat_template") || template_path) {
-        if (!(tmpl = cli_load_chat_template("serve", m, model_path, template_path)))
-            goto done;
-    } else {
+    bool no_template = false;
+    tmpl = cli_load_chat_template("serve", m, model_path, template_path, &no_template);
+    if (no_template)
         fprintf(stderr, "hearth serve: %s has no chat template: /v1/chat/completions will refuse requests "
                         "(give one with --template FILE)\n", model_path);
-    }
+    else if (!tmpl)
+        goto done;
     sched_params params = {
         .n_slots = (int32_t)n_parallel, .n_ctx = n_ctx, .n_batch = (int32_t)n_batch,
         .prefill_chunk = (int32_t)prefill_chunk, .max_queued = (int32_t)queue,
