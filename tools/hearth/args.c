@@ -1,6 +1,8 @@
 #include "cli.h"
 
 #include "base/paths.h"
+#include "model/model.h"
+#include "text/template.h"
 
 #include <errno.h>
 #include <math.h>
@@ -141,4 +143,35 @@ int cli_generation_option(const char *command, const char *usage, int argc, char
     if (threads && !cli_parse_long(v, 1, 1024, &o->n_threads))
         return cli_usage_error(command, usage, "-t %s: expected a number from 1 to 1024", v);
     return CLI_EXIT_OK;
+}
+
+chat_template *cli_load_chat_template(const char *command, const model *m, const char *model_path,
+                                      const char *template_path)
+{
+    char *source = NULL, why[512];
+    size_t len = 0;
+    if (template_path) {
+        if (!(source = cli_read_all(template_path, &len, why, sizeof why))) {
+            fprintf(stderr, "hearth %s: %s\n", command, why);
+            return NULL;
+        }
+    } else {
+        const gguf_string *t = gguf_get_string(model_gguf(m), "tokenizer.chat_template");
+        if (!t) {
+            fprintf(stderr, "hearth %s: %s has no chat template (tokenizer.chat_template); give one with "
+                            "--template FILE\n", command, model_path);
+            return NULL;
+        }
+        if ((source = malloc(t->len + 1)) != NULL) {
+            memcpy(source, t->data, t->len);
+            source[t->len] = '\0';
+            len = t->len;
+        }
+    }
+    chat_template *tmpl = NULL;
+    hearth_error err = {0};
+    if (!source || chat_template_parse(source, len, &tmpl, &err) != HEARTH_OK)
+        fprintf(stderr, "hearth %s: the chat template: %s\n", command, source ? err.message : "out of memory");
+    free(source);
+    return tmpl;
 }

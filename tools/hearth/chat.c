@@ -404,8 +404,6 @@ int cli_chat(int argc, char **argv)
     model *m = NULL;
     threadpool *pool = NULL;
     chat c = {.n_predict = (int32_t)gen.n_predict, .verbose = verbose};
-    char *source = NULL, why[512];
-    size_t source_len = 0;
     if (model_load(model_path, &m, &err) != HEARTH_OK ||
         threadpool_create(gen.n_threads ? (int)gen.n_threads : threadpool_default_threads(), &pool, &err) != HEARTH_OK ||
         session_create(m, pool, &(session_params){.n_ctx = (int32_t)gen.n_ctx}, &c.s, &err) != HEARTH_OK ||
@@ -414,28 +412,8 @@ int cli_chat(int argc, char **argv)
         goto done;
     }
     c.m = m;
-    if (template_path) {
-        if (!(source = cli_read_all(template_path, &source_len, why, sizeof why))) {
-            fprintf(stderr, "hearth chat: %s\n", why);
-            goto done;
-        }
-    } else {
-        const gguf_string *t = gguf_get_string(model_gguf(m), "tokenizer.chat_template");
-        if (!t) {
-            fprintf(stderr, "hearth chat: %s has no chat template (tokenizer.chat_template); give one with "
-                            "--template FILE\n", model_path);
-            goto done;
-        }
-        if ((source = malloc(t->len + 1)) != NULL) {
-            memcpy(source, t->data, t->len);
-            source[t->len] = '\0';
-            source_len = t->len;
-        }
-    }
-    if (!source || chat_template_parse(source, source_len, &c.tmpl, &err) != HEARTH_OK) {
-        fprintf(stderr, "hearth chat: the chat template: %s\n", source ? err.message : "out of memory");
+    if (!(c.tmpl = cli_load_chat_template("chat", m, model_path, template_path)))
         goto done;
-    }
     const vocab *v = model_vocab(m);
     c.bos = token_text(v, vocab_bos(v));
     c.eos = token_text(v, vocab_eos(v));
@@ -495,7 +473,6 @@ done:
     free(c.eos);
     cJSON_Delete(c.messages);
     chat_template_free(c.tmpl);
-    free(source);
     sampler_free(c.smp);
     session_free(c.s);
     threadpool_free(pool);

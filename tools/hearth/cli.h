@@ -23,6 +23,7 @@ int cli_perplexity(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_chat(int argc, char **argv);
 int cli_template(int argc, char **argv);
+int cli_serve(int argc, char **argv);
 
 /* Argument helpers (args.c). */
 /* "hearth COMMAND: <message>", a blank line and the usage on stderr;
@@ -57,6 +58,14 @@ typedef struct cli_generation_options {
 } cli_generation_options;
 int cli_generation_option(const char *command, const char *usage, int argc, char **argv, int *i,
                           cli_generation_options *o);
+
+/* The chat template of --template FILE when template_path is set, else the
+ * model's tokenizer.chat_template, parsed; NULL after telling the user why
+ * (as "hearth COMMAND: ..."). */
+struct model;
+struct chat_template;
+struct chat_template *cli_load_chat_template(const char *command, const struct model *m, const char *model_path,
+                                             const char *template_path);
 
 /* Reads a whole file, or standard input for "-", NUL-terminated (the text may
  * itself hold NULs: *len is its length). On failure returns NULL and says why. */

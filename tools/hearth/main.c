@@ -16,6 +16,7 @@ static const command commands[] = {
     {"info", cli_info, "describe a GGUF model file: architecture, size, types, metadata"},
     {"tokenize", cli_tokenize, "turn text into the model's token ids (and pieces)"},
     {"chat", cli_chat, "talk with the model through its chat template"},
+    {"serve", cli_serve, "serve the model over HTTP: OpenAI's API and a chat page"},
     {"template", cli_template, "render the model's chat template over a conversation"},
     {"bench", cli_bench, "measure prompt and generation speed, like llama-bench"},
     {"perplexity", cli_perplexity, "measure a model's perplexity on a text, as llama-perplexity does"},
