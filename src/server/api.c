@@ -537,7 +537,7 @@ static bool parse_common(const cJSON *root, int32_t n_vocab, api_request *r, api
             return false;
     }
 
-    if (!get_bool(root, "stream", &r->stream, err))
+    if (!get_bool(root, "ignore_eos", &r->ignore_eos, err) || !get_bool(root, "stream", &r->stream, err))
         return false;
     const cJSON *so = field(root, "stream_options");
     if (so) {

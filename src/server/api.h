@@ -70,6 +70,7 @@ typedef struct api_request {
     bool logprobs;               /* chat: "logprobs": true; completion: "logprobs": an integer 0..5 */
     int32_t top_logprobs;        /* chat: "top_logprobs" 0..20 (needs logprobs); completion: the integer */
     bool echo;                   /* completion: always false (echo: true is refused) */
+    bool ignore_eos;             /* llama.cpp's extension: end-of-generation tokens do not stop (benchmarks) */
 } api_request;
 
 /* Parses and validates a body of len bytes (it need not be NUL-terminated).
@@ -77,7 +78,7 @@ typedef struct api_request {
  * on failure *out is left empty (safe to free) and *err is filled. Fields
  * read (others are ignored):
  *   both:  model, stream, stream_options.include_usage, max_tokens,
- *          max_completion_tokens, temperature [0, 100], top_p [0, 1],
+ *          max_completion_tokens, ignore_eos, temperature [0, 100], top_p [0, 1],
  *          top_k 0..n_vocab, min_p [0, 1], repeat_penalty > 0,
  *          repeat_last_n -1..65536, presence_penalty and frequency_penalty
  *          [-2, 2], seed (-1 or an integer >= 0), stop, n (must be 1)

@@ -388,16 +388,19 @@ static void advance_slots(sched *s, int32_t n)
  * ones. Any thread may call it: a free slot is in no batch. */
 static void admit_queued(sched *s)
 {
+    sched_job *last_kept = NULL;
     for (sched_job **p = &s->queue_head; *p;) {
         sched_job *j = *p;
         bool free_slot = false;
         for (int32_t i = 0; i < s->n_slots && !free_slot; i++)
             free_slot = s->slots[i].phase == SLOT_IDLE;
-        if (!j->released && !free_slot)
-            break;
+        if (!j->released && !free_slot) {
+            /* It waits on; released ones behind it still leave. */
+            last_kept = j;
+            p = &j->next_queued;
+            continue;
+        }
         *p = j->next_queued;
-        if (s->queue_tail == j)
-            s->queue_tail = NULL;
         j->queued = false;
         s->n_queued--;
         if (j->released) {
@@ -408,8 +411,7 @@ static void admit_queued(sched *s)
             assign(s, j);
         }
     }
-    if (!s->queue_head)
-        s->queue_tail = NULL;
+    s->queue_tail = last_kept;
 }
 
 /* Under the lock, in the scheduler thread only (a running slot may be in the

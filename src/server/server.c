@@ -455,7 +455,8 @@ static enum MHD_Result handle_completion(server *srv, struct MHD_Connection *c, 
         req.sampling.seed = random_seed();
     sched_request sr = {
         .prompt = tokens, .n_prompt = n_tokens, .sampling = req.sampling, .max_tokens = req.max_tokens,
-        .stops = (const char *const *)req.stops, .n_stops = req.n_stops, .logprobs = req.logprobs,
+        .stops = (const char *const *)req.stops, .n_stops = req.n_stops, .ignore_eos = req.ignore_eos,
+        .logprobs = req.logprobs,
         .top_logprobs = req.top_logprobs,
     };
     sched_job *job = NULL;
@@ -464,13 +465,13 @@ static enum MHD_Result handle_completion(server *srv, struct MHD_Connection *c, 
     free(tokens);
     if (s != HEARTH_OK) {
         api_request_free(&req);
+        const char *prompt_param = kind == API_CHAT ? "messages" : "prompt";
         if (s == HEARTH_ERR_BUSY)
             return fail(srv, c, 503, "server_error", NULL, "%s", err.message);
-        if (s == HEARTH_ERR_ARG && n_tokens >= srv->params.n_ctx)
-            return fail(srv, c, 400, "invalid_request_error", req.kind == API_CHAT ? "messages" : "prompt",
+        if (s == HEARTH_ERR_ARG)
+            return fail(srv, c, 400, "invalid_request_error", n_tokens >= srv->params.n_ctx ? prompt_param : NULL,
                         "%s", err.message);
-        return fail(srv, c, s == HEARTH_ERR_ARG ? 400 : 500, s == HEARTH_ERR_ARG ? "invalid_request_error" : "server_error",
-                    NULL, "%s", err.message);
+        return fail(srv, c, 500, "server_error", NULL, "%s", err.message);
     }
 
     stream *st = calloc(1, sizeof *st);
