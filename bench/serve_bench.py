@@ -88,6 +88,39 @@ def run_clients(port, n, tokens):
     return total / wall, sum(f for _, f in out) / len(out), total
 
 
+def stall(port, prompt_words):
+    """A stream runs; a long prompt arrives. Returns the stream's longest gap
+    between tokens while that prompt is prefilled, its median gap before, and
+    the long request's time to its one token."""
+    times = []
+    started = threading.Event()
+
+    def streamer():
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        body = {"messages": [{"role": "user", "content": "Tell me a long story."}], "max_tokens": 400,
+                "temperature": 0.8, "stream": True, "ignore_eos": True}
+        c.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
+        for line in c.getresponse():
+            if line.startswith(b"data: {"):
+                times.append(time.time())
+                if len(times) == 30:
+                    started.set()
+
+    t = threading.Thread(target=streamer)
+    t.start()
+    started.wait(120)
+    t0 = time.time()
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    body = {"messages": [{"role": "user", "content": "word " * prompt_words}], "max_tokens": 1}
+    c.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
+    c.getresponse().read()
+    t1 = time.time()
+    t.join()
+    before = sorted(b - a for a, b in zip(times, times[1:]) if b < t0)
+    during = [b - a for a, b in zip(times, times[1:]) if t0 <= b <= t1 + 0.5]
+    return max(during or [0.0]), before[len(before) // 2] if before else 0.0, t1 - t0
+
+
 def bench(name, cmd, port, args):
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -103,6 +136,11 @@ def bench(name, cmd, port, args):
             rows[n] = best
             print(f"{name:10s} {n:2d} clients: {best[0]:7.1f} t/s aggregate, TTFT {best[1] * 1e3:6.0f} ms, "
                   f"{best[2]} tokens", flush=True)
+        if args.stall_words:
+            worst, median, ttft = stall(port, args.stall_words)
+            print(f"{name:10s} a {args.stall_words}-word prompt arrives beside a stream: the stream's longest gap "
+                  f"{worst * 1e3:.0f} ms (median before {median * 1e3:.0f} ms); the prompt's answer after "
+                  f"{ttft * 1e3:.0f} ms", flush=True)
         return rows
     finally:
         proc.terminate()
@@ -119,6 +157,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ctx", type=int, default=1024, help="context per slot")
     p.add_argument("--repeat", type=int, default=2, help="runs per point; the best is kept")
+    p.add_argument("--stall-words", type=int, default=700,
+                   help="a prompt of this many words arrives beside a running stream (0: skip)")
     p.add_argument("--hearth", default=os.path.join(here, "..", "build", "hearth"))
     p.add_argument("--llama-server", default=os.path.join(cache, "hearth/oracle/build/bin/llama-server"))
     args = p.parse_args()

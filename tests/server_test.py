@@ -302,8 +302,9 @@ def run_tests(openai, binary, model, srv, key):
     def long_request():
         status, body, headers = srv.request("POST", "/v1/chat/completions",
                                             {"messages": [{"role": "user", "content": "Write a poem."}],
-                                             "max_tokens": 120, "temperature": 0.8},
-                                            {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+                                             "max_tokens": 40, "temperature": 0.8, "ignore_eos": True},
+                                            {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+                                            timeout=600)
         results.append((status, headers.get("Retry-After")))
 
     threads = [threading.Thread(target=long_request) for _ in range(7)]
