@@ -114,7 +114,7 @@ static void test_chat_defaults(void)
     CHECK(r.sampling.temperature == d.temperature && r.sampling.top_k == d.top_k && r.sampling.top_p == d.top_p);
     CHECK(r.sampling.min_p == d.min_p && r.sampling.repeat_penalty == d.repeat_penalty);
     CHECK(r.sampling.seed == d.seed && r.sampling.repeat_last_n == d.repeat_last_n);
-    CHECK(r.n_stops == 0 && !r.logprobs && r.top_logprobs == 0 && !r.echo);
+    CHECK(r.n_stops == 0 && !r.logprobs && r.top_logprobs == 0 && !r.echo && !r.ignore_eos);
     api_request_free(&r);
     CHECK(r.messages_json == NULL);
     api_request_free(&r); /* twice is fine */
@@ -150,6 +150,11 @@ static void test_chat_fields(void)
     CHECK(r.n_stops == 2 && strcmp(r.stops[0], "\n\n") == 0 && strcmp(r.stops[1], "END") == 0);
     CHECK(r.logprobs && r.top_logprobs == 20);
     api_request_free(&r);
+
+    if (GOOD(API_COMPLETION, "{\"prompt\":\"a\",\"ignore_eos\":true}", &r))
+        CHECK(r.ignore_eos);
+    api_request_free(&r);
+    BAD_CHAT("\"ignore_eos\":1", "ignore_eos", "true or false");
 
     /* max_completion_tokens wins over max_tokens, in either order. */
     if (GOOD(API_CHAT, "{" MSG ",\"max_tokens\":5,\"max_completion_tokens\":7}", &r))

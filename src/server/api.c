@@ -12,6 +12,7 @@
  * Formatting builds a cJSON tree and prints it; every string goes through
  * api_utf8_sanitize on the way in. */
 #include "server/api.h"
+#include "runtime/stop.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -21,6 +22,10 @@
 #include <string.h>
 
 #define INVALID "invalid_request_error"
+
+/* What parses here must be accepted by the stop matcher the caller builds. */
+_Static_assert(API_MAX_STOP_LENGTH == STOP_MAX_LENGTH, "stop strings: api and runtime/stop.h disagree");
+_Static_assert(API_MAX_STOPS <= STOP_MAX_STRINGS, "stop strings: more than runtime/stop.h holds");
 
 const char api_done_event[] = "data: [DONE]\n\n";
 
