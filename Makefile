@@ -4,7 +4,7 @@
 #                     (scripts/setup.sh installs it)
 #   make test         release build (gcc, -Werror) and its tests
 #   make check-asan   clang ASan+UBSan build, all tests under it, and the fuzz
-#                     targets for HEARTH_FUZZ_SECONDS (default 60) each
+#                     targets for HEARTH_FUZZ_SECONDS (default 30) each
 #   make check        both of the above: what CI runs
 #   make fuzz         the fuzz targets for FUZZ_SECONDS (default 600) each
 
@@ -43,7 +43,7 @@ fuzz: build-asan/CMakeCache.txt
 	cmake --build build-asan -j $(JOBS)
 	cmake -S . -B build-asan -DHEARTH_FUZZ_SECONDS=$(FUZZ_SECONDS)
 	ctest --test-dir build-asan $(CTEST_FLAGS) -R '^fuzz_'; \
-	    status=$$?; cmake -S . -B build-asan -DHEARTH_FUZZ_SECONDS=60 >/dev/null; exit $$status
+	    status=$$?; cmake -S . -B build-asan -DHEARTH_FUZZ_SECONDS=30 >/dev/null; exit $$status
 
 clean:
 	rm -rf build build-asan

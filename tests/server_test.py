@@ -2,14 +2,16 @@
 """hearth serve, driven by the official `openai` Python client (and raw HTTP
 where a client would not send such a request), against the real Gemma 3 270M.
 
-usage: server_test.py HEARTH_BINARY [MODEL]
+usage: server_test.py [--quick] HEARTH_BINARY [MODEL]
 
 Checks the answers' shapes (the client parses them into its own types), greedy
 text against `hearth run` on the same prompt, streaming against non-streaming,
 stop strings, logprobs, usage, errors and their statuses, the API key, a client
 that leaves mid-stream, parallel requests against the same requests one at a
-time, and the queue's 503. Exits 77 (skipped) without the openai package or the
-model."""
+time, and the queue's 503. --quick (the sanitizer build, where each token
+costs ~10x) leaves out the comparisons that generate the most: against
+`hearth run`, the same seed twice, and parallel against alone. Exits 77
+(skipped) without the openai package or the model."""
 import http.client
 import json
 import os
@@ -18,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 SKIP = 77
 passed = failed = 0
@@ -99,11 +100,14 @@ def metric(server, key, name):
 
 
 def main():
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    quick = "--quick" in args
+    args = [a for a in args if a != "--quick"]
+    if not args:
         print(__doc__, file=sys.stderr)
         return 2
-    binary = sys.argv[1]
-    model = sys.argv[2] if len(sys.argv) > 2 else default_model()
+    binary = args[0]
+    model = args[1] if len(args) > 1 else default_model()
     try:
         import openai
     except ImportError:
@@ -116,7 +120,7 @@ def main():
     key = "test-key-123"
     srv = Server(binary, model, "--parallel", "2", "--queue", "2", "-c", "1024", "--api-key", key)
     try:
-        run_tests(openai, binary, model, srv, key)
+        run_tests(openai, binary, model, srv, key, quick)
     finally:
         rc = srv.stop()
         check(rc == 0, "the server stops cleanly on SIGTERM", f"exit {rc}; log: {''.join(srv.log)[-2000:]}")
@@ -124,7 +128,7 @@ def main():
     return 1 if failed else 0
 
 
-def run_tests(openai, binary, model, srv, key):
+def run_tests(openai, binary, model, srv, key, quick):
     client = openai.OpenAI(base_url=srv.base + "/v1", api_key=key, max_retries=0, timeout=120)
     model_id = os.path.basename(model)[:-len(".gguf")]
     messages = [{"role": "system", "content": "You are terse."},
@@ -147,7 +151,23 @@ def run_tests(openai, binary, model, srv, key):
         check(u.completion_tokens == 24, "length finish after max_tokens", str(u))
 
     # The same prompt through `hearth run` (one sequence, no server): the same
-    # greedy text, checked on /v1/completions with the rendered prompt.
+    # greedy text, checked on /v1/completions.
+    if not quick:
+        compare_with_run(binary, model, srv, key)
+
+    stream_and_stops(client, model_id, messages, r, text, u)
+    if not quick:
+        a = client.chat.completions.create(model=model_id, messages=messages, temperature=1.0, seed=7, max_tokens=16)
+        b = client.chat.completions.create(model=model_id, messages=messages, temperature=1.0, seed=7, max_tokens=16)
+        check(a.choices[0].message.content == b.choices[0].message.content, "same seed, same text")
+    logprobs_and_completions(client, model_id, messages)
+    tokenize_and_errors(openai, client, model_id, messages, srv, key)
+    if not quick:
+        parallel_equals_alone(client, model_id)
+    disconnect_queue_metrics(srv, key)
+
+
+def compare_with_run(binary, model, srv, key):
     status, body, _ = srv.request("POST", "/v1/completions",
                                   {"prompt": "The capital of France is", "max_tokens": 16, "temperature": 0},
                                   {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
@@ -158,6 +178,8 @@ def run_tests(openai, binary, model, srv, key):
     check(served is not None and len(served) > 0 and ran.startswith("The capital of France is" + served),
           "greedy /v1/completions equals hearth run", f"served {served!r}, run {ran!r}")
 
+
+def stream_and_stops(client, model_id, messages, r, text, u):
     # Streamed: the same text, in several chunks, OpenAI's chunk sequence.
     chunks = list(client.chat.completions.create(model=model_id, messages=messages, temperature=0, max_tokens=24,
                                                  stream=True, stream_options={"include_usage": True}))
@@ -186,11 +208,9 @@ def run_tests(openai, binary, model, srv, key):
         parts = [c.choices[0].delta.content or "" for c in s2 if c.choices]
         check("".join(parts) == cut, "stop string, streamed", f"{''.join(parts)!r} vs {cut!r}")
 
-    # Sampling: a seed gives the same text again.
-    a = client.chat.completions.create(model=model_id, messages=messages, temperature=1.0, seed=7, max_tokens=16)
-    b = client.chat.completions.create(model=model_id, messages=messages, temperature=1.0, seed=7, max_tokens=16)
-    check(a.choices[0].message.content == b.choices[0].message.content, "same seed, same text")
 
+
+def logprobs_and_completions(client, model_id, messages):
     # Logprobs: greedy picks the top alternative.
     lp = client.chat.completions.create(model=model_id, messages=messages, temperature=0, max_tokens=8,
                                         logprobs=True, top_logprobs=3)
@@ -208,6 +228,9 @@ def run_tests(openai, binary, model, srv, key):
     check(c1.object == "text_completion" and len(c1.choices[0].text) > 0, "completion shape")
     check("".join(c.choices[0].text for c in c2 if c.choices) == c1.choices[0].text, "completion stream equals")
 
+
+
+def tokenize_and_errors(openai, client, model_id, messages, srv, key):
     # tokenize / detokenize
     hdr = {"Authorization": f"Bearer {key}"}
     status, body, _ = srv.request("POST", "/tokenize", {"content": "Hello world"}, hdr)
@@ -255,6 +278,9 @@ def run_tests(openai, binary, model, srv, key):
     status, body, _ = srv.get("/health")
     check(status == 200, "healthy after the errors")
 
+
+
+def parallel_equals_alone(client, model_id):
     # Parallel: four greedy requests at once over two slots give what each
     # gives alone (the batch mixes their tokens; each row is its own).
     prompts = ["Name a fruit.", "Count to five.", "Say hello in French.", "What is 2+2?"]
@@ -274,6 +300,10 @@ def run_tests(openai, binary, model, srv, key):
         t.join()
     check(together == alone, "parallel greedy streams equal the same requests alone", f"{together} vs {alone}")
 
+
+
+def disconnect_queue_metrics(srv, key):
+    hdr = {"Authorization": f"Bearer {key}"}
     # A client that leaves mid-stream frees its slot at once.
     cancelled_before = metric(srv, key, "hearth_requests_cancelled_total") or 0
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
