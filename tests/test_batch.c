@@ -314,6 +314,29 @@ static void check_errors(const model *m, threadpool *pool)
     model_state_free(st);
 }
 
+/* One cache holds every sequence's rows; a batched architecture keeps one
+ * scratch, sized by the batch, for all of them. */
+static void check_memory(const model *m)
+{
+    hearth_error err = {0};
+    model_state *one = NULL, *multi = NULL;
+    CHECK_MSG(model_state_create(m, N_CTX, N_BATCH, &one, &err) == HEARTH_OK &&
+                  model_state_create_multi(m, N_SEQ, N_CTX, N_BATCH, &multi, &err) == HEARTH_OK,
+              "%s", err.message);
+    if (one && multi) {
+        model_memory a = model_state_memory(one), b = model_state_memory(multi);
+        CHECK_MSG(b.kv_cache == N_SEQ * a.kv_cache && b.recurrent == N_SEQ * a.recurrent,
+                  "KV cache %zu and recurrent %zu bytes for %d sequences, %zu and %zu for one", b.kv_cache,
+                  b.recurrent, N_SEQ, a.kv_cache, a.recurrent);
+        if (model_batches_sequences(m))
+            CHECK_MSG(b.scratch == a.scratch, "scratch %zu bytes for %d sequences, %zu for one", b.scratch, N_SEQ,
+                      a.scratch);
+        CHECK(model_state_bytes(multi) == b.kv_cache + b.recurrent + b.scratch);
+    }
+    model_state_free(one);
+    model_state_free(multi);
+}
+
 static void check_model(const model_case *mc, threadpool *pool)
 {
     hearth_error err = {0};
@@ -336,6 +359,7 @@ static void check_model(const model_case *mc, threadpool *pool)
     CHECK_MSG(rows > 0 && max_delta == 0.0, "%s: max |dlogit| %.3g, expected 0", mc->label, max_delta);
     CHECK_MSG(argmax_differ == 0, "%s: argmax differs in %d rows", mc->label, argmax_differ);
     check_errors(m, pool);
+    check_memory(m);
     free_sequences(seqs);
     model_free(m);
 }
