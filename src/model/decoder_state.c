@@ -149,18 +149,20 @@ void decoder_state_plan_batch(decoder_state *s, const model_batch *b)
 
 void decoder_attention(threadpool *pool, const decoder_state *s, const ops_attention_args *args)
 {
+    ops_attention_args runs[MODEL_MAX_SEQUENCES];
     for (int32_t r = 0; r < s->n_runs; r++) {
         const decoder_run *run = &s->runs[r];
         const size_t seq_row = (size_t)run->seq * (size_t)s->n_ctx;
-        ops_attention_args a = *args;
-        a.q += run->first * args->q_stride;
-        a.out += run->first * args->out_stride;
-        a.positions += run->first;
-        a.n_tokens = run->last - run->first;
-        a.k += seq_row * (size_t)args->k_stride;
-        a.v += seq_row * (size_t)args->v_stride;
-        ops_attention(pool, &a);
+        ops_attention_args *a = &runs[r];
+        *a = *args;
+        a->q += run->first * args->q_stride;
+        a->out += run->first * args->out_stride;
+        a->positions += run->first;
+        a->n_tokens = run->last - run->first;
+        a->k += seq_row * (size_t)args->k_stride;
+        a->v += seq_row * (size_t)args->v_stride;
     }
+    ops_attention_many(pool, runs, s->n_runs);
 }
 
 void decoder_output_norm_rows(decoder_state *s, int64_t n_embd, const float *weight, float eps, int64_t first,

@@ -69,9 +69,10 @@ void decoder_state_plan_run(decoder_state *s, int32_t n, int32_t pos0, int32_t f
 /* Plans a pass over a batch model_forward_batch has checked. */
 void decoder_state_plan_batch(decoder_state *s, const model_batch *batch);
 
-/* ops_attention over the planned pass. args describes the whole batch: q,
- * out and positions from its first token, k and v the layer's cache from
- * row 0. Each run attends on its own, to its own sequence's rows. */
+/* Attention over the planned pass. args describes the whole batch: q, out
+ * and positions from its first token, k and v the layer's cache from row 0.
+ * Each run attends on its own, to its own sequence's rows, all in one
+ * ops_attention_many. */
 void decoder_attention(threadpool *pool, const decoder_state *s, const ops_attention_args *args);
 
 /* Rows [first, last) of the gathered output norm: xn row i = rmsnorm(x row
