@@ -251,9 +251,8 @@ static void embed_rows(void *p, int64_t first, int64_t last)
 {
     const dense_step *st = p;
     const int64_t d = st->m->n_embd;
-    for (int64_t t = first; t < last; t++) {
+    for (int64_t t = first; t < last; t++)
         ops_matrix_row_f32(&st->m->embed, st->tokens[t], st->s->x + t * d);
-    }
 }
 
 static void attention_norm_rows(void *p, int64_t first, int64_t last)
