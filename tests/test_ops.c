@@ -671,6 +671,43 @@ static void check_tiled_attention(void)
     threadpool_free(pool);
 }
 
+/* ops_attention_many: problems of one batch's sequences (decode steps, a
+ * short chunk, a tiled prefill chunk, a sliding window), each with the
+ * output ops_attention gives it alone, bit for bit, on 3 threads (the items
+ * dealt out cross the problems' boundaries). */
+static void check_attention_many(void)
+{
+    static const struct { int n_tokens, window, pos0; } shapes[] = {
+        {1, 0, 30}, {5, 0, 0}, {1, 8, 60}, {70, 0, 3}, {1, 0, 0}, {17, 16, 40}, {2, 0, 9},
+    };
+    enum { N = sizeof shapes / sizeof *shapes };
+    threadpool *pool = NULL;
+    hearth_error err;
+    CHECK_MSG(threadpool_create(3, &pool, &err) == HEARTH_OK, "threadpool_create");
+    attention_case c[N];
+    ops_attention_args args[N];
+    float *alone[N];
+    for (int i = 0; i < N; i++) {
+        c[i] = attention_case_make(shapes[i].n_tokens, 8, 2, 64, shapes[i].window, shapes[i].pos0);
+        size_t n_out = (size_t)c[i].args.n_tokens * c[i].args.out_stride;
+        ops_attention(pool, &c[i].args);
+        alone[i] = malloc(n_out * sizeof(float));
+        memcpy(alone[i], c[i].out, n_out * sizeof(float));
+        memset(c[i].out, 0xff, n_out * sizeof(float)); /* NaN: every row must be written again */
+        args[i] = c[i].args;
+    }
+    ops_attention_many(pool, args, N);
+    for (int i = 0; i < N; i++) {
+        size_t n_out = (size_t)c[i].args.n_tokens * c[i].args.out_stride;
+        CHECK_MSG(memcmp(alone[i], c[i].out, n_out * sizeof(float)) == 0,
+                  "ops_attention_many: problem %d (%d tokens from %d) differs from ops_attention", i,
+                  shapes[i].n_tokens, shapes[i].pos0);
+        free(alone[i]);
+        attention_case_free(&c[i]);
+    }
+    threadpool_free(pool);
+}
+
 int main(void)
 {
     fill_test_sinks();
@@ -692,5 +729,6 @@ int main(void)
     check_attention(128, 2, 2, 8, 1);
     check_tile_kernels();
     check_tiled_attention();
+    check_attention_many();
     return test_finish("test_ops");
 }

@@ -15,6 +15,8 @@ void decoder_state_free(void *p)
     free(s->v_cache);
     free(s->x);
     free(s->positions);
+    free(s->cache_rows);
+    free(s->outputs);
     free(s->act_scratch);
     free(s->router_logits);
     free(s->moe_scratch);
@@ -34,9 +36,7 @@ static void need_scratch(ops_matrix *m, void *ctx)
         need->bytes = bytes;
 }
 
-size_t decoder_act_scratch_bytes(void (*for_each_matrix)(void *weights, void (*visit)(ops_matrix *m, void *ctx),
-                                                         void *ctx),
-                                 const void *weights, int32_t n_batch)
+size_t decoder_act_scratch_bytes(decoder_matrix_walk for_each_matrix, const void *weights, int32_t n_batch)
 {
     /* for_each_matrix only reads here: the cast lets one visitor serve
      * repacking (which writes) and sizing. */
@@ -45,21 +45,20 @@ size_t decoder_act_scratch_bytes(void (*for_each_matrix)(void *weights, void (*v
     return need.bytes;
 }
 
-hearth_status decoder_state_create(const decoder_dims *dims,
-                                   void (*for_each_matrix)(void *weights, void (*visit)(ops_matrix *m, void *ctx),
-                                                           void *ctx),
-                                   const void *weights,
-                                   int32_t n_ctx, int32_t n_batch, decoder_state **out, model_memory *memory,
-                                   hearth_error *err)
+hearth_status decoder_state_create_multi(const decoder_dims *dims, decoder_matrix_walk for_each_matrix,
+                                         const void *weights, int32_t n_seq, int32_t n_ctx, int32_t n_batch,
+                                         decoder_state **out, model_memory *memory, hearth_error *err)
 {
     *out = NULL;
     decoder_state *s = calloc(1, sizeof *s);
     if (!s)
         return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
+    s->n_seq = n_seq;
     s->n_ctx = n_ctx;
     s->n_batch = n_batch;
-    s->k_layer = (size_t)n_ctx * (size_t)dims->k_dim;
-    s->v_layer = (size_t)n_ctx * (size_t)dims->v_dim;
+    const size_t rows = (size_t)n_seq * (size_t)n_ctx; /* model.c bounds it by INT32_MAX */
+    s->k_layer = rows * (size_t)dims->k_dim;
+    s->v_layer = rows * (size_t)dims->v_dim;
     uint64_t k_bytes, v_bytes;
     bool fits = checked_mul_u64(s->k_layer, (uint64_t)dims->n_layers * sizeof(uint16_t), &k_bytes) &&
                 checked_mul_u64(s->v_layer, (uint64_t)dims->n_layers * sizeof(uint16_t), &v_bytes) &&
@@ -74,6 +73,8 @@ hearth_status decoder_state_create(const decoder_dims *dims,
         s->v_cache = malloc(v_bytes);
         s->x = malloc(floats * sizeof(float));
         s->positions = malloc(b * sizeof *s->positions);
+        s->cache_rows = malloc(b * sizeof *s->cache_rows);
+        s->outputs = malloc(b * sizeof *s->outputs);
         s->act_scratch = malloc(scratch_bytes ? scratch_bytes : 1);
     }
     bool moe_ok = true;
@@ -82,10 +83,15 @@ hearth_status decoder_state_create(const decoder_dims *dims,
         s->moe_scratch = malloc(dims->moe_scratch_bytes);
         moe_ok = s->router_logits && s->moe_scratch;
     }
-    if (!fits || !moe_ok || !s->k_cache || !s->v_cache || !s->x || !s->positions || !s->act_scratch) {
+    if (!fits || !moe_ok || !s->k_cache || !s->v_cache || !s->x || !s->positions || !s->cache_rows ||
+        !s->outputs || !s->act_scratch) {
         decoder_state_free(s);
+        double mib = fits ? (double)(k_bytes + v_bytes) / 1048576.0 : INFINITY;
+        if (n_seq > 1)
+            return error_set(err, HEARTH_ERR_NOMEM,
+                             "out of memory for %d sequences of %d tokens (KV cache %.1f MiB)", n_seq, n_ctx, mib);
         return error_set(err, HEARTH_ERR_NOMEM, "out of memory for a context of %d tokens (KV cache %.1f MiB)",
-                         n_ctx, fits ? (double)(k_bytes + v_bytes) / 1048576.0 : INFINITY);
+                         n_ctx, mib);
     }
     float *cursor = s->x + b * d;
     s->xn = cursor, cursor += b * d;
@@ -96,9 +102,78 @@ hearth_status decoder_state_create(const decoder_dims *dims,
     s->attn = cursor, cursor += b * (size_t)dims->attn_dim;
     s->gate = cursor, cursor += b * (size_t)dims->n_ff;
     s->up = cursor;
-    *memory = (model_memory){.kv_cache = k_bytes + v_bytes, .scratch = floats * sizeof(float) + scratch_bytes};
+    *memory = (model_memory){
+        .kv_cache = k_bytes + v_bytes,
+        .scratch = floats * sizeof(float) + scratch_bytes + 3 * b * sizeof(int32_t),
+    };
     if (dims->n_experts > 0)
         memory->scratch += b * (size_t)dims->n_experts * sizeof(float) + dims->moe_scratch_bytes;
     *out = s;
     return HEARTH_OK;
+}
+
+hearth_status decoder_state_create(const decoder_dims *dims, decoder_matrix_walk for_each_matrix,
+                                   const void *weights, int32_t n_ctx, int32_t n_batch, decoder_state **out,
+                                   model_memory *memory, hearth_error *err)
+{
+    return decoder_state_create_multi(dims, for_each_matrix, weights, 1, n_ctx, n_batch, out, memory, err);
+}
+
+void decoder_state_plan_run(decoder_state *s, int32_t n, int32_t pos0, int32_t first_output)
+{
+    for (int32_t t = 0; t < n; t++)
+        s->positions[t] = s->cache_rows[t] = pos0 + t;
+    s->runs[0] = (decoder_run){.seq = 0, .first = 0, .last = n};
+    s->n_runs = 1;
+    s->n_outputs = 0;
+    for (int32_t t = first_output; t < n; t++)
+        s->outputs[s->n_outputs++] = t;
+}
+
+void decoder_state_plan_batch(decoder_state *s, const model_batch *b)
+{
+    s->n_runs = 0;
+    s->n_outputs = 0;
+    for (int32_t t = 0; t < b->n; t++) {
+        int32_t seq = b->seq[t];
+        s->positions[t] = b->pos[t];
+        s->cache_rows[t] = seq * s->n_ctx + b->pos[t];
+        if (b->output && b->output[t])
+            s->outputs[s->n_outputs++] = t;
+        if (t == 0 || seq != b->seq[t - 1])
+            s->runs[s->n_runs++] = (decoder_run){.seq = seq, .first = t, .last = t + 1};
+        else
+            s->runs[s->n_runs - 1].last = t + 1;
+    }
+}
+
+void decoder_attention(threadpool *pool, const decoder_state *s, const ops_attention_args *args)
+{
+    ops_attention_args runs[MODEL_MAX_SEQUENCES];
+    for (int32_t r = 0; r < s->n_runs; r++) {
+        const decoder_run *run = &s->runs[r];
+        const size_t seq_row = (size_t)run->seq * (size_t)s->n_ctx;
+        ops_attention_args *a = &runs[r];
+        *a = *args;
+        a->q += run->first * args->q_stride;
+        a->out += run->first * args->out_stride;
+        a->positions += run->first;
+        a->n_tokens = run->last - run->first;
+        a->k += seq_row * (size_t)args->k_stride;
+        a->v += seq_row * (size_t)args->v_stride;
+    }
+    ops_attention_many(pool, runs, s->n_runs);
+}
+
+void decoder_output_norm_rows(decoder_state *s, int64_t n_embd, const float *weight, float eps, int64_t first,
+                              int64_t last)
+{
+    /* Outputs that are consecutive in the batch (a prefill's all-logits
+     * run) go through the norm together. */
+    for (int64_t i = first, end; i < last; i = end) {
+        for (end = i + 1; end < last && s->outputs[end] == s->outputs[i] + (end - i); end++)
+            ;
+        ops_rmsnorm_rows(s->x + s->outputs[i] * n_embd, n_embd, weight, n_embd, eps, s->xn + i * n_embd, n_embd,
+                         end - i);
+    }
 }

@@ -213,8 +213,8 @@ int32_t dense_n_ctx_train(const void *p)
     return m->n_ctx_train > INT32_MAX ? INT32_MAX : (int32_t)m->n_ctx_train;
 }
 
-hearth_status dense_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out, model_memory *memory,
-                                 hearth_error *err)
+hearth_status dense_state_create_multi(const void *p, int32_t n_seq, int32_t n_ctx, int32_t n_batch, void **out,
+                                       model_memory *memory, hearth_error *err)
 {
     const dense *m = p;
     int64_t q_dim = (int64_t)m->n_heads * m->head_dim, kv_dim = (int64_t)m->n_kv_heads * m->head_dim;
@@ -225,9 +225,16 @@ hearth_status dense_state_create(const void *p, int32_t n_ctx, int32_t n_batch, 
         .moe_scratch_bytes = m->n_experts ? ops_moe_scratch_bytes(&m->layers[0].moe, n_batch) : 0,
     };
     decoder_state *s = NULL;
-    hearth_status st = decoder_state_create(&dims, dense_for_each_matrix, m, n_ctx, n_batch, &s, memory, err);
+    hearth_status st =
+        decoder_state_create_multi(&dims, dense_for_each_matrix, m, n_seq, n_ctx, n_batch, &s, memory, err);
     *out = s;
     return st;
+}
+
+hearth_status dense_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out, model_memory *memory,
+                                 hearth_error *err)
+{
+    return dense_state_create_multi(p, 1, n_ctx, n_batch, out, memory, err);
 }
 
 /* One layer's per-token work between its matrix products, in steps that
@@ -237,7 +244,6 @@ typedef struct dense_step {
     decoder_state *s;
     const dense_layer *l;
     const int32_t *tokens;
-    int32_t pos0, first_output;
     uint16_t *k_cache, *v_cache;
 } dense_step;
 
@@ -245,10 +251,8 @@ static void embed_rows(void *p, int64_t first, int64_t last)
 {
     const dense_step *st = p;
     const int64_t d = st->m->n_embd;
-    for (int64_t t = first; t < last; t++) {
+    for (int64_t t = first; t < last; t++)
         ops_matrix_row_f32(&st->m->embed, st->tokens[t], st->s->x + t * d);
-        st->s->positions[t] = st->pos0 + (int32_t)t;
-    }
 }
 
 static void attention_norm_rows(void *p, int64_t first, int64_t last)
@@ -286,8 +290,8 @@ static void qkv_rope_store_rows(void *p, int64_t first, int64_t last)
     for (int64_t t = first; t < last; t++, q += q_dim, k += kv_dim, v += kv_dim) {
         ops_rope_apply(&m->rope, q, (int32_t)m->n_heads, (int32_t)hd, s->positions[t]);
         ops_rope_apply(&m->rope, k, (int32_t)m->n_kv_heads, (int32_t)hd, s->positions[t]);
-        ops_store_f16(st->k_cache + (size_t)s->positions[t] * kv_dim, k, kv_dim);
-        ops_store_f16(st->v_cache + (size_t)s->positions[t] * kv_dim, v, kv_dim);
+        ops_store_f16(st->k_cache + (size_t)s->cache_rows[t] * kv_dim, k, kv_dim);
+        ops_store_f16(st->v_cache + (size_t)s->cache_rows[t] * kv_dim, v, kv_dim);
     }
 }
 
@@ -319,23 +323,21 @@ static void ffn_residual_rows(void *p, int64_t first, int64_t last)
     ops_add(st->s->x + first * d, st->s->proj + first * d, (last - first) * d);
 }
 
-/* Rows counted from first_output: only those rows need logits. */
+/* Rows of the outputs (s->outputs), gathered. */
 static void output_norm_rows(void *p, int64_t first, int64_t last)
 {
     const dense_step *st = p;
-    const int64_t d = st->m->n_embd;
-    const int64_t t = st->first_output + first;
-    ops_rmsnorm_rows(st->s->x + t * d, d, st->m->output_norm, d, st->m->eps, st->s->xn + t * d, d, last - first);
+    decoder_output_norm_rows(st->s, st->m->n_embd, st->m->output_norm, st->m->eps, first, last);
 }
 
-void dense_forward(const void *p, void *state, threadpool *pool, const int32_t *tokens, int32_t n, int32_t pos0,
-                   int32_t first_output, float *logits)
+/* The pass s has planned, over n tokens of any sequences: logits for the
+ * planned outputs, one row each in batch order. */
+static void dense_pass(const dense *m, decoder_state *s, threadpool *pool, const int32_t *tokens, int32_t n,
+                       float *logits)
 {
-    const dense *m = p;
-    decoder_state *s = state;
     const int64_t d = m->n_embd, ff = m->n_ff, hd = m->head_dim;
     const int64_t q_dim = (int64_t)m->n_heads * hd, kv_dim = (int64_t)m->n_kv_heads * hd;
-    dense_step step = {.m = m, .s = s, .tokens = tokens, .pos0 = pos0, .first_output = first_output};
+    dense_step step = {.m = m, .s = s, .tokens = tokens};
 
     ops_parallel_rows(pool, n, embed_rows, &step);
 
@@ -355,7 +357,7 @@ void dense_forward(const void *p, void *state, threadpool *pool, const int32_t *
             .n_kv_heads = m->n_kv_heads, .head_dim_k = m->head_dim, .head_dim_v = m->head_dim, .window = 0,
             .scale = m->attn_scale, .out = s->attn, .out_stride = q_dim,
         };
-        ops_attention(pool, &attn);
+        decoder_attention(pool, s, &attn);
         ops_matmul(pool, &l->wo, s->attn, q_dim, n, s->proj, d, s->act_scratch);
         ops_parallel_rows(pool, n, attention_residual_rows, &step);
         if (l->experts) {
@@ -372,12 +374,24 @@ void dense_forward(const void *p, void *state, threadpool *pool, const int32_t *
         ops_parallel_rows(pool, n, ffn_residual_rows, &step);
     }
 
-    if (first_output >= n)
+    if (s->n_outputs == 0)
         return;
-    ops_parallel_rows(pool, n - first_output, output_norm_rows, &step);
-    ops_matmul(pool, &m->output, s->xn + first_output * d, d, n - first_output, logits, m->n_vocab,
-               s->act_scratch);
-    add_bias(logits, m->output_bias, m->n_vocab, n - first_output);
+    ops_parallel_rows(pool, s->n_outputs, output_norm_rows, &step);
+    ops_matmul(pool, &m->output, s->xn, d, s->n_outputs, logits, m->n_vocab, s->act_scratch);
+    add_bias(logits, m->output_bias, m->n_vocab, s->n_outputs);
+}
+
+void dense_forward(const void *p, void *state, threadpool *pool, const int32_t *tokens, int32_t n, int32_t pos0,
+                   int32_t first_output, float *logits)
+{
+    decoder_state_plan_run(state, n, pos0, first_output);
+    dense_pass(p, state, pool, tokens, n, logits);
+}
+
+void dense_forward_batch(const void *p, void *state, threadpool *pool, const model_batch *batch, float *logits)
+{
+    decoder_state_plan_batch(state, batch);
+    dense_pass(p, state, pool, batch->tokens, batch->n, logits);
 }
 
 void dense_for_each_matrix(void *p, void (*visit)(ops_matrix *m, void *ctx), void *ctx)

@@ -40,8 +40,12 @@ hearth_status dense_load(const dense_traits *traits, const gguf_file *file, cons
 void dense_free_weights(void *weights);
 hearth_status dense_state_create(const void *weights, int32_t n_ctx, int32_t n_batch, void **state, model_memory *memory,
                                  hearth_error *err);
+hearth_status dense_state_create_multi(const void *weights, int32_t n_seq, int32_t n_ctx, int32_t n_batch,
+                                       void **state, model_memory *memory, hearth_error *err);
 void dense_forward(const void *weights, void *state, threadpool *pool, const int32_t *tokens, int32_t n,
                    int32_t pos0, int32_t first_output, float *logits);
+void dense_forward_batch(const void *weights, void *state, threadpool *pool, const model_batch *batch,
+                         float *logits);
 int32_t dense_n_ctx_train(const void *weights);
 void dense_for_each_matrix(void *weights, void (*visit)(ops_matrix *m, void *ctx), void *ctx);
 
@@ -50,6 +54,7 @@ void dense_for_each_matrix(void *weights, void (*visit)(ops_matrix *m, void *ctx
     {                                                                                                 \
         .name = (arch_name), .load = (load_fn), .free_weights = dense_free_weights,                   \
         .state_create = dense_state_create, .state_free = decoder_state_free, .forward = dense_forward, \
+        .state_create_multi = dense_state_create_multi, .forward_batch = dense_forward_batch,          \
         .n_ctx_train = dense_n_ctx_train, .for_each_matrix = dense_for_each_matrix,                   \
     }
 

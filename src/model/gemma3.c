@@ -154,8 +154,8 @@ static int32_t gemma3_n_ctx_train(const void *p)
 
 static void gemma3_for_each_matrix(void *p, void (*visit)(ops_matrix *m, void *ctx), void *ctx);
 
-static hearth_status gemma3_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out, model_memory *memory,
-                                         hearth_error *err)
+static hearth_status gemma3_state_create_multi(const void *p, int32_t n_seq, int32_t n_ctx, int32_t n_batch,
+                                               void **out, model_memory *memory, hearth_error *err)
 {
     const gemma3 *g = p;
     decoder_dims dims = {
@@ -164,9 +164,16 @@ static hearth_status gemma3_state_create(const void *p, int32_t n_ctx, int32_t n
         .v_dim = (int64_t)g->n_kv_heads * g->head_dim_v, .attn_dim = (int64_t)g->n_heads * g->head_dim_v,
     };
     decoder_state *s = NULL;
-    hearth_status st = decoder_state_create(&dims, gemma3_for_each_matrix, g, n_ctx, n_batch, &s, memory, err);
+    hearth_status st =
+        decoder_state_create_multi(&dims, gemma3_for_each_matrix, g, n_seq, n_ctx, n_batch, &s, memory, err);
     *out = s;
     return st;
+}
+
+static hearth_status gemma3_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out,
+                                         model_memory *memory, hearth_error *err)
+{
+    return gemma3_state_create_multi(p, 1, n_ctx, n_batch, out, memory, err);
 }
 
 /* One layer's per-token work between its matrix products, in steps that
@@ -176,7 +183,6 @@ typedef struct gemma3_step {
     decoder_state *s;
     const gemma3_layer *l;
     const int32_t *tokens;
-    int32_t pos0, first_output;
     uint16_t *k_cache, *v_cache;
     const ops_rope *rope;
 } gemma3_step;
@@ -189,7 +195,6 @@ static void embed_rows(void *p, int64_t first, int64_t last)
     for (int64_t t = first; t < last; t++) {
         ops_matrix_row_f32(&st->g->embed, st->tokens[t], st->s->x + t * d);
         ops_scale(st->s->x + t * d, d, embed_scale);
-        st->s->positions[t] = st->pos0 + (int32_t)t;
     }
 }
 
@@ -217,8 +222,8 @@ static void qk_rope_store_rows(void *p, int64_t first, int64_t last)
         float *q = s->q + t * q_dim, *k = s->k + t * kv_k;
         ops_rope_apply(st->rope, q, g->n_heads, g->head_dim_k, s->positions[t]);
         ops_rope_apply(st->rope, k, g->n_kv_heads, g->head_dim_k, s->positions[t]);
-        ops_store_f16(st->k_cache + (size_t)s->positions[t] * kv_k, k, kv_k);
-        ops_store_f16(st->v_cache + (size_t)s->positions[t] * kv_v, s->v + t * kv_v, kv_v);
+        ops_store_f16(st->k_cache + (size_t)s->cache_rows[t] * kv_k, k, kv_k);
+        ops_store_f16(st->v_cache + (size_t)s->cache_rows[t] * kv_v, s->v + t * kv_v, kv_v);
     }
 }
 
@@ -254,25 +259,23 @@ static void ffn_residual_rows(void *p, int64_t first, int64_t last)
     add_normed_projection(st, st->l->post_ffn_norm, first, last);
 }
 
-/* Rows counted from first_output: only those rows need logits. */
+/* Rows of the outputs (s->outputs), gathered. */
 static void output_norm_rows(void *p, int64_t first, int64_t last)
 {
     const gemma3_step *st = p;
-    const int64_t d = st->g->n_embd;
-    const int64_t t = st->first_output + first;
-    ops_rmsnorm_rows(st->s->x + t * d, d, st->g->output_norm, d, st->g->eps, st->s->xn + t * d, d, last - first);
+    decoder_output_norm_rows(st->s, st->g->n_embd, st->g->output_norm, st->g->eps, first, last);
 }
 
-static void gemma3_forward(const void *p, void *state, threadpool *pool, const int32_t *tokens, int32_t n,
-                           int32_t pos0, int32_t first_output, float *logits)
+/* The pass s has planned, over n tokens of any sequences: logits for the
+ * planned outputs, one row each in batch order. */
+static void gemma3_pass(const gemma3 *g, decoder_state *s, threadpool *pool, const int32_t *tokens, int32_t n,
+                        float *logits)
 {
-    const gemma3 *g = p;
-    decoder_state *s = state;
     const int64_t d = g->n_embd, ff = g->n_ff;
     const int64_t q_dim = (int64_t)g->n_heads * g->head_dim_k;
     const int64_t kv_k = (int64_t)g->n_kv_heads * g->head_dim_k, kv_v = (int64_t)g->n_kv_heads * g->head_dim_v;
     const int64_t o_dim = (int64_t)g->n_heads * g->head_dim_v;
-    gemma3_step step = {.g = g, .s = s, .tokens = tokens, .pos0 = pos0, .first_output = first_output};
+    gemma3_step step = {.g = g, .s = s, .tokens = tokens};
 
     ops_parallel_rows(pool, n, embed_rows, &step);
 
@@ -294,7 +297,7 @@ static void gemma3_forward(const void *p, void *state, threadpool *pool, const i
             .window = l->sliding ? (int32_t)g->window : 0, .scale = g->attn_scale,
             .out = s->attn, .out_stride = o_dim,
         };
-        ops_attention(pool, &attn);
+        decoder_attention(pool, s, &attn);
         ops_matmul(pool, &l->wo, s->attn, o_dim, n, s->proj, d, s->act_scratch);
         ops_parallel_rows(pool, n, attention_residual_rows, &step);
         ops_matmul_shared_input(pool, 2, (const ops_matrix *[]){&l->gate, &l->up}, s->xn, d, n,
@@ -304,11 +307,24 @@ static void gemma3_forward(const void *p, void *state, threadpool *pool, const i
         ops_parallel_rows(pool, n, ffn_residual_rows, &step);
     }
 
-    if (first_output >= n)
+    if (s->n_outputs == 0)
         return;
-    ops_parallel_rows(pool, n - first_output, output_norm_rows, &step);
-    ops_matmul(pool, &g->output, s->xn + first_output * d, d, n - first_output, logits, g->n_vocab,
-               s->act_scratch);
+    ops_parallel_rows(pool, s->n_outputs, output_norm_rows, &step);
+    ops_matmul(pool, &g->output, s->xn, d, s->n_outputs, logits, g->n_vocab, s->act_scratch);
+}
+
+static void gemma3_forward(const void *p, void *state, threadpool *pool, const int32_t *tokens, int32_t n,
+                           int32_t pos0, int32_t first_output, float *logits)
+{
+    decoder_state_plan_run(state, n, pos0, first_output);
+    gemma3_pass(p, state, pool, tokens, n, logits);
+}
+
+static void gemma3_forward_batch(const void *p, void *state, threadpool *pool, const model_batch *batch,
+                                 float *logits)
+{
+    decoder_state_plan_batch(state, batch);
+    gemma3_pass(p, state, pool, batch->tokens, batch->n, logits);
 }
 
 static void gemma3_for_each_matrix(void *p, void (*visit)(ops_matrix *m, void *ctx), void *ctx)
@@ -331,6 +347,8 @@ const model_arch model_arch_gemma3 = {
     .state_create = gemma3_state_create,
     .state_free = decoder_state_free,
     .forward = gemma3_forward,
+    .state_create_multi = gemma3_state_create_multi,
+    .forward_batch = gemma3_forward_batch,
     .n_ctx_train = gemma3_n_ctx_train,
     .for_each_matrix = gemma3_for_each_matrix,
 };

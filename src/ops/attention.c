@@ -181,10 +181,6 @@ static void apply_sink(float sink, float running_max, float *running_sum, float 
     }
 }
 
-typedef struct attention_job {
-    const ops_attention_args *args;
-    const attention_row_kernels *kernels;
-} attention_job;
 
 enum { KEY_PREFETCH = 4 }; /* keys ahead */
 
@@ -260,14 +256,30 @@ static void attend_one(const ops_attention_args *a, const attention_row_kernels 
         out[d] = acc[d] * inv;
 }
 
+/* The row-at-a-time path over several problems: their (token, head) items
+ * one after another, shared out evenly. */
+typedef struct attention_job {
+    const ops_attention_args *args;
+    const attention_row_kernels *kernels;
+    int n_args;
+    long items; /* of the problems on this path (not tiled_fits) */
+} attention_job;
+
 static void attention_worker(void *p, int thread, int n_threads)
 {
     const attention_job *job = p;
-    const ops_attention_args *a = job->args;
-    long items = (long)a->n_tokens * a->n_heads, first, last;
-    threadpool_split(items, 1, thread, n_threads, &first, &last);
-    for (long i = first; i < last; i++)
-        attend_one(a, job->kernels, (int32_t)(i / a->n_heads), (int32_t)(i % a->n_heads));
+    long first, last, start = 0;
+    threadpool_split(job->items, 1, thread, n_threads, &first, &last);
+    for (int i = 0; i < job->n_args && start < last; i++) {
+        const ops_attention_args *a = &job->args[i];
+        if (ops_attention_tiled_fits(a))
+            continue;
+        long items = (long)a->n_tokens * a->n_heads;
+        long lo = first > start ? first - start : 0, hi = last - start < items ? last - start : items;
+        for (long k = lo; k < hi; k++)
+            attend_one(a, job->kernels, (int32_t)(k / a->n_heads), (int32_t)(k % a->n_heads));
+        start += items;
+    }
 }
 
 /* ---- the tiled path ---- */
@@ -425,19 +437,32 @@ void ops_attention_tiled_at_level(threadpool *pool, const ops_attention_args *ar
 
 /* ---- dispatch ---- */
 
+static void attention_many_at_level(threadpool *pool, const ops_attention_args *args, int n_args, cpu_level level)
+{
+    attention_job job = {.args = args, .kernels = ops_attention_kernels_at_level(level), .n_args = n_args};
+    for (int i = 0; i < n_args; i++) {
+        const ops_attention_args *a = &args[i];
+        assert(a->head_dim_k <= MAX_HEAD_DIM && a->head_dim_v <= MAX_HEAD_DIM && a->n_heads % a->n_kv_heads == 0);
+        if (ops_attention_tiled_fits(a))
+            ops_attention_tiled_at_level(pool, a, level);
+        else
+            job.items += (long)a->n_tokens * a->n_heads;
+    }
+    if (job.items > 0)
+        threadpool_run(pool, attention_worker, &job);
+}
+
 void ops_attention_at_level(threadpool *pool, const ops_attention_args *args, cpu_level level)
 {
-    assert(args->head_dim_k <= MAX_HEAD_DIM && args->head_dim_v <= MAX_HEAD_DIM &&
-           args->n_heads % args->n_kv_heads == 0);
-    if (ops_attention_tiled_fits(args)) {
-        ops_attention_tiled_at_level(pool, args, level);
-        return;
-    }
-    attention_job job = {args, ops_attention_kernels_at_level(level)};
-    threadpool_run(pool, attention_worker, &job);
+    attention_many_at_level(pool, args, 1, level);
 }
 
 void ops_attention(threadpool *pool, const ops_attention_args *args)
 {
     ops_attention_at_level(pool, args, cpu_best_level());
+}
+
+void ops_attention_many(threadpool *pool, const ops_attention_args *args, int n_args)
+{
+    attention_many_at_level(pool, args, n_args, cpu_best_level());
 }

@@ -36,4 +36,12 @@ typedef struct ops_attention_args {
  * overlap q: its rows are the tiles' accumulators. */
 void ops_attention(threadpool *pool, const ops_attention_args *args);
 
+/* ops_attention on n_args independent problems (the sequences of one batch,
+ * each over its own cache), each with the result it gets alone. Those on
+ * the row-at-a-time path (under 64 tokens: decode steps) share one meeting
+ * of the pool, their (token, head) items dealt out together: a step of
+ * many sequences, one token each, would otherwise meet the pool once per
+ * sequence for a few items each. */
+void ops_attention_many(threadpool *pool, const ops_attention_args *args, int n_args);
+
 #endif
