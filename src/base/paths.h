@@ -7,6 +7,11 @@
 
 #define HEARTH_DEFAULT_MODEL_FILE "gemma-3-270m-q4_k_m.gguf"
 
+/* $XDG_CACHE_HOME/hearth, or ~/.cache/hearth: what hearth keeps that it
+ * could make again (models, this machine's measured limits). False when
+ * neither variable is set or the path does not fit. */
+bool paths_cache_dir(char *buf, size_t cap);
+
 /* $XDG_CACHE_HOME/hearth/models, or ~/.cache/hearth/models. False when
  * neither variable is set or the path does not fit. */
 bool paths_models_dir(char *buf, size_t cap);

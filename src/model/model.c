@@ -180,6 +180,117 @@ static hearth_status repack_weights(model *m, hearth_error *err)
 
 model_repack_stats model_repack(const model *m) { return m->repack; }
 
+typedef struct weight_planner {
+    const gguf_file *file;
+    packed_matrix *seen; /* distinct matrices so far (only data, type and shape used) */
+    int n_seen, cap_seen;
+    bool *covered;       /* per tensor: some matrix lies in it */
+    model_weight_plan plan;
+    hearth_status status;
+} weight_planner;
+
+/* The tensor whose data holds p, or -1. */
+static int64_t tensor_holding(const gguf_file *f, const void *p)
+{
+    for (int64_t i = 0; i < gguf_tensor_count(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        const unsigned char *start = t->data;
+        if ((const unsigned char *)p >= start && (const unsigned char *)p < start + t->size)
+            return i;
+    }
+    return -1;
+}
+
+static void plan_weight(ops_matrix *w, void *ctx)
+{
+    weight_planner *p = ctx;
+    if (p->status != HEARTH_OK)
+        return;
+    for (int i = 0; i < p->n_seen; i++) {
+        const packed_matrix *s = &p->seen[i];
+        if (s->data == w->data && s->type == w->type && s->rows == w->rows && s->cols == w->cols)
+            return;
+    }
+    if (p->n_seen == p->cap_seen) {
+        int cap = p->cap_seen ? 2 * p->cap_seen : 64;
+        packed_matrix *grown = realloc(p->seen, (size_t)cap * sizeof *grown);
+        if (!grown) {
+            p->status = HEARTH_ERR_NOMEM;
+            return;
+        }
+        p->seen = grown;
+        p->cap_seen = cap;
+    }
+    p->seen[p->n_seen++] = (packed_matrix){.data = w->data, .type = w->type, .rows = w->rows, .cols = w->cols};
+    int64_t t = tensor_holding(p->file, w->data);
+    bool expert = false;
+    if (t >= 0) {
+        p->covered[t] = true;
+        expert = strstr(gguf_tensor_at(p->file, t)->name, "_exps") != NULL;
+    }
+    size_t bytes = (size_t)w->rows * w->row_bytes;
+    if (ops_packed_supported(w->type)) {
+        /* Rounded as plan_one places them in the arena. */
+        size_t packed = (ops_packed_bytes(w->type, w->rows, w->cols) + 63) / 64 * 64;
+        p->plan.packed += packed;
+        p->plan.packed_source += bytes;
+        if (p->plan.packed + bytes > p->plan.packing_peak)
+            p->plan.packing_peak = p->plan.packed + bytes;
+        if (expert)
+            p->plan.expert_packed += packed;
+    } else {
+        p->plan.unpacked += bytes;
+        if (expert)
+            p->plan.expert_unpacked += bytes;
+    }
+}
+
+/* Embedding tables the forward pass reads a row per token, never whole. */
+static bool is_gather_table(const char *name)
+{
+    return strcmp(name, "token_embd.weight") == 0 || strcmp(name, "per_layer_token_embd.weight") == 0;
+}
+
+hearth_status model_memory_for(const model *m, int32_t n_seq, int32_t n_ctx, int32_t n_batch, model_memory *out,
+                               hearth_error *err)
+{
+    model_state *s;
+    hearth_status st = model_state_create_multi(m, n_seq, n_ctx, n_batch, &s, err);
+    if (st != HEARTH_OK)
+        return st;
+    *out = model_state_memory(s);
+    model_state_free(s);
+    return HEARTH_OK;
+}
+
+hearth_status model_plan_weights(const model *m, model_weight_plan *out, hearth_error *err)
+{
+    memset(out, 0, sizeof *out);
+    int64_t n = gguf_tensor_count(m->file);
+    weight_planner p = {.file = m->file, .covered = calloc((size_t)(n > 0 ? n : 1), sizeof(bool))};
+    if (!p.covered)
+        return error_set(err, HEARTH_ERR_NOMEM, "out of memory planning the weights");
+    m->arch->for_each_matrix(m->weights, plan_weight, &p); /* reads only, as decoder_act_scratch_bytes */
+    for (int64_t i = 0; i < n && p.status == HEARTH_OK; i++) {
+        const gguf_tensor *t = gguf_tensor_at(m->file, i);
+        bool gather = is_gather_table(t->name);
+        if (gather && t->ne[1] > 0)
+            p.plan.gather_row += (size_t)(t->size / (uint64_t)t->ne[1]);
+        if (p.covered[i])
+            continue;
+        if (gather)
+            p.plan.gather += t->size;
+        else
+            p.plan.other += t->size;
+    }
+    free(p.covered);
+    free(p.seen);
+    if (p.status != HEARTH_OK)
+        return error_set(err, p.status, "out of memory planning the weights");
+    *out = p.plan;
+    return HEARTH_OK;
+}
+
 hearth_status model_load(const char *path, model **out, hearth_error *err)
 {
     return model_open(path, true, out, err);

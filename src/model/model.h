@@ -39,6 +39,27 @@ typedef struct model_repack_stats {
 } model_repack_stats;
 model_repack_stats model_repack(const model *m);
 
+/* How the weights will sit in memory once model_load has packed them,
+ * worked out (nothing is packed) from a model opened with or without
+ * repacking: what `hearth fit` predicts from. Matrices several names share
+ * (a tied output) count once. */
+typedef struct model_weight_plan {
+    size_t packed;         /* the packed copies, as model_repack's bytes */
+    size_t packed_source;  /* map bytes of the packed matrices (released once packed) */
+    size_t unpacked;       /* map bytes of the matrices multiplied as stored */
+    size_t expert_packed;  /* of packed, the experts' (parts of *_exps tensors) */
+    size_t expert_unpacked; /* of unpacked, likewise */
+    size_t other;          /* map bytes of every other tensor but the gather tables */
+    size_t gather;         /* map bytes of embedding tables only read a row per token */
+    size_t gather_row;     /* bytes of one row of each gather table, summed */
+    /* The most the weights hold while loading: matrices are packed one at a
+     * time, each one's map pages read in full and released when it is
+     * packed, so the high point is some matrix's pages beside the copies
+     * packed so far (its own included). */
+    size_t packing_peak;
+} model_weight_plan;
+hearth_status model_plan_weights(const model *m, model_weight_plan *out, hearth_error *err);
+
 /* State for one sequence of up to n_ctx tokens, fed at most n_batch at a
  * time. All memory the forward pass uses is allocated here. */
 hearth_status model_state_create(const model *m, int32_t n_ctx, int32_t n_batch, model_state **out,
@@ -53,6 +74,10 @@ typedef struct model_memory {
     size_t scratch;   /* one batch's activations and the kernels' work space */
 } model_memory;
 model_memory model_state_memory(const model_state *s);
+/* What a state of model_state_create_multi's arguments would hold, from
+ * one created and freed without touching its pages. */
+hearth_status model_memory_for(const model *m, int32_t n_seq, int32_t n_ctx, int32_t n_batch, model_memory *out,
+                               hearth_error *err);
 
 /* Whether the model's state sums up the past (recurrent layers): then a
  * sequence can go on only where its last batch ended, or start over at 0. */

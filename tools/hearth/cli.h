@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "hearth.h"
 #include "runtime/sampler.h"
 
 /* Exit codes shared by every subcommand. */
@@ -24,6 +25,7 @@ int cli_bench(int argc, char **argv);
 int cli_chat(int argc, char **argv);
 int cli_template(int argc, char **argv);
 int cli_serve(int argc, char **argv);
+int cli_fit(int argc, char **argv);
 
 /* Argument helpers (args.c). */
 /* "hearth COMMAND: <message>", a blank line and the usage on stderr;
@@ -72,6 +74,25 @@ struct chat_template *cli_load_chat_template(const char *command, const struct m
 /* Reads a whole file, or standard input for "-", NUL-terminated (the text may
  * itself hold NULs: *len is its length). On failure returns NULL and says why. */
 char *cli_read_all(const char *path, size_t *len, char *why, size_t why_cap);
+
+/* This machine's limits (machine.c), for hearth fit. */
+typedef struct machine_limits {
+    char cpu[128];           /* /proc/cpuinfo's model name */
+    char level[16];          /* the kernel level hearth runs at */
+    int threads;             /* the default thread count, which measured */
+    double read_bytes_per_s; /* streaming read bandwidth, all threads */
+    double int8_ops_per_s;   /* Q4_K panel kernel, 2 per multiply-add, all threads; 0: none */
+    bool cached;             /* read from the cache, not measured now */
+    double seconds;          /* how long measuring took */
+    char cache_path[4200];   /* empty: no cache dir */
+} machine_limits;
+/* From the cache when it holds this CPU, level and thread count, unless
+ * remeasure; else measured (under a second) and cached. */
+hearth_status machine_get_limits(bool remeasure, machine_limits *m, hearth_error *err);
+/* MemTotal and MemAvailable of /proc/meminfo, in bytes. */
+bool machine_meminfo(uint64_t *total, uint64_t *available);
+/* This process's resident bytes now, or at their highest (VmHWM); 0 if unknown. */
+size_t machine_rss(bool peak);
 
 /* Output helpers (out.c). Text from model files is untrusted bytes: these keep
  * terminal output printable and JSON output valid UTF-8. */

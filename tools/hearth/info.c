@@ -85,7 +85,6 @@ static void summarise_session(const char *path, const gguf_file *f, const gguf_s
             s->mtp_layers = 0;
     }
     model *m = NULL;
-    model_state *st = NULL;
     hearth_error err = {0};
     if (model_open(path, false, &m, &err) != HEARTH_OK) {
         snprintf(s->why, sizeof s->why, "%s", err.message);
@@ -93,13 +92,10 @@ static void summarise_session(const char *path, const gguf_file *f, const gguf_s
     }
     s->n_ctx = n_ctx > 0 ? n_ctx : (model_n_ctx_train(m) < INFO_DEFAULT_CTX ? model_n_ctx_train(m) : INFO_DEFAULT_CTX);
     s->n_batch = s->n_ctx < INFO_BATCH ? s->n_ctx : INFO_BATCH;
-    if (model_state_create(m, s->n_ctx, s->n_batch, &st, &err) != HEARTH_OK) {
+    if (model_memory_for(m, 1, s->n_ctx, s->n_batch, &s->memory, &err) != HEARTH_OK)
         snprintf(s->why, sizeof s->why, "%s", err.message);
-    } else {
+    else
         s->known = true;
-        s->memory = model_state_memory(st);
-    }
-    model_state_free(st);
     model_free(m);
 }
 

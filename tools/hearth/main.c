@@ -18,6 +18,7 @@ static const command commands[] = {
     {"chat", cli_chat, "talk with the model through its chat template"},
     {"serve", cli_serve, "serve the model over HTTP: OpenAI's API and a chat page"},
     {"template", cli_template, "render the model's chat template over a conversation"},
+    {"fit", cli_fit, "will the model fit, and how fast will it run: memory and speed from the header"},
     {"bench", cli_bench, "measure prompt and generation speed, like llama-bench"},
     {"perplexity", cli_perplexity, "measure a model's perplexity on a text, as llama-perplexity does"},
 };
