@@ -23,3 +23,10 @@ foreach(case "gemma3;gemma-3-270m-q4_k_m.gguf" "smollm2;smollm2-135m-instruct-q4
         ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/text/genesis-1-28.txt ${HEARTH_PPL_CHUNKS})
     set_tests_properties(${test} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 1500)
 endforeach()
+
+# hearth fit's predicted memory against hearth run's measured peak, on the
+# real Gemma 3 (skipped when absent) and two tiny random-weight models.
+add_test(NAME fit COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/fit_test.sh $<TARGET_FILE:hearth>
+    ${CMAKE_CURRENT_BINARY_DIR}/tmp/dense ${CMAKE_CURRENT_BINARY_DIR}/tmp/qwen35 ${CMAKE_CURRENT_BINARY_DIR}/tmp)
+set_tests_properties(fit PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600
+    FIXTURES_REQUIRED "dense_tiny_models;qwen35_tiny_models")
