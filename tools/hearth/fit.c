@@ -91,6 +91,7 @@ typedef struct fit_model {
     int32_t n_vocab, n_ctx_train;
     uint64_t n_experts, n_experts_used;
     uint64_t active_params; /* multiplied per token: the experts' scaled by used/count */
+    uint64_t prefill_params; /* the same but the output: per prompt token */
     bool huge_pages;        /* the packed arena is in 2 MiB pages, counted whole */
 } fit_model;
 
@@ -158,7 +159,9 @@ typedef struct fit_speed {
  * chosen share of its experts) and the KV cache up to each sequence's
  * position; over a generation that fills the context from 0 that is half
  * the cache on average. Prefill is taken as arithmetic-bound: two int8
- * operations per active parameter per token, attention left out. */
+ * operations per active parameter per token but the output's (a prompt's
+ * logits are its last token's), at the panel kernel's in-cache rate:
+ * a ceiling, which attention, norms and quantizing the activations lower. */
 static fit_speed estimate_speed(const fit_model *fm, const fit_memory *mem, const fit_settings *s,
                                 const machine_limits *lim)
 {
@@ -172,8 +175,8 @@ static fit_speed estimate_speed(const fit_model *fm, const fit_memory *mem, cons
     sp.bytes_per_token = weights + sp.kv_read_per_token;
     if (lim->read_bytes_per_s > 0)
         sp.decode_tps = (double)s->n_seq * lim->read_bytes_per_s / sp.bytes_per_token;
-    if (lim->int8_ops_per_s > 0 && fm->active_params)
-        sp.prefill_tps = lim->int8_ops_per_s / (2.0 * (double)fm->active_params);
+    if (lim->int8_ops_per_s > 0 && fm->prefill_params)
+        sp.prefill_tps = lim->int8_ops_per_s / (2.0 * (double)fm->prefill_params);
     return sp;
 }
 
@@ -221,11 +224,11 @@ static hearth_status describe_model(const model *m, size_t fixed, fit_model *fm,
         else
             fm->active_params += (uint64_t)t->n_elements;
     }
-    if (!gguf_find_tensor(f, "output.weight")) {
-        const gguf_tensor *t = gguf_find_tensor(f, "token_embd.weight");
-        if (t)
-            fm->active_params += (uint64_t)t->n_elements; /* the tied output multiplies by it */
-    }
+    const gguf_tensor *output = gguf_find_tensor(f, "output.weight");
+    if (!output && (output = gguf_find_tensor(f, "token_embd.weight")))
+        fm->active_params += (uint64_t)output->n_elements; /* the tied output multiplies by it */
+    /* A prompt's logits are computed for its last token only. */
+    fm->prefill_params = fm->active_params - (output ? (uint64_t)output->n_elements : 0);
     return model_plan_weights(m, &fm->plan, err);
 }
 
@@ -272,8 +275,8 @@ static void print_text(const char *path, const fit_model *fm, const fit_settings
            sp->decode_tps, s->n_seq > 1 ? " in all" : "", a, b, lim->read_bytes_per_s / 1e9,
            fm->n_experts ? ", experts: the chosen share only" : "");
     if (sp->prefill_tps > 0)
-        printf("prefill:         ~%.0f tokens/s (2 int8 operations per active parameter at %.0f GOPS; "
-               "attention left out)\n",
+        printf("prefill:         at most ~%.0f tokens/s (2 int8 operations per active parameter but the "
+               "output's, at %.0f GOPS; attention left out)\n",
                sp->prefill_tps, lim->int8_ops_per_s / 1e9);
     else
         printf("prefill:         - (no int8 throughput measured at this kernel level)\n");
@@ -301,8 +304,9 @@ static void print_json(const char *path, const fit_model *fm, const fit_settings
     printf(", \"mem_total_bytes\": %" PRIu64 ", \"mem_available_bytes\": %" PRIu64 ", \"fits\": %s", mem_total,
            mem_avail, mem->total <= mem_avail ? "true" : "false");
     printf(", \"max_context\": %d, \"trained_context\": %d", max_ctx, fm->n_ctx_train);
-    printf(", \"experts\": %" PRIu64 ", \"experts_used\": %" PRIu64 ", \"active_parameters\": %" PRIu64,
-           fm->n_experts, fm->n_experts_used, fm->active_params);
+    printf(", \"experts\": %" PRIu64 ", \"experts_used\": %" PRIu64 ", \"active_parameters\": %" PRIu64
+           ", \"prefill_parameters\": %" PRIu64,
+           fm->n_experts, fm->n_experts_used, fm->active_params, fm->prefill_params);
     printf(", \"decode_bytes_per_token\": %.0f, \"decode_kv_bytes_per_token\": %.0f, \"decode_tokens_per_s\": %.2f"
            ", \"prefill_tokens_per_s\": %.2f",
            sp->bytes_per_token, sp->kv_read_per_token, sp->decode_tps, sp->prefill_tps);
