@@ -29,7 +29,6 @@ struct sched_job {
     bool released;      /* the submitter let go: stop working on it */
     pthread_cond_t ready; /* new output or the end */
     sched_output pending; /* output not yet handed over, and the counts */
-    bool queued;
     sched_job *next_queued;
 };
 
@@ -401,7 +400,6 @@ static void admit_queued(sched *s)
             continue;
         }
         *p = j->next_queued;
-        j->queued = false;
         s->n_queued--;
         if (j->released) {
             j->pending.finish = SCHED_FINISH_CANCELLED;
@@ -472,7 +470,6 @@ static void *run(void *p)
     while (s->queue_head) {
         sched_job *j = s->queue_head;
         s->queue_head = j->next_queued;
-        j->queued = false;
         j->pending.finish = SCHED_FINISH_CANCELLED;
         pthread_cond_broadcast(&j->ready);
         job_unref(j);
@@ -625,7 +622,6 @@ hearth_status sched_submit(sched *s, const sched_request *req, sched_job **out, 
         return error_set(err, HEARTH_ERR_BUSY, "all %d slots are busy and %d requests are waiting; try again later",
                          s->n_slots, s->max_queued);
     }
-    j->queued = true;
     if (s->queue_tail)
         s->queue_tail->next_queued = j;
     else

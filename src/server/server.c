@@ -371,7 +371,7 @@ static bool stream_format(stream *st)
         if (ok && st->req.include_usage)
             ok = sse_append_owned(st, api_format_chunk(&st->meta, false, "", 0, NULL, 0, false, NULL, &u));
     }
-    ok = ok && sse_append(st, "data: [DONE]\n\n", 14);
+    ok = ok && sse_append(st, api_done_event, strlen(api_done_event));
     st->finished = true;
     return ok;
 }
