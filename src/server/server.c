@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include "base/clock.h"
 #include "base/error.h"
 #include "server/api.h"
 
@@ -304,29 +305,9 @@ typedef struct stream {
     double last_send;
 } stream;
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static bool sse_append(stream *st, const char *s, size_t n)
 {
-    if (!s)
-        return false;
-    if (st->len + n > st->cap) {
-        size_t cap = st->cap ? st->cap : 1024;
-        while (cap < st->len + n)
-            cap *= 2;
-        char *grown = realloc(st->sse, cap);
-        if (!grown)
-            return false;
-        st->sse = grown, st->cap = cap;
-    }
-    memcpy(st->sse + st->len, s, n);
-    st->len += n;
-    return true;
+    return buffer_append(&st->sse, &st->len, &st->cap, s, n);
 }
 
 static bool sse_append_owned(stream *st, char *s)
@@ -387,7 +368,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
             st->sent += n;
             if (st->sent == st->len)
                 st->sent = st->len = 0;
-            st->last_send = now_seconds();
+            st->last_send = clock_seconds();
             return (ssize_t)n;
         }
         if (st->finished)
@@ -401,7 +382,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
             return MHD_CONTENT_READER_END_WITH_ERROR;
         /* A comment now and then while the request waits (queue, a long
          * prompt): it keeps proxies from timing the stream out. */
-        if (now_seconds() - st->last_send > KEEPALIVE_SECONDS && !sse_append(st, ": waiting\n\n", 11))
+        if (clock_seconds() - st->last_send > KEEPALIVE_SECONDS && !sse_append(st, ": waiting\n\n", 11))
             return MHD_CONTENT_READER_END_WITH_ERROR;
     }
 }
@@ -485,7 +466,7 @@ static enum MHD_Result handle_completion(server *srv, struct MHD_Connection *c, 
     st->req = req;
     st->fd = connection_fd(c);
     st->first = true;
-    st->last_send = now_seconds();
+    st->last_send = clock_seconds();
     make_id(srv, &req, st->id, sizeof st->id);
     st->meta = (api_meta){.kind = kind, .id = st->id, .created = (int64_t)time(NULL), .model = srv->params.model_id};
 
