@@ -27,7 +27,11 @@
  * real weights, each skipped when absent; the tiny random Qwen 3 MoE of
  * test_dense (the dense family's mixture of experts); and the tiny Qwen 3.5
  * of test_qwen35, an architecture without a batched pass (model.c's
- * fallback, one state per sequence). */
+ * fallback, one state per sequence).
+ *
+ * With the argument q8_0, all of it again on a Q8_0 KV cache (the models
+ * that take one; qwen35 refuses it, which is checked), which must hold to
+ * the bit as well, and whose cache must take 17/32 of f16's bytes. */
 #include "test.h"
 
 #include "base/paths.h"
@@ -128,12 +132,14 @@ static void compare_rows(const float *want, const float *got, int32_t rows, int3
 
 /* (a): each of the first n_seq sequences alone, chunk by chunk, on a
  * one-sequence state. */
+static hearth_kv_type kv_type = HEARTH_KV_F16; /* of every state the checks create */
+
 static bool run_alone(const model *m, threadpool *pool, sequence *seqs, int n_seq)
 {
     const int32_t n_vocab = model_n_vocab(m);
     hearth_error err = {0};
     model_state *st = NULL;
-    bool ok = model_state_create(m, N_CTX, N_BATCH, &st, &err) == HEARTH_OK;
+    bool ok = model_state_create_kv(m, 1, N_CTX, N_BATCH, kv_type, &st, &err) == HEARTH_OK;
     CHECK_MSG(ok, "%s", err.message);
     for (int s = 0; ok && s < n_seq; s++) {
         for (int c = 0; ok && c < seqs[s].n_chunks; c++) {
@@ -184,7 +190,7 @@ static void run_together(const model *m, threadpool *pool, const sequence *seqs,
     const int32_t n_vocab = model_n_vocab(m);
     hearth_error err = {0};
     model_state *st = NULL;
-    CHECK_MSG(model_state_create_multi(m, N_SEQ, N_CTX, N_BATCH, &st, &err) == HEARTH_OK, "%s", err.message);
+    CHECK_MSG(model_state_create_kv(m, N_SEQ, N_CTX, N_BATCH, kv_type, &st, &err) == HEARTH_OK, "%s", err.message);
     if (!st)
         return;
     CHECK(model_state_n_seq(st) == N_SEQ);
@@ -269,7 +275,7 @@ static void check_errors(const model *m, threadpool *pool)
 {
     hearth_error err = {0};
     model_state *st = NULL;
-    CHECK_MSG(model_state_create_multi(m, N_SEQ, N_CTX, N_BATCH, &st, &err) == HEARTH_OK, "%s", err.message);
+    CHECK_MSG(model_state_create_kv(m, N_SEQ, N_CTX, N_BATCH, kv_type, &st, &err) == HEARTH_OK, "%s", err.message);
     if (!st)
         return;
     const int32_t n_vocab = model_n_vocab(m);
@@ -320,9 +326,18 @@ static void check_memory(const model *m)
 {
     hearth_error err = {0};
     model_state *one = NULL, *multi = NULL;
-    CHECK_MSG(model_state_create(m, N_CTX, N_BATCH, &one, &err) == HEARTH_OK &&
-                  model_state_create_multi(m, N_SEQ, N_CTX, N_BATCH, &multi, &err) == HEARTH_OK,
+    CHECK_MSG(model_state_create_kv(m, 1, N_CTX, N_BATCH, kv_type, &one, &err) == HEARTH_OK &&
+                  model_state_create_kv(m, N_SEQ, N_CTX, N_BATCH, kv_type, &multi, &err) == HEARTH_OK,
               "%s", err.message);
+    if (one && kv_type == HEARTH_KV_Q8_0) {
+        model_state *f16 = NULL;
+        CHECK_MSG(model_state_create(m, N_CTX, N_BATCH, &f16, &err) == HEARTH_OK, "%s", err.message);
+        if (f16)
+            CHECK_MSG(model_state_memory(one).kv_cache * 32 == model_state_memory(f16).kv_cache * 17,
+                      "q8_0 KV cache %zu bytes, f16 %zu", model_state_memory(one).kv_cache,
+                      model_state_memory(f16).kv_cache);
+        model_state_free(f16);
+    }
     if (one && multi) {
         model_memory a = model_state_memory(one), b = model_state_memory(multi);
         CHECK_MSG(b.kv_cache == N_SEQ * a.kv_cache && b.recurrent == N_SEQ * a.recurrent,
@@ -348,6 +363,18 @@ static void check_model(const model_case *mc, threadpool *pool)
     CHECK_MSG(model_load(mc->path, &m, &err) == HEARTH_OK, "%s: %s", mc->label, err.message);
     if (!m)
         return;
+    if (kv_type != HEARTH_KV_F16) {
+        model_state *st = NULL;
+        if (model_state_create_kv(m, 1, N_CTX, N_BATCH, kv_type, &st, &err) != HEARTH_OK) {
+            /* Only the architectures without a quantized cache may refuse. */
+            printf("  %s: %s\n", mc->label, err.message);
+            CHECK_MSG(err.status == HEARTH_ERR_UNSUPPORTED && !model_batches_sequences(m), "%s: %s", mc->label,
+                      err.message);
+            model_free(m);
+            return;
+        }
+        model_state_free(st);
+    }
     sequence seqs[N_SEQ];
     make_sequences(seqs, model_n_vocab(m), mc->first_token, 0);
     double max_delta = 0.0;
@@ -364,8 +391,12 @@ static void check_model(const model_case *mc, threadpool *pool)
     model_free(m);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1 && !model_kv_type_parse(argv[1], &kv_type)) {
+        fprintf(stderr, "usage: test_batch [f16|q8_0]\n");
+        return 2;
+    }
     char dir[4096], gemma3[4200], smollm2[4200];
     if (!paths_default_model(gemma3, sizeof gemma3))
         gemma3[0] = '\0';

@@ -23,7 +23,8 @@ typedef struct model_arch {
      * a batch mixing them (checked by model_forward_batch). Without them,
      * model.c keeps one state per sequence and runs them one by one. */
     hearth_status (*state_create_multi)(const void *weights, int32_t n_seq, int32_t n_ctx, int32_t n_batch,
-                                        void **state, model_memory *memory, hearth_error *err);
+                                        hearth_kv_type kv_type, void **state, model_memory *memory,
+                                        hearth_error *err);
     void (*forward_batch)(const void *weights, void *state, threadpool *pool, const model_batch *batch,
                           float *logits);
     int32_t (*n_ctx_train)(const void *weights);
@@ -35,6 +36,9 @@ typedef struct model_arch {
      * sequence can only go on where the last batch ended or start again at
      * position 0, which the forward pass takes as a reset. */
     bool recurrent;
+    /* state_create_multi takes a KV cache type other than f16; without
+     * this, model.c refuses one. */
+    bool quantized_kv;
 } model_arch;
 
 extern const model_arch model_arch_gemma3;

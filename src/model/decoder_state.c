@@ -2,6 +2,8 @@
 
 #include "base/checked.h"
 #include "base/error.h"
+#include "ops/dot.h"
+#include "quant/quant.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -45,24 +47,44 @@ size_t decoder_act_scratch_bytes(decoder_matrix_walk for_each_matrix, const void
     return need.bytes;
 }
 
+/* Bytes of one cache row of n values. */
+static size_t kv_row_bytes(ops_kv_type type, int64_t n)
+{
+    return type == OPS_KV_Q8_0 ? (size_t)(n / QK8_0) * sizeof(block_q8_0) : (size_t)n * sizeof(uint16_t);
+}
+
 hearth_status decoder_state_create_multi(const decoder_dims *dims, decoder_matrix_walk for_each_matrix,
                                          const void *weights, int32_t n_seq, int32_t n_ctx, int32_t n_batch,
-                                         decoder_state **out, model_memory *memory, hearth_error *err)
+                                         ops_kv_type kv_type, decoder_state **out, model_memory *memory,
+                                         hearth_error *err)
 {
     *out = NULL;
+    if (kv_type == OPS_KV_Q8_0 && (dims->head_dim_k % QK8_0 != 0 || dims->head_dim_v % QK8_0 != 0))
+        return error_set(err, HEARTH_ERR_UNSUPPORTED,
+                         "KV cache type q8_0 needs head sizes that are multiples of %d; this model's are %lld "
+                         "(keys) and %lld (values): use f16",
+                         QK8_0, (long long)dims->head_dim_k, (long long)dims->head_dim_v);
     decoder_state *s = calloc(1, sizeof *s);
     if (!s)
         return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
     s->n_seq = n_seq;
     s->n_ctx = n_ctx;
     s->n_batch = n_batch;
+    s->kv_type = kv_type;
+    s->k_dim = dims->k_dim;
+    s->v_dim = dims->v_dim;
+    s->k_row_bytes = kv_row_bytes(kv_type, dims->k_dim);
+    s->v_row_bytes = kv_row_bytes(kv_type, dims->v_dim);
     const size_t rows = (size_t)n_seq * (size_t)n_ctx; /* model.c bounds it by INT32_MAX */
-    s->k_layer = rows * (size_t)dims->k_dim;
-    s->v_layer = rows * (size_t)dims->v_dim;
     uint64_t k_bytes, v_bytes;
-    bool fits = checked_mul_u64(s->k_layer, (uint64_t)dims->n_layers * sizeof(uint16_t), &k_bytes) &&
-                checked_mul_u64(s->v_layer, (uint64_t)dims->n_layers * sizeof(uint16_t), &v_bytes) &&
+    bool fits = checked_mul_u64(rows, s->k_row_bytes, &k_bytes) && checked_mul_u64(rows, s->v_row_bytes, &v_bytes) &&
                 k_bytes < SIZE_MAX / 4 && v_bytes < SIZE_MAX / 4;
+    if (fits) {
+        s->k_layer_bytes = k_bytes;
+        s->v_layer_bytes = v_bytes;
+        fits = checked_mul_u64(k_bytes, dims->n_layers, &k_bytes) &&
+               checked_mul_u64(v_bytes, dims->n_layers, &v_bytes) && k_bytes < SIZE_MAX / 4 && v_bytes < SIZE_MAX / 4;
+    }
 
     size_t b = (size_t)n_batch, d = (size_t)dims->n_embd;
     size_t floats = b * (3 * d + (size_t)(dims->q_dim + dims->k_dim + dims->v_dim + dims->attn_dim) +
@@ -116,7 +138,8 @@ hearth_status decoder_state_create(const decoder_dims *dims, decoder_matrix_walk
                                    const void *weights, int32_t n_ctx, int32_t n_batch, decoder_state **out,
                                    model_memory *memory, hearth_error *err)
 {
-    return decoder_state_create_multi(dims, for_each_matrix, weights, 1, n_ctx, n_batch, out, memory, err);
+    return decoder_state_create_multi(dims, for_each_matrix, weights, 1, n_ctx, n_batch, OPS_KV_F16, out, memory,
+                                      err);
 }
 
 void decoder_state_plan_run(decoder_state *s, int32_t n, int32_t pos0, int32_t first_output)
@@ -147,6 +170,40 @@ void decoder_state_plan_batch(decoder_state *s, const model_batch *b)
     }
 }
 
+void decoder_state_store_kv(const decoder_state *s, uint32_t il, int32_t t, const float *k, const float *v)
+{
+    const size_t row = (size_t)s->cache_rows[t];
+    char *k_row = (char *)s->k_cache + il * s->k_layer_bytes + row * s->k_row_bytes;
+    char *v_row = (char *)s->v_cache + il * s->v_layer_bytes + row * s->v_row_bytes;
+    if (s->kv_type == OPS_KV_Q8_0) {
+        /* The rounding of the Q8_0 activations (ops/dot.c), which is also
+         * how llama.cpp's x86 build fills a Q8_0 cache. */
+        ops_quantize_activation(QUANT_Q8_0, k, k_row, s->k_dim);
+        ops_quantize_activation(QUANT_Q8_0, v, v_row, s->v_dim);
+    } else {
+        ops_store_f16((uint16_t *)k_row, k, s->k_dim);
+        ops_store_f16((uint16_t *)v_row, v, s->v_dim);
+    }
+}
+
+void decoder_state_kv_args(const decoder_state *s, uint32_t il, ops_attention_args *args)
+{
+    const char *k = (const char *)s->k_cache + il * s->k_layer_bytes;
+    const char *v = (const char *)s->v_cache + il * s->v_layer_bytes;
+    args->kv_type = s->kv_type;
+    args->k_stride = s->k_dim;
+    args->v_stride = s->v_dim;
+    if (s->kv_type == OPS_KV_Q8_0) {
+        args->k_q8 = (const block_q8_0 *)k;
+        args->v_q8 = (const block_q8_0 *)v;
+        args->k = args->v = NULL;
+    } else {
+        args->k = (const uint16_t *)k;
+        args->v = (const uint16_t *)v;
+        args->k_q8 = args->v_q8 = NULL;
+    }
+}
+
 void decoder_attention(threadpool *pool, const decoder_state *s, const ops_attention_args *args)
 {
     ops_attention_args runs[MODEL_MAX_SEQUENCES];
@@ -159,8 +216,13 @@ void decoder_attention(threadpool *pool, const decoder_state *s, const ops_atten
         a->out += run->first * args->out_stride;
         a->positions += run->first;
         a->n_tokens = run->last - run->first;
-        a->k += seq_row * (size_t)args->k_stride;
-        a->v += seq_row * (size_t)args->v_stride;
+        if (args->kv_type == OPS_KV_Q8_0) {
+            a->k_q8 += seq_row * (size_t)args->k_stride / QK8_0;
+            a->v_q8 += seq_row * (size_t)args->v_stride / QK8_0;
+        } else {
+            a->k += seq_row * (size_t)args->k_stride;
+            a->v += seq_row * (size_t)args->v_stride;
+        }
     }
     ops_attention_many(pool, runs, s->n_runs);
 }

@@ -213,8 +213,8 @@ int32_t dense_n_ctx_train(const void *p)
     return m->n_ctx_train > INT32_MAX ? INT32_MAX : (int32_t)m->n_ctx_train;
 }
 
-hearth_status dense_state_create_multi(const void *p, int32_t n_seq, int32_t n_ctx, int32_t n_batch, void **out,
-                                       model_memory *memory, hearth_error *err)
+hearth_status dense_state_create_multi(const void *p, int32_t n_seq, int32_t n_ctx, int32_t n_batch,
+                                       hearth_kv_type kv_type, void **out, model_memory *memory, hearth_error *err)
 {
     const dense *m = p;
     int64_t q_dim = (int64_t)m->n_heads * m->head_dim, kv_dim = (int64_t)m->n_kv_heads * m->head_dim;
@@ -223,10 +223,11 @@ hearth_status dense_state_create_multi(const void *p, int32_t n_seq, int32_t n_c
         .q_dim = q_dim, .k_dim = kv_dim, .v_dim = kv_dim, .attn_dim = q_dim,
         .n_experts = (int32_t)m->n_experts,
         .moe_scratch_bytes = m->n_experts ? ops_moe_scratch_bytes(&m->layers[0].moe, n_batch) : 0,
+        .head_dim_k = m->head_dim, .head_dim_v = m->head_dim,
     };
     decoder_state *s = NULL;
-    hearth_status st =
-        decoder_state_create_multi(&dims, dense_for_each_matrix, m, n_seq, n_ctx, n_batch, &s, memory, err);
+    hearth_status st = decoder_state_create_multi(&dims, dense_for_each_matrix, m, n_seq, n_ctx, n_batch,
+                                                  decoder_kv_type(kv_type), &s, memory, err);
     *out = s;
     return st;
 }
@@ -234,7 +235,7 @@ hearth_status dense_state_create_multi(const void *p, int32_t n_seq, int32_t n_c
 hearth_status dense_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out, model_memory *memory,
                                  hearth_error *err)
 {
-    return dense_state_create_multi(p, 1, n_ctx, n_batch, out, memory, err);
+    return dense_state_create_multi(p, 1, n_ctx, n_batch, HEARTH_KV_F16, out, memory, err);
 }
 
 /* One layer's per-token work between its matrix products, in steps that
@@ -244,7 +245,7 @@ typedef struct dense_step {
     decoder_state *s;
     const dense_layer *l;
     const int32_t *tokens;
-    uint16_t *k_cache, *v_cache;
+    uint32_t il;
 } dense_step;
 
 static void embed_rows(void *p, int64_t first, int64_t last)
@@ -271,7 +272,7 @@ static void add_bias(float *rows, const float *bias, int64_t n, int64_t count)
 }
 
 /* Q, K, V: biases; Q and K: norm per head, rotate; then K and V go into the
- * f16 cache. */
+ * cache. */
 static void qkv_rope_store_rows(void *p, int64_t first, int64_t last)
 {
     const dense_step *st = p;
@@ -290,8 +291,7 @@ static void qkv_rope_store_rows(void *p, int64_t first, int64_t last)
     for (int64_t t = first; t < last; t++, q += q_dim, k += kv_dim, v += kv_dim) {
         ops_rope_apply(&m->rope, q, (int32_t)m->n_heads, (int32_t)hd, s->positions[t]);
         ops_rope_apply(&m->rope, k, (int32_t)m->n_kv_heads, (int32_t)hd, s->positions[t]);
-        ops_store_f16(st->k_cache + (size_t)s->cache_rows[t] * kv_dim, k, kv_dim);
-        ops_store_f16(st->v_cache + (size_t)s->cache_rows[t] * kv_dim, v, kv_dim);
+        decoder_state_store_kv(s, st->il, (int32_t)t, k, v);
     }
 }
 
@@ -344,19 +344,18 @@ static void dense_pass(const dense *m, decoder_state *s, threadpool *pool, const
     for (uint32_t il = 0; il < m->n_layers; il++) {
         const dense_layer *l = &m->layers[il];
         step.l = l;
-        step.k_cache = s->k_cache + il * s->k_layer;
-        step.v_cache = s->v_cache + il * s->v_layer;
+        step.il = il;
 
         ops_parallel_rows(pool, n, attention_norm_rows, &step);
         ops_matmul_shared_input(pool, 3, (const ops_matrix *[]){&l->wq, &l->wk, &l->wv}, s->xn, d, n,
                                 (float *[]){s->q, s->k, s->v}, (int64_t[]){q_dim, kv_dim, kv_dim}, s->act_scratch);
         ops_parallel_rows(pool, n, qkv_rope_store_rows, &step);
         ops_attention_args attn = {
-            .q = s->q, .q_stride = q_dim, .k = step.k_cache, .v = step.v_cache, .k_stride = kv_dim,
-            .v_stride = kv_dim, .positions = s->positions, .n_tokens = n, .n_heads = m->n_heads,
+            .q = s->q, .q_stride = q_dim, .positions = s->positions, .n_tokens = n, .n_heads = m->n_heads,
             .n_kv_heads = m->n_kv_heads, .head_dim_k = m->head_dim, .head_dim_v = m->head_dim, .window = 0,
             .scale = m->attn_scale, .out = s->attn, .out_stride = q_dim,
         };
+        decoder_state_kv_args(s, il, &attn);
         decoder_attention(pool, s, &attn);
         ops_matmul(pool, &l->wo, s->attn, q_dim, n, s->proj, d, s->act_scratch);
         ops_parallel_rows(pool, n, attention_residual_rows, &step);

@@ -41,7 +41,7 @@ void dense_free_weights(void *weights);
 hearth_status dense_state_create(const void *weights, int32_t n_ctx, int32_t n_batch, void **state, model_memory *memory,
                                  hearth_error *err);
 hearth_status dense_state_create_multi(const void *weights, int32_t n_seq, int32_t n_ctx, int32_t n_batch,
-                                       void **state, model_memory *memory, hearth_error *err);
+                                       hearth_kv_type kv_type, void **state, model_memory *memory, hearth_error *err);
 void dense_forward(const void *weights, void *state, threadpool *pool, const int32_t *tokens, int32_t n,
                    int32_t pos0, int32_t first_output, float *logits);
 void dense_forward_batch(const void *weights, void *state, threadpool *pool, const model_batch *batch,
@@ -55,6 +55,7 @@ void dense_for_each_matrix(void *weights, void (*visit)(ops_matrix *m, void *ctx
         .name = (arch_name), .load = (load_fn), .free_weights = dense_free_weights,                   \
         .state_create = dense_state_create, .state_free = decoder_state_free, .forward = dense_forward, \
         .state_create_multi = dense_state_create_multi, .forward_batch = dense_forward_batch,          \
+        .quantized_kv = true,                                                                         \
         .n_ctx_train = dense_n_ctx_train, .for_each_matrix = dense_for_each_matrix,                   \
     }
 

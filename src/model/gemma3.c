@@ -155,17 +155,19 @@ static int32_t gemma3_n_ctx_train(const void *p)
 static void gemma3_for_each_matrix(void *p, void (*visit)(ops_matrix *m, void *ctx), void *ctx);
 
 static hearth_status gemma3_state_create_multi(const void *p, int32_t n_seq, int32_t n_ctx, int32_t n_batch,
-                                               void **out, model_memory *memory, hearth_error *err)
+                                               hearth_kv_type kv_type, void **out, model_memory *memory,
+                                               hearth_error *err)
 {
     const gemma3 *g = p;
     decoder_dims dims = {
         .n_layers = g->n_layers, .n_embd = g->n_embd, .n_ff = g->n_ff,
         .q_dim = (int64_t)g->n_heads * g->head_dim_k, .k_dim = (int64_t)g->n_kv_heads * g->head_dim_k,
         .v_dim = (int64_t)g->n_kv_heads * g->head_dim_v, .attn_dim = (int64_t)g->n_heads * g->head_dim_v,
+        .head_dim_k = g->head_dim_k, .head_dim_v = g->head_dim_v,
     };
     decoder_state *s = NULL;
-    hearth_status st =
-        decoder_state_create_multi(&dims, gemma3_for_each_matrix, g, n_seq, n_ctx, n_batch, &s, memory, err);
+    hearth_status st = decoder_state_create_multi(&dims, gemma3_for_each_matrix, g, n_seq, n_ctx, n_batch,
+                                                  decoder_kv_type(kv_type), &s, memory, err);
     *out = s;
     return st;
 }
@@ -173,7 +175,7 @@ static hearth_status gemma3_state_create_multi(const void *p, int32_t n_seq, int
 static hearth_status gemma3_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out,
                                          model_memory *memory, hearth_error *err)
 {
-    return gemma3_state_create_multi(p, 1, n_ctx, n_batch, out, memory, err);
+    return gemma3_state_create_multi(p, 1, n_ctx, n_batch, HEARTH_KV_F16, out, memory, err);
 }
 
 /* One layer's per-token work between its matrix products, in steps that
@@ -183,7 +185,7 @@ typedef struct gemma3_step {
     decoder_state *s;
     const gemma3_layer *l;
     const int32_t *tokens;
-    uint16_t *k_cache, *v_cache;
+    uint32_t il;
     const ops_rope *rope;
 } gemma3_step;
 
@@ -205,7 +207,7 @@ static void attention_norm_rows(void *p, int64_t first, int64_t last)
     ops_rmsnorm_rows(st->s->x + first * d, d, st->l->attn_norm, d, st->g->eps, st->s->xn + first * d, d, last - first);
 }
 
-/* Q and K: norm per head, rotate; then K and V go into the f16 cache. */
+/* Q and K: norm per head, rotate; then K and V go into the cache. */
 static void qk_rope_store_rows(void *p, int64_t first, int64_t last)
 {
     const gemma3_step *st = p;
@@ -222,8 +224,7 @@ static void qk_rope_store_rows(void *p, int64_t first, int64_t last)
         float *q = s->q + t * q_dim, *k = s->k + t * kv_k;
         ops_rope_apply(st->rope, q, g->n_heads, g->head_dim_k, s->positions[t]);
         ops_rope_apply(st->rope, k, g->n_kv_heads, g->head_dim_k, s->positions[t]);
-        ops_store_f16(st->k_cache + (size_t)s->cache_rows[t] * kv_k, k, kv_k);
-        ops_store_f16(st->v_cache + (size_t)s->cache_rows[t] * kv_v, s->v + t * kv_v, kv_v);
+        decoder_state_store_kv(s, st->il, (int32_t)t, k, s->v + t * kv_v);
     }
 }
 
@@ -282,8 +283,7 @@ static void gemma3_pass(const gemma3 *g, decoder_state *s, threadpool *pool, con
     for (uint32_t il = 0; il < g->n_layers; il++) {
         const gemma3_layer *l = &g->layers[il];
         step.l = l;
-        step.k_cache = s->k_cache + il * s->k_layer;
-        step.v_cache = s->v_cache + il * s->v_layer;
+        step.il = il;
         step.rope = l->sliding ? &g->rope_local : &g->rope_global;
 
         ops_parallel_rows(pool, n, attention_norm_rows, &step);
@@ -291,12 +291,13 @@ static void gemma3_pass(const gemma3 *g, decoder_state *s, threadpool *pool, con
                                 (float *[]){s->q, s->k, s->v}, (int64_t[]){q_dim, kv_k, kv_v}, s->act_scratch);
         ops_parallel_rows(pool, n, qk_rope_store_rows, &step);
         ops_attention_args attn = {
-            .q = s->q, .q_stride = q_dim, .k = step.k_cache, .v = step.v_cache, .k_stride = kv_k, .v_stride = kv_v,
-            .positions = s->positions, .n_tokens = n, .n_heads = g->n_heads, .n_kv_heads = g->n_kv_heads,
+            .q = s->q, .q_stride = q_dim, .positions = s->positions, .n_tokens = n, .n_heads = g->n_heads,
+            .n_kv_heads = g->n_kv_heads,
             .head_dim_k = g->head_dim_k, .head_dim_v = g->head_dim_v,
             .window = l->sliding ? (int32_t)g->window : 0, .scale = g->attn_scale,
             .out = s->attn, .out_stride = o_dim,
         };
+        decoder_state_kv_args(s, il, &attn);
         decoder_attention(pool, s, &attn);
         ops_matmul(pool, &l->wo, s->attn, o_dim, n, s->proj, d, s->act_scratch);
         ops_parallel_rows(pool, n, attention_residual_rows, &step);
@@ -348,6 +349,7 @@ const model_arch model_arch_gemma3 = {
     .state_free = decoder_state_free,
     .forward = gemma3_forward,
     .state_create_multi = gemma3_state_create_multi,
+    .quantized_kv = true,
     .forward_batch = gemma3_forward_batch,
     .n_ctx_train = gemma3_n_ctx_train,
     .for_each_matrix = gemma3_for_each_matrix,

@@ -244,6 +244,7 @@ static hearth_status gpt_oss_state_create(const void *p, int32_t n_ctx, int32_t 
         .q_dim = q_dim, .k_dim = kv_dim, .v_dim = kv_dim, .attn_dim = q_dim,
         .n_experts = (int32_t)g->n_experts,
         .moe_scratch_bytes = ops_moe_scratch_bytes(&g->layers[0].moe, n_batch),
+        .head_dim_k = g->head_dim, .head_dim_v = g->head_dim,
     };
     decoder_state *s = NULL;
     hearth_status st = decoder_state_create(&dims, gpt_oss_for_each_matrix, g, n_ctx, n_batch, &s, memory, err);
@@ -259,18 +260,16 @@ typedef struct gpt_oss_step {
     const gpt_oss_layer *l;
     const ops_rope *rope;
     const int32_t *tokens;
-    int32_t pos0, first_output;
-    uint16_t *k_cache, *v_cache;
+    int32_t first_output;
+    uint32_t il;
 } gpt_oss_step;
 
 static void embed_rows(void *p, int64_t first, int64_t last)
 {
     const gpt_oss_step *st = p;
     const int64_t d = st->g->n_embd;
-    for (int64_t t = first; t < last; t++) {
+    for (int64_t t = first; t < last; t++)
         ops_matrix_row_f32(&st->g->embed, st->tokens[t], st->s->x + t * d);
-        st->s->positions[t] = st->pos0 + (int32_t)t;
-    }
 }
 
 static void attention_norm_rows(void *p, int64_t first, int64_t last)
@@ -288,7 +287,7 @@ static void add_bias(float *rows, int64_t stride, const float *bias, int64_t n, 
         ops_add(rows + r * stride, bias, n);
 }
 
-/* Q, K, V: biases; Q and K rotate; then K and V go into the f16 cache. */
+/* Q, K, V: biases; Q and K rotate; then K and V go into the (f16) cache. */
 static void qkv_rope_store_rows(void *p, int64_t first, int64_t last)
 {
     const gpt_oss_step *st = p;
@@ -303,8 +302,7 @@ static void qkv_rope_store_rows(void *p, int64_t first, int64_t last)
     for (int64_t t = first; t < last; t++, q += q_dim, k += kv_dim, v += kv_dim) {
         ops_rope_apply(st->rope, q, (int32_t)g->n_heads, (int32_t)hd, s->positions[t]);
         ops_rope_apply(st->rope, k, (int32_t)g->n_kv_heads, (int32_t)hd, s->positions[t]);
-        ops_store_f16(st->k_cache + (size_t)s->positions[t] * kv_dim, k, kv_dim);
-        ops_store_f16(st->v_cache + (size_t)s->positions[t] * kv_dim, v, kv_dim);
+        decoder_state_store_kv(s, st->il, (int32_t)t, k, v);
     }
 }
 
@@ -350,28 +348,28 @@ static void gpt_oss_forward(const void *p, void *state, threadpool *pool, const 
     decoder_state *s = state;
     const int64_t d = g->n_embd, hd = g->head_dim;
     const int64_t q_dim = (int64_t)g->n_heads * hd, kv_dim = (int64_t)g->n_kv_heads * hd;
-    gpt_oss_step step = {.g = g, .s = s, .tokens = tokens, .pos0 = pos0, .first_output = first_output};
+    gpt_oss_step step = {.g = g, .s = s, .tokens = tokens, .first_output = first_output};
 
+    decoder_state_plan_run(s, n, pos0, first_output); /* positions and cache rows */
     ops_parallel_rows(pool, n, embed_rows, &step);
 
     for (uint32_t il = 0; il < g->n_layers; il++) {
         const gpt_oss_layer *l = &g->layers[il];
         step.l = l;
         step.rope = l->sliding ? &g->rope_sliding : &g->rope_full;
-        step.k_cache = s->k_cache + il * s->k_layer;
-        step.v_cache = s->v_cache + il * s->v_layer;
+        step.il = il;
 
         ops_parallel_rows(pool, n, attention_norm_rows, &step);
         ops_matmul_shared_input(pool, 3, (const ops_matrix *[]){&l->wq, &l->wk, &l->wv}, s->xn, d, n,
                                 (float *[]){s->q, s->k, s->v}, (int64_t[]){q_dim, kv_dim, kv_dim}, s->act_scratch);
         ops_parallel_rows(pool, n, qkv_rope_store_rows, &step);
         ops_attention_args attn = {
-            .q = s->q, .q_stride = q_dim, .k = step.k_cache, .v = step.v_cache, .k_stride = kv_dim,
-            .v_stride = kv_dim, .positions = s->positions, .n_tokens = n, .n_heads = (int32_t)g->n_heads,
+            .q = s->q, .q_stride = q_dim, .positions = s->positions, .n_tokens = n, .n_heads = (int32_t)g->n_heads,
             .n_kv_heads = (int32_t)g->n_kv_heads, .head_dim_k = (int32_t)hd, .head_dim_v = (int32_t)hd,
             .window = l->sliding ? (int32_t)g->window : 0, .scale = g->attn_scale, .sinks = l->sinks,
             .out = s->attn, .out_stride = q_dim,
         };
+        decoder_state_kv_args(s, il, &attn);
         ops_attention(pool, &attn);
         ops_matmul(pool, &l->wo, s->attn, q_dim, n, s->proj, d, s->act_scratch);
         ops_parallel_rows(pool, n, attention_residual_rows, &step);

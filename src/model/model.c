@@ -251,11 +251,11 @@ static bool is_gather_table(const char *name)
     return strcmp(name, "token_embd.weight") == 0 || strcmp(name, "per_layer_token_embd.weight") == 0;
 }
 
-hearth_status model_memory_for(const model *m, int32_t n_seq, int32_t n_ctx, int32_t n_batch, model_memory *out,
-                               hearth_error *err)
+hearth_status model_memory_for(const model *m, int32_t n_seq, int32_t n_ctx, int32_t n_batch, hearth_kv_type kv_type,
+                               model_memory *out, hearth_error *err)
 {
     model_state *s;
-    hearth_status st = model_state_create_multi(m, n_seq, n_ctx, n_batch, &s, err);
+    hearth_status st = model_state_create_kv(m, n_seq, n_ctx, n_batch, kv_type, &s, err);
     if (st != HEARTH_OK)
         return st;
     *out = model_state_memory(s);
@@ -360,10 +360,35 @@ hearth_status model_state_create(const model *m, int32_t n_ctx, int32_t n_batch,
     return model_state_create_multi(m, 1, n_ctx, n_batch, out, err);
 }
 
+const char *model_kv_type_name(hearth_kv_type type)
+{
+    return type == HEARTH_KV_Q8_0 ? "q8_0" : "f16";
+}
+
+bool model_kv_type_parse(const char *name, hearth_kv_type *out)
+{
+    if (strcmp(name, "f16") == 0)
+        *out = HEARTH_KV_F16;
+    else if (strcmp(name, "q8_0") == 0)
+        *out = HEARTH_KV_Q8_0;
+    else
+        return false;
+    return true;
+}
+
 hearth_status model_state_create_multi(const model *m, int32_t n_seq, int32_t n_ctx, int32_t n_batch,
                                        model_state **out, hearth_error *err)
 {
+    return model_state_create_kv(m, n_seq, n_ctx, n_batch, HEARTH_KV_F16, out, err);
+}
+
+hearth_status model_state_create_kv(const model *m, int32_t n_seq, int32_t n_ctx, int32_t n_batch,
+                                    hearth_kv_type kv_type, model_state **out, hearth_error *err)
+{
     *out = NULL;
+    if (kv_type != HEARTH_KV_F16 && !m->arch->quantized_kv)
+        return error_set(err, HEARTH_ERR_UNSUPPORTED, "KV cache type %s: not supported for %s models yet (use f16)",
+                         model_kv_type_name(kv_type), m->arch->name);
     if (n_ctx < 1 || n_batch < 1)
         return error_set(err, HEARTH_ERR_ARG, "context size %d and batch size %d must be at least 1", n_ctx, n_batch);
     if (n_seq < 1 || n_seq > MODEL_MAX_SEQUENCES)
@@ -387,7 +412,8 @@ hearth_status model_state_create_multi(const model *m, int32_t n_seq, int32_t n_
     s->n_batch = n_batch;
     hearth_status st = HEARTH_OK;
     if (m->arch->state_create_multi) {
-        st = m->arch->state_create_multi(m->weights, n_seq, n_ctx, n_batch, &s->impl[0], &s->memory, err);
+        st = m->arch->state_create_multi(m->weights, n_seq, n_ctx, n_batch, kv_type, &s->impl[0], &s->memory,
+                                         err);
         s->n_impl = st == HEARTH_OK;
     } else {
         /* One batch never holds more than n_ctx tokens of one sequence. */

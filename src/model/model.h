@@ -76,8 +76,8 @@ typedef struct model_memory {
 model_memory model_state_memory(const model_state *s);
 /* What a state of model_state_create_multi's arguments would hold, from
  * one created and freed without touching its pages. */
-hearth_status model_memory_for(const model *m, int32_t n_seq, int32_t n_ctx, int32_t n_batch, model_memory *out,
-                               hearth_error *err);
+hearth_status model_memory_for(const model *m, int32_t n_seq, int32_t n_ctx, int32_t n_batch, hearth_kv_type kv_type,
+                               model_memory *out, hearth_error *err);
 
 /* Whether the model's state sums up the past (recurrent layers): then a
  * sequence can go on only where its last batch ended, or start over at 0. */
@@ -89,11 +89,21 @@ int32_t model_state_resume_point(const model_state *s, int32_t pos);
 
 #define MODEL_MAX_SEQUENCES 64
 
+/* The KV cache type (hearth.h's hearth_kv_type): Gemma 3 and the dense
+ * families (llama, qwen2, qwen3, qwen3moe) take Q8_0, the others keep f16.
+ * model_kv_type_name gives "f16", "q8_0"; and back (false for a name that is not one). */
+const char *model_kv_type_name(hearth_kv_type type);
+bool model_kv_type_parse(const char *name, hearth_kv_type *out);
+
 /* State for n_seq sequences of up to n_ctx tokens each, all fed through one
  * forward pass by model_forward_batch (at most n_batch tokens in all): the
  * server's parallel slots. Sequence 0 is also what model_forward runs. */
 hearth_status model_state_create_multi(const model *m, int32_t n_seq, int32_t n_ctx, int32_t n_batch,
                                        model_state **out, hearth_error *err);
+/* model_state_create_multi with a KV cache of kv_type (the others: f16). An
+ * architecture or head size that cannot take it is an error that says so. */
+hearth_status model_state_create_kv(const model *m, int32_t n_seq, int32_t n_ctx, int32_t n_batch,
+                                    hearth_kv_type kv_type, model_state **out, hearth_error *err);
 int32_t model_state_n_seq(const model_state *s);
 /* model_state_resume_point for sequence seq. */
 int32_t model_state_seq_resume_point(const model_state *s, int32_t seq, int32_t pos);

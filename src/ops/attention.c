@@ -2,6 +2,9 @@
 
 #include "base/fp16.h"
 #include "ops/attention_kernels.h"
+#include "ops/dot.h"
+#include "ops/dot_kernels.h"
+#include "quant/quant.h"
 
 #include <assert.h>
 #include <math.h>
@@ -61,12 +64,24 @@ static void rescale_half_ref(float *acc, float c, int32_t n)
         acc[d] = round_to_half(acc[d] * c);
 }
 
+/* One fused multiply-add per value, as llama.cpp's f32 accumulation of
+ * dequantized values does it. */
+static void accumulate_q8_ref(float *acc, const block_q8_0 *v, float p, int32_t n)
+{
+    for (int32_t b = 0; b < n / QK8_0; b++) {
+        float d = fp16_to_fp32(v[b].d);
+        for (int i = 0; i < QK8_0; i++)
+            acc[b * QK8_0 + i] = fmaf(d * (float)v[b].qs[i], p, acc[b * QK8_0 + i]);
+    }
+}
+
 static const attention_row_kernels kernels_ref = {
     .dot = dot_ref,
     .dot_half = dot_ref,
     .accumulate = accumulate_ref,
     .accumulate_half = accumulate_half_ref,
     .rescale_half = rescale_half_ref,
+    .accumulate_q8 = accumulate_q8_ref,
 };
 
 static void widen_keys_ref(float *keys_t, const uint16_t *k, int64_t k_stride, int32_t n_keys, int32_t block,
@@ -83,6 +98,28 @@ static void widen_values_ref(float *values, const uint16_t *v, int64_t v_stride,
     for (int32_t j = 0; j < block; j++)
         for (int32_t d = 0; d < dim; d++)
             values[j * dim + d] = j < n_keys ? half_to_float[v[j * v_stride + d]] : 0.0f;
+}
+
+static inline float q8_value(const block_q8_0 *row, int32_t d)
+{
+    const block_q8_0 *b = row + d / QK8_0;
+    return fp16_to_fp32(b->d) * (float)b->qs[d % QK8_0];
+}
+
+static void widen_keys_q8_ref(float *keys_t, const block_q8_0 *k, int64_t k_stride, int32_t n_keys, int32_t block,
+                              int32_t dim)
+{
+    for (int32_t d = 0; d < dim; d++)
+        for (int32_t j = 0; j < block; j++)
+            keys_t[d * block + j] = j < n_keys ? q8_value(k + j * k_stride, d) : 0.0f;
+}
+
+static void widen_values_q8_ref(float *values, const block_q8_0 *v, int64_t v_stride, int32_t n_keys,
+                                int32_t block, int32_t dim)
+{
+    for (int32_t j = 0; j < block; j++)
+        for (int32_t d = 0; d < dim; d++)
+            values[j * dim + d] = j < n_keys ? q8_value(v + j * v_stride, d) : 0.0f;
 }
 
 static void scores_ref(float *scores, const float *const *q, int32_t n_rows, const float *keys_t, int32_t block,
@@ -131,6 +168,8 @@ static void accumulate_block_ref(float *const *acc, const float *correction, con
 static const attention_tile_kernels tile_kernels_ref = {
     .widen_keys = widen_keys_ref,
     .widen_values = widen_values_ref,
+    .widen_keys_q8 = widen_keys_q8_ref,
+    .widen_values_q8 = widen_values_q8_ref,
     .scores = scores_ref,
     .max = max_ref,
     .exp_sum = exp_sum_ref,
@@ -188,6 +227,65 @@ static inline void prefetch_row(const uint16_t *row, int32_t n)
 {
     for (int32_t i = 0; i < n; i += 32) /* one 64-byte line holds 32 halves */
         __builtin_prefetch(row + i);
+}
+
+static inline void prefetch_bytes(const void *p, size_t n)
+{
+    for (size_t i = 0; i < n; i += 64)
+        __builtin_prefetch((const char *)p + i);
+}
+
+/* attend_one over a Q8_0 cache, the way llama.cpp's CPU attention meets a
+ * quantized cache (ops_attention's comment): the query in Q8_0 against each
+ * key through the Q8_0 x Q8_0 dot product of the matrix kernels, the scale
+ * after, and an f32 accumulator at every batch size. */
+static void attend_one_q8(const ops_attention_args *a, const attention_row_kernels *kern, ops_dot_fn dot, int32_t t,
+                          int32_t h)
+{
+    int32_t group = a->n_heads / a->n_kv_heads;
+    int32_t kv_head = h / group;
+    const float *q = a->q + t * a->q_stride + (int64_t)h * a->head_dim_k;
+    const int64_t k_stride = a->k_stride / QK8_0, v_stride = a->v_stride / QK8_0;
+    const block_q8_0 *k_base = a->k_q8 + (int64_t)kv_head * a->head_dim_k / QK8_0;
+    const block_q8_0 *v_base = a->v_q8 + (int64_t)kv_head * a->head_dim_v / QK8_0;
+    const size_t k_bytes = (size_t)(a->head_dim_k / QK8_0) * sizeof(block_q8_0);
+    const size_t v_bytes = (size_t)(a->head_dim_v / QK8_0) * sizeof(block_q8_0);
+    int32_t pos = a->positions[t];
+    int32_t first = 0;
+    if (a->window > 0 && pos - a->window + 1 > 0)
+        first = pos - a->window + 1;
+
+    block_q8_0 qq[MAX_HEAD_DIM / QK8_0];
+    float acc[MAX_HEAD_DIM];
+    ops_quantize_activation(QUANT_Q8_0, q, qq, a->head_dim_k);
+    for (int32_t d = 0; d < a->head_dim_v; d++)
+        acc[d] = 0.0f;
+    float running_max = -INFINITY, running_sum = 0.0f;
+    for (int32_t j = first; j <= pos; j++) {
+        if (j + KEY_PREFETCH <= pos) {
+            prefetch_bytes(k_base + (int64_t)(j + KEY_PREFETCH) * k_stride, k_bytes);
+            prefetch_bytes(v_base + (int64_t)(j + KEY_PREFETCH) * v_stride, v_bytes);
+        }
+        float s;
+        dot(a->head_dim_k, k_base + j * k_stride, qq, &s);
+        s *= a->scale;
+        if (s > running_max) {
+            float correction = expf(running_max - s);
+            running_sum *= correction;
+            for (int32_t d = 0; d < a->head_dim_v; d++)
+                acc[d] *= correction;
+            running_max = s;
+        }
+        float p = expf(s - running_max);
+        running_sum += p;
+        kern->accumulate_q8(acc, v_base + j * v_stride, p, a->head_dim_v);
+    }
+    if (a->sinks)
+        apply_sink(a->sinks[h], running_max, &running_sum, acc, a->head_dim_v);
+    float *out = a->out + t * a->out_stride + (int64_t)h * a->head_dim_v;
+    float inv = running_sum > 0.0f ? 1.0f / running_sum : 0.0f;
+    for (int32_t d = 0; d < a->head_dim_v; d++)
+        out[d] = acc[d] * inv;
 }
 
 static void attend_one(const ops_attention_args *a, const attention_row_kernels *kern, int32_t t, int32_t h)
@@ -261,6 +359,7 @@ static void attend_one(const ops_attention_args *a, const attention_row_kernels 
 typedef struct attention_job {
     const ops_attention_args *args;
     const attention_row_kernels *kernels;
+    ops_dot_fn dot_q8; /* Q8_0 keys against a Q8_0 query */
     int n_args;
     long items; /* of the problems on this path (not tiled_fits) */
 } attention_job;
@@ -276,8 +375,12 @@ static void attention_worker(void *p, int thread, int n_threads)
             continue;
         long items = (long)a->n_tokens * a->n_heads;
         long lo = first > start ? first - start : 0, hi = last - start < items ? last - start : items;
-        for (long k = lo; k < hi; k++)
-            attend_one(a, job->kernels, (int32_t)(k / a->n_heads), (int32_t)(k % a->n_heads));
+        for (long k = lo; k < hi; k++) {
+            if (a->kv_type == OPS_KV_Q8_0)
+                attend_one_q8(a, job->kernels, job->dot_q8, (int32_t)(k / a->n_heads), (int32_t)(k % a->n_heads));
+            else
+                attend_one(a, job->kernels, (int32_t)(k / a->n_heads), (int32_t)(k % a->n_heads));
+        }
         start += items;
     }
 }
@@ -341,8 +444,12 @@ static void attend_tile(const ops_attention_args *a, const attention_tile_kernel
         }
     }
 
-    const uint16_t *k_head = a->k + (int64_t)tile.kv_head * a->head_dim_k;
-    const uint16_t *v_head = a->v + (int64_t)tile.kv_head * a->head_dim_v;
+    const bool q8 = a->kv_type == OPS_KV_Q8_0;
+    const uint16_t *k_head = q8 ? NULL : a->k + (int64_t)tile.kv_head * a->head_dim_k;
+    const uint16_t *v_head = q8 ? NULL : a->v + (int64_t)tile.kv_head * a->head_dim_v;
+    const int64_t kq_stride = a->k_stride / QK8_0, vq_stride = a->v_stride / QK8_0;
+    const block_q8_0 *kq_head = q8 ? a->k_q8 + (int64_t)tile.kv_head * a->head_dim_k / QK8_0 : NULL;
+    const block_q8_0 *vq_head = q8 ? a->v_q8 + (int64_t)tile.kv_head * a->head_dim_v / QK8_0 : NULL;
     for (int32_t j0 = lowest; j0 <= highest; j0 += block) {
         int32_t n_keys = highest - j0 + 1 < block ? highest - j0 + 1 : block;
         int32_t n_active = 0;
@@ -354,8 +461,13 @@ static void attend_tile(const ops_attention_args *a, const attention_tile_kernel
         }
         if (n_active == 0)
             continue;
-        kern->widen_keys(keys_t, k_head + j0 * a->k_stride, a->k_stride, n_keys, block, a->head_dim_k);
-        kern->widen_values(values, v_head + j0 * a->v_stride, a->v_stride, n_keys, block, a->head_dim_v);
+        if (q8) {
+            kern->widen_keys_q8(keys_t, kq_head + j0 * kq_stride, kq_stride, n_keys, block, a->head_dim_k);
+            kern->widen_values_q8(values, vq_head + j0 * vq_stride, vq_stride, n_keys, block, a->head_dim_v);
+        } else {
+            kern->widen_keys(keys_t, k_head + j0 * a->k_stride, a->k_stride, n_keys, block, a->head_dim_k);
+            kern->widen_values(values, v_head + j0 * a->v_stride, a->v_stride, n_keys, block, a->head_dim_v);
+        }
         kern->scores(scores, active_q, n_active, keys_t, block, a->head_dim_k, a->scale);
         for (int32_t i = 0; i < n_active; i++) {
             int32_t r = active_row[i];
@@ -439,10 +551,15 @@ void ops_attention_tiled_at_level(threadpool *pool, const ops_attention_args *ar
 
 static void attention_many_at_level(threadpool *pool, const ops_attention_args *args, int n_args, cpu_level level)
 {
-    attention_job job = {.args = args, .kernels = ops_attention_kernels_at_level(level), .n_args = n_args};
+    attention_job job = {.args = args,
+                         .kernels = ops_attention_kernels_at_level(level),
+                         .dot_q8 = ops_dot_at_level(QUANT_Q8_0, level),
+                         .n_args = n_args};
     for (int i = 0; i < n_args; i++) {
         const ops_attention_args *a = &args[i];
         assert(a->head_dim_k <= MAX_HEAD_DIM && a->head_dim_v <= MAX_HEAD_DIM && a->n_heads % a->n_kv_heads == 0);
+        assert(a->kv_type != OPS_KV_Q8_0 || (a->head_dim_k % QK8_0 == 0 && a->head_dim_v % QK8_0 == 0 &&
+                                             a->k_stride % QK8_0 == 0 && a->v_stride % QK8_0 == 0));
         if (ops_attention_tiled_fits(a))
             ops_attention_tiled_at_level(pool, a, level);
         else

@@ -21,6 +21,9 @@ typedef struct attention_row_kernels {
     void (*accumulate_half)(float *acc, const uint16_t *v, float p, int32_t n);
     /* acc[i] = f16(acc[i] * c) */
     void (*rescale_half)(float *acc, float c, int32_t n);
+    /* acc[i] += p * v[i] for a Q8_0 row of n (a multiple of 32) values; the
+     * Q8_0 keys' dot product is ops/dot.h's (the query quantized to Q8_0). */
+    void (*accumulate_q8)(float *acc, const block_q8_0 *v, float p, int32_t n);
 } attention_row_kernels;
 
 /* The tiled path, for batches of 64 tokens or more: a tile of query rows
@@ -35,6 +38,12 @@ typedef struct attention_tile_kernels {
                        int32_t dim);
     void (*widen_values)(float *values, const uint16_t *v, int64_t v_stride, int32_t n_keys, int32_t block,
                          int32_t dim);
+    /* The same from Q8_0 rows (strides in blocks, dims multiples of 32):
+     * the value d * q is exact in f32, so every level gives the same bits. */
+    void (*widen_keys_q8)(float *keys_t, const block_q8_0 *k, int64_t k_stride, int32_t n_keys, int32_t block,
+                          int32_t dim);
+    void (*widen_values_q8)(float *values, const block_q8_0 *v, int64_t v_stride, int32_t n_keys, int32_t block,
+                            int32_t dim);
     /* scores[r * block + j] = scale * sum_d q[r][d] * keys_t[d * block + j] */
     void (*scores)(float *scores, const float *const *q, int32_t n_rows, const float *keys_t, int32_t block,
                    int32_t dim, float scale);
@@ -66,6 +75,13 @@ float ops_attention_dot_avx2(const float *q, const uint16_t *k, int32_t n);
 void ops_attention_accumulate_avx2(float *acc, const uint16_t *v, float p, int32_t n);
 void ops_attention_accumulate_half_avx2(float *acc, const uint16_t *v, float p, int32_t n);
 void ops_attention_rescale_half_avx2(float *acc, float c, int32_t n);
+/* The Q8_0 kernels exist at AVX2 only: the AVX-512 tables point at them
+ * (widening is exact, so a wider variant would give the same bits). */
+void ops_attention_accumulate_q8_avx2(float *acc, const block_q8_0 *v, float p, int32_t n);
+void ops_attention_widen_keys_q8_avx2(float *keys_t, const block_q8_0 *k, int64_t k_stride, int32_t n_keys,
+                                      int32_t block, int32_t dim);
+void ops_attention_widen_values_q8_avx2(float *values, const block_q8_0 *v, int64_t v_stride, int32_t n_keys,
+                                        int32_t block, int32_t dim);
 #endif
 
 #endif

@@ -32,7 +32,8 @@ hearth_status session_create(const model *m, threadpool *pool, const session_par
         free(s);
         return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
     }
-    hearth_status st = model_state_create(m, n_ctx, n_batch, &s->state, err);
+    hearth_status st =
+        model_state_create_kv(m, 1, n_ctx, n_batch, params ? params->kv_type : HEARTH_KV_F16, &s->state, err);
     if (st != HEARTH_OK) {
         free(s->logits);
         free(s->tokens);

@@ -10,6 +10,7 @@ typedef struct session session;
 typedef struct session_params {
     int32_t n_ctx;   /* 0: the model's training context, capped at 4096 */
     int32_t n_batch; /* tokens per forward pass; 0: 512 */
+    hearth_kv_type kv_type; /* 0: f16 */
 } session_params;
 
 /* The pool is the caller's and must outlive the session. */

@@ -506,7 +506,7 @@ hearth_status sched_create(const model *m, threadpool *pool, const sched_params 
     s->max_queued = params->max_queued ? params->max_queued : 4 * s->n_slots;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->work, NULL);
-    hearth_status st = model_state_create_multi(m, s->n_slots, s->n_ctx, s->n_batch, &s->state, err);
+    hearth_status st = model_state_create_kv(m, s->n_slots, s->n_ctx, s->n_batch, params->kv_type, &s->state, err);
     size_t nb = (size_t)s->n_batch;
     if (st == HEARTH_OK &&
         (!(s->slots = calloc((size_t)s->n_slots, sizeof *s->slots)) ||

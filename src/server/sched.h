@@ -32,6 +32,7 @@ typedef struct sched_params {
     int32_t n_batch;       /* tokens per forward pass, all slots together; 0: 512 */
     int32_t prefill_chunk; /* prompt tokens per pass while other slots generate; 0: 128 */
     int32_t max_queued;    /* requests waiting for a slot at most; 0: 4 per slot */
+    hearth_kv_type kv_type; /* the slots' KV cache; 0: f16 */
 } sched_params;
 
 typedef struct sched_request {

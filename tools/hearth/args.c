@@ -125,9 +125,25 @@ int cli_sampler_option(const char *command, const char *usage, int argc, char **
     return CLI_EXIT_OK;
 }
 
+int cli_kv_type_option(const char *command, const char *usage, int argc, char **argv, int *i, hearth_kv_type *out)
+{
+    const char *a = argv[*i];
+    if (!cli_is_option(a, "--kv-type", NULL))
+        return -1;
+    if (*i + 1 >= argc)
+        return cli_usage_error(command, usage, "%s needs a value", a);
+    const char *v = argv[++*i];
+    if (!model_kv_type_parse(v, out))
+        return cli_usage_error(command, usage, "--kv-type %s: expected f16 or q8_0", v);
+    return CLI_EXIT_OK;
+}
+
 int cli_generation_option(const char *command, const char *usage, int argc, char **argv, int *i,
                           cli_generation_options *o)
 {
+    int kv_rc = cli_kv_type_option(command, usage, argc, argv, i, &o->kv_type);
+    if (kv_rc >= 0)
+        return kv_rc;
     const char *a = argv[*i];
     bool predict = cli_is_option(a, "-n", "--n-predict"), ctx = cli_is_option(a, "-c", "--ctx-size");
     bool threads = cli_is_option(a, "-t", "--threads");

@@ -16,7 +16,7 @@
 #include <string.h>
 
 static const char bench_usage[] =
-    "usage: hearth bench [-m FILE] [-p N] [-n N] [-r N] [-t N] [-b N] [--json]\n"
+    "usage: hearth bench [-m FILE] [-p N] [-n N] [-r N] [-t N] [-b N] [--kv-type T] [--json]\n"
     "\n"
     "Measures prompt processing (pp) and generation (tg) in tokens per second,\n"
     "like llama-bench: mean and standard deviation over the repetitions, after one\n"
@@ -29,6 +29,7 @@ static const char bench_usage[] =
     "  -r, --repetitions N  timed runs of each test (default 5)\n"
     "  -t, --threads N      threads (default: physical cores)\n"
     "  -b, --batch-size N   tokens per forward pass in pp (default 512)\n"
+    "  --kv-type f16|q8_0   KV cache format (default f16)\n"
     "  --json               print a JSON array, one object per test, with llama-bench's\n"
     "                       field names\n"
     "  -h, --help           show this help\n";
@@ -84,6 +85,7 @@ static void summarise(bench_test *t)
 typedef struct model_facts {
     const char *path, *arch;
     uint64_t size, n_params;
+    hearth_kv_type kv_type;
 } model_facts;
 
 static void print_json(const model_facts *mf, const bench_test *tests, int n_tests, int n_threads, int n_batch)
@@ -100,6 +102,8 @@ static void print_json(const model_facts *mf, const bench_test *tests, int n_tes
         printf(",\n    \"model_size\": %llu,\n    \"model_n_params\": %llu,\n", (unsigned long long)mf->size,
                (unsigned long long)mf->n_params);
         printf("    \"n_batch\": %d,\n    \"n_ubatch\": %d,\n    \"n_threads\": %d,\n", n_batch, n_batch, n_threads);
+        printf("    \"type_k\": \"%s\",\n    \"type_v\": \"%s\",\n", model_kv_type_name(mf->kv_type),
+               model_kv_type_name(mf->kv_type));
         printf("    \"n_prompt\": %d,\n    \"n_gen\": %d,\n", t->n_prompt, t->n_gen);
         printf("    \"avg_ns\": %.0f,\n    \"stddev_ns\": %.0f,\n", t->avg_ns, t->stddev_ns);
         printf("    \"avg_ts\": %.6f,\n    \"stddev_ts\": %.6f,\n", t->avg_ts, t->stddev_ts);
@@ -119,18 +123,24 @@ static void print_table(const model_facts *mf, const bench_test *tests, int n_te
     char size[32], params[32], backend[32];
     out_format_bytes(size, sizeof size, mf->size);
     out_format_count(params, sizeof params, mf->n_params);
-    snprintf(backend, sizeof backend, "CPU %s", cpu_level_name(cpu_best_level()));
-    printf("| %-24s | %12s | %12s | %-15s | %7s | %8s | %20s |\n", "model", "size", "params", "backend", "threads",
+    /* A KV cache other than f16 shows with the backend (llama-bench adds
+     * type_k and type_v columns then). */
+    bool quantized = mf->kv_type != HEARTH_KV_F16;
+    snprintf(backend, sizeof backend, "CPU %s%s%s", cpu_level_name(cpu_best_level()), quantized ? " kv " : "",
+             quantized ? model_kv_type_name(mf->kv_type) : "");
+    int width = (int)strlen(backend) > 15 ? (int)strlen(backend) : 15; /* the column widens for a KV type */
+    printf("| %-24s | %12s | %12s | %-*s | %7s | %8s | %20s |\n", "model", "size", "params", width, "backend", "threads",
            "test", "t/s");
-    printf("| ------------------------ | -----------: | -----------: | --------------- | ------: | -------: "
-           "| -------------------: |\n");
+    printf("| ------------------------ | -----------: | -----------: | %.*s | ------: | -------: "
+           "| -------------------: |\n",
+           width, "--------------------------------");
     for (int i = 0; i < n_tests; i++) {
         char test[32], speed[48];
         snprintf(test, sizeof test, "%s%d", tests[i].kind, tests[i].n_prompt ? tests[i].n_prompt : tests[i].n_gen);
         /* "±" is two bytes: the field is one wider to line up on screen. */
         snprintf(speed, sizeof speed, "%.2f ± %.2f", tests[i].avg_ts, tests[i].stddev_ts);
-        printf("| %-24.24s | %12s | %12s | %-15s | %7d | %8s | %21s |\n", mf->arch, size, params, backend, n_threads,
-               test, speed);
+        printf("| %-24.24s | %12s | %12s | %-*s | %7d | %8s | %21s |\n", mf->arch, size, params, width, backend,
+               n_threads, test, speed);
     }
 }
 
@@ -139,10 +149,16 @@ int cli_bench(int argc, char **argv)
     const char *model_path = NULL;
     long n_prompt = 512, n_gen = 128, repetitions = 5, n_threads = 0, n_batch = 512;
     bool json = false;
+    hearth_kv_type kv_type = HEARTH_KV_F16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has_value = i + 1 < argc;
         long *target = NULL, min = 0, max = 0;
+        int kv_rc = cli_kv_type_option("bench", bench_usage, argc, argv, &i, &kv_type);
+        if (kv_rc > 0)
+            return kv_rc;
+        if (kv_rc == 0)
+            continue;
         if (cli_is_option(a, "-h", "--help")) {
             fputs(bench_usage, stdout);
             return CLI_EXIT_OK;
@@ -190,8 +206,8 @@ int cli_bench(int argc, char **argv)
     int32_t n_ctx = (int32_t)(n_prompt > n_gen ? n_prompt : n_gen);
     if (!tests || model_load(model_path, &m, &err) != HEARTH_OK ||
         threadpool_create((int)n_threads, &pool, &err) != HEARTH_OK ||
-        session_create(m, pool, &(session_params){.n_ctx = n_ctx, .n_batch = (int32_t)n_batch}, &s, &err) !=
-            HEARTH_OK) {
+        session_create(m, pool, &(session_params){.n_ctx = n_ctx, .n_batch = (int32_t)n_batch, .kv_type = kv_type},
+                       &s, &err) != HEARTH_OK) {
         fprintf(stderr, "hearth bench: %s\n", tests ? err.message : "out of memory");
         goto done;
     }
@@ -238,7 +254,7 @@ int cli_bench(int argc, char **argv)
     char arch_name[64];
     snprintf(arch_name, sizeof arch_name, "%.*s", arch ? (int)(arch->len < 60 ? arch->len : 60) : 1,
              arch ? arch->data : "?");
-    model_facts mf = {.path = model_path, .arch = arch_name, .size = size, .n_params = n_params};
+    model_facts mf = {.path = model_path, .arch = arch_name, .size = size, .n_params = n_params, .kv_type = kv_type};
     if (json)
         print_json(&mf, tests, n_tests, (int)n_threads, (int)n_batch);
     else

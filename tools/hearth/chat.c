@@ -46,7 +46,7 @@ static const char chat_usage[] =
     "                           model ends its turn or the context is full)\n"
     "  -c, --ctx-size N         context size in tokens (default: the model's, at\n"
     "                           most 4096)\n"
-    "  -t, --threads N          threads (default: physical cores)\n" CLI_SAMPLER_USAGE
+    "  -t, --threads N          threads (default: physical cores)\n" CLI_KV_TYPE_USAGE CLI_SAMPLER_USAGE
     "  -v, --verbose            after each reply, the tokens of the turn on stderr:\n"
     "                           the prompt, how many were already in the context,\n"
     "                           how many were evaluated, and the speeds\n"
@@ -406,7 +406,8 @@ int cli_chat(int argc, char **argv)
     chat c = {.n_predict = (int32_t)gen.n_predict, .verbose = verbose};
     if (model_load(model_path, &m, &err) != HEARTH_OK ||
         threadpool_create(gen.n_threads ? (int)gen.n_threads : threadpool_default_threads(), &pool, &err) != HEARTH_OK ||
-        session_create(m, pool, &(session_params){.n_ctx = (int32_t)gen.n_ctx}, &c.s, &err) != HEARTH_OK ||
+        session_create(m, pool, &(session_params){.n_ctx = (int32_t)gen.n_ctx, .kv_type = gen.kv_type}, &c.s,
+                       &err) != HEARTH_OK ||
         sampler_create(&sp, model_n_vocab(m), &c.smp, &err) != HEARTH_OK) {
         fprintf(stderr, "hearth chat: %s\n", err.message);
         goto done;

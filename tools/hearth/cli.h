@@ -53,10 +53,14 @@ const char *cli_default_model(char *buf, size_t cap, const char *command);
  * into sp and returns CLI_EXIT_OK, or a usage error's code; -1 if it is not
  * one. */
 int cli_sampler_option(const char *command, const char *usage, int argc, char **argv, int *i, sampler_params *sp);
-/* -n (tokens to generate, -1: no limit), -c (context, 0: the model's) and -t
- * (threads, 0: the default), the same way. */
+/* --kv-type f16|q8_0 (how the KV cache is stored), the same way. */
+#define CLI_KV_TYPE_USAGE "  --kv-type f16|q8_0       KV cache format (default f16; q8_0: about half the memory)\n"
+int cli_kv_type_option(const char *command, const char *usage, int argc, char **argv, int *i, hearth_kv_type *out);
+/* -n (tokens to generate, -1: no limit), -c (context, 0: the model's), -t
+ * (threads, 0: the default) and --kv-type, the same way. */
 typedef struct cli_generation_options {
     long n_predict, n_ctx, n_threads;
+    hearth_kv_type kv_type;
 } cli_generation_options;
 int cli_generation_option(const char *command, const char *usage, int argc, char **argv, int *i,
                           cli_generation_options *o);

@@ -55,23 +55,9 @@ static const char fit_usage[] =
 
 enum { FIT_DEFAULT_CTX = 4096, FIT_BATCH = 512 };
 
-typedef enum { KV_F16, KV_Q8_0 } kv_type;
-
-static const char *const kv_type_names[] = {"f16", "q8_0"};
-
-/* The KV cache's bytes stored as `type`, from the state's f16 figure: q8_0
- * keeps 32 values in 34 bytes (an f16 scale and 32 int8) where f16 takes 64.
- * The one place this is worked out, until the state sizes q8_0 itself. */
-static size_t kv_bytes_as(size_t f16_bytes, kv_type type)
-{
-    if (type == KV_Q8_0)
-        return f16_bytes / 64 * 34 + (f16_bytes % 64) * 34 / 64;
-    return f16_bytes;
-}
-
 typedef struct fit_settings {
     int32_t n_ctx, n_seq, n_batch;
-    kv_type kv;
+    hearth_kv_type kv;
 } fit_settings;
 
 typedef struct fit_memory {
@@ -101,7 +87,7 @@ static hearth_status predict(const fit_model *fm, const fit_settings *s, fit_mem
 {
     memset(out, 0, sizeof *out);
     model_memory mem;
-    hearth_status st = model_memory_for(fm->m, s->n_seq, s->n_ctx, s->n_batch, &mem, err);
+    hearth_status st = model_memory_for(fm->m, s->n_seq, s->n_ctx, s->n_batch, s->kv, &mem, err);
     if (st != HEARTH_OK)
         return st;
     const model_weight_plan *p = &fm->plan;
@@ -114,7 +100,7 @@ static hearth_status predict(const fit_model *fm, const fit_settings *s, fit_mem
     uint64_t n_vocab = (uint64_t)fm->n_vocab;
     out->weights = packed + p->unpacked + p->other + (size_t)((rows < n_vocab ? rows : n_vocab) * p->gather_row);
     out->load_peak = peak;
-    out->kv = kv_bytes_as(mem.kv_cache, s->kv);
+    out->kv = mem.kv_cache;
     out->recurrent = mem.recurrent;
     out->scratch = mem.scratch;
     /* session.c's logits (a float per token of the vocabulary) and token
@@ -241,7 +227,7 @@ static void print_text(const char *path, const fit_model *fm, const fit_settings
     char a[32], b[32], c[32], d[32];
     printf("model:           %s\n", path);
     printf("settings:        context %d x %d sequence%s, KV cache %s, batches of %d\n", s->n_ctx, s->n_seq,
-           s->n_seq == 1 ? "" : "s", kv_type_names[s->kv], s->n_batch);
+           s->n_seq == 1 ? "" : "s", model_kv_type_name(s->kv), s->n_batch);
     out_format_bytes(a, sizeof a, mem->weights);
     out_format_bytes(b, sizeof b, fm->plan.packed);
     out_format_bytes(c, sizeof c, fm->plan.unpacked + fm->plan.other);
@@ -295,7 +281,7 @@ static void print_json(const char *path, const fit_model *fm, const fit_settings
     fputs("{\"file\": ", stdout);
     out_json_string(stdout, path, strlen(path));
     printf(", \"context\": %d, \"parallel\": %d, \"kv_type\": \"%s\", \"batch\": %d", s->n_ctx, s->n_seq,
-           kv_type_names[s->kv], s->n_batch);
+           model_kv_type_name(s->kv), s->n_batch);
     printf(", \"weights_bytes\": %zu, \"packed_bytes\": %zu, \"load_peak_bytes\": %zu, \"kv_bytes\": %zu"
            ", \"recurrent_bytes\": %zu, \"scratch_bytes\": %zu, \"buffers_bytes\": %zu, \"fixed_bytes\": %zu"
            ", \"total_bytes\": %zu",
@@ -324,7 +310,7 @@ int cli_fit(int argc, char **argv)
     const char *path = NULL;
     bool json = false, remeasure = false;
     long n_ctx = 0, n_seq = 1;
-    kv_type kv = KV_F16;
+    hearth_kv_type kv = HEARTH_KV_F16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_option(a, "-m", "--model") || cli_is_option(a, "-c", "--ctx-size") ||
@@ -340,11 +326,7 @@ int cli_fit(int argc, char **argv)
             } else if (cli_is_option(a, NULL, "--parallel")) {
                 if (!cli_parse_long(v, 1, MODEL_MAX_SEQUENCES, &n_seq))
                     return usage_error("%s needs a number of sequences from 1 to %d", a, MODEL_MAX_SEQUENCES);
-            } else if (strcmp(v, "f16") == 0) {
-                kv = KV_F16;
-            } else if (strcmp(v, "q8_0") == 0) {
-                kv = KV_Q8_0;
-            } else {
+            } else if (!model_kv_type_parse(v, &kv)) {
                 return usage_error("--kv-type '%s': f16 or q8_0", v);
             }
         } else if (strcmp(a, "--json") == 0) {

@@ -22,7 +22,7 @@ enum {
 };
 
 static const char info_usage[] =
-    "usage: hearth info FILE [--json] [-v] [-c N]\n"
+    "usage: hearth info FILE [--json] [-v] [-c N] [--kv-type T]\n"
     "       hearth info --cpu\n"
     "\n"
     "Describes a GGUF model file from its header: architecture, name, parameter\n"
@@ -38,6 +38,7 @@ static const char info_usage[] =
     "  --json         print one JSON object instead of text\n"
     "  -c, --ctx N    the session's context for the memory figures (default:\n"
     "                 4096, or the model's trained context when smaller)\n"
+    "  --kv-type T    the KV cache format for those figures: f16 (default), q8_0\n"
     "  -v, --verbose  also list every metadata key (long arrays abbreviated)\n"
     "                 and every tensor (name, type, shape, offset, bytes)\n"
     "  --cpu          describe this CPU instead: its features, the kernel level\n"
@@ -68,6 +69,7 @@ typedef struct session_summary {
     bool known;           /* the architecture is one hearth runs */
     char why[512]; /* else: why not (a hearth_error message) */
     int32_t n_ctx, n_batch;
+    hearth_kv_type kv_type;
     model_memory memory;
     uint64_t mtp_layers;  /* multi-token prediction blocks loaded and not run */
 } session_summary;
@@ -75,9 +77,10 @@ typedef struct session_summary {
 enum { INFO_DEFAULT_CTX = 4096, INFO_BATCH = 512 };
 
 static void summarise_session(const char *path, const gguf_file *f, const gguf_string *arch, int32_t n_ctx,
-                              session_summary *s)
+                              hearth_kv_type kv_type, session_summary *s)
 {
     memset(s, 0, sizeof *s);
+    s->kv_type = kv_type;
     char key[128];
     if (arch) {
         snprintf(key, sizeof key, "%.*s.nextn_predict_layers", (int)(arch->len < 64 ? arch->len : 64), arch->data);
@@ -92,7 +95,7 @@ static void summarise_session(const char *path, const gguf_file *f, const gguf_s
     }
     s->n_ctx = n_ctx > 0 ? n_ctx : (model_n_ctx_train(m) < INFO_DEFAULT_CTX ? model_n_ctx_train(m) : INFO_DEFAULT_CTX);
     s->n_batch = s->n_ctx < INFO_BATCH ? s->n_ctx : INFO_BATCH;
-    if (model_memory_for(m, 1, s->n_ctx, s->n_batch, &s->memory, &err) != HEARTH_OK)
+    if (model_memory_for(m, 1, s->n_ctx, s->n_batch, kv_type, &s->memory, &err) != HEARTH_OK)
         snprintf(s->why, sizeof s->why, "%s", err.message);
     else
         s->known = true;
@@ -109,9 +112,9 @@ static void print_session_text(const session_summary *s)
         out_format_bytes(kv, sizeof kv, s->memory.kv_cache);
         out_format_bytes(rec, sizeof rec, s->memory.recurrent);
         out_format_bytes(scratch, sizeof scratch, s->memory.scratch);
-        printf("session memory:  %s at a context of %d (batches of %d): KV cache %s, recurrent state %s, "
+        printf("session memory:  %s at a context of %d (batches of %d): KV cache %s (%s), recurrent state %s, "
                "work space %s\n",
-               total, s->n_ctx, s->n_batch, kv, rec, scratch);
+               total, s->n_ctx, s->n_batch, kv, model_kv_type_name(s->kv_type), rec, scratch);
     }
     if (s->mtp_layers)
         printf("not run:         %" PRIu64 " multi-token prediction block%s (loaded; hearth does not draft with "
@@ -126,9 +129,10 @@ static void print_session_json(const session_summary *s)
         fputs("{\"supported\": false, \"reason\": ", stdout);
         out_json_string(stdout, s->why, strlen(s->why));
     } else {
-        printf("{\"supported\": true, \"context\": %d, \"batch\": %d, \"kv_cache_bytes\": %zu, "
+        printf("{\"supported\": true, \"context\": %d, \"batch\": %d, \"kv_type\": \"%s\", \"kv_cache_bytes\": %zu, "
                "\"recurrent_state_bytes\": %zu, \"work_space_bytes\": %zu",
-               s->n_ctx, s->n_batch, s->memory.kv_cache, s->memory.recurrent, s->memory.scratch);
+               s->n_ctx, s->n_batch, model_kv_type_name(s->kv_type), s->memory.kv_cache, s->memory.recurrent,
+               s->memory.scratch);
     }
     printf(", \"mtp_layers_not_run\": %" PRIu64 "}", s->mtp_layers);
 }
@@ -455,8 +459,14 @@ int cli_info(int argc, char **argv)
     const char *path = NULL;
     bool json = false, verbose = false, cpu = false;
     long n_ctx = 0;
+    hearth_kv_type kv_type = HEARTH_KV_F16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int kv_rc = cli_kv_type_option("info", info_usage, argc, argv, &i, &kv_type);
+        if (kv_rc > 0)
+            return kv_rc;
+        if (kv_rc == 0)
+            continue;
         if (strcmp(a, "--cpu") == 0) {
             cpu = true;
         } else if (strcmp(a, "--json") == 0) {
@@ -499,7 +509,7 @@ int cli_info(int argc, char **argv)
     model_summary s;
     summarise(f, &s);
     session_summary ss;
-    summarise_session(path, f, s.arch, (int32_t)n_ctx, &ss);
+    summarise_session(path, f, s.arch, (int32_t)n_ctx, kv_type, &ss);
     if (json)
         print_json(path, f, &s, &ss, verbose);
     else

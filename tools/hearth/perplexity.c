@@ -14,7 +14,7 @@
 #include <string.h>
 
 static const char perplexity_usage[] =
-    "usage: hearth perplexity [-m FILE] -f TEXT [-c CTX] [--chunks N] [-t THREADS]\n"
+    "usage: hearth perplexity [-m FILE] -f TEXT [-c CTX] [--chunks N] [-t THREADS] [--kv-type T]\n"
     "\n"
     "Prints the running perplexity after each chunk ([1]x,[2]y,...) and, last,\n"
     "'Final estimate: PPL = <value> +/- <error>', as llama-perplexity does.\n"
@@ -25,6 +25,7 @@ static const char perplexity_usage[] =
     "  -c, --ctx-size N    tokens per chunk (default 512); the text needs at least 2N\n"
     "  --chunks N          score only the first N chunks (default: all)\n"
     "  -t, --threads N     threads (default: physical cores)\n"
+    "  --kv-type f16|q8_0  KV cache format (default f16)\n"
     "  -h, --help          show this help\n";
 
 #define usage_error(...) cli_usage_error("perplexity", perplexity_usage, __VA_ARGS__)
@@ -50,9 +51,15 @@ int cli_perplexity(int argc, char **argv)
 {
     const char *model_path = NULL, *file = NULL;
     long n_ctx = 512, max_chunks = -1, n_threads = 0;
+    hearth_kv_type kv_type = HEARTH_KV_F16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has_value = i + 1 < argc;
+        int kv_rc = cli_kv_type_option("perplexity", perplexity_usage, argc, argv, &i, &kv_type);
+        if (kv_rc > 0)
+            return kv_rc;
+        if (kv_rc == 0)
+            continue;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(perplexity_usage, stdout);
             return CLI_EXIT_OK;
@@ -100,8 +107,9 @@ int cli_perplexity(int argc, char **argv)
     }
     if (model_load(model_path, &m, &err) != HEARTH_OK ||
         threadpool_create(n_threads ? (int)n_threads : threadpool_default_threads(), &pool, &err) != HEARTH_OK ||
-        session_create(m, pool, &(session_params){.n_ctx = (int32_t)n_ctx, .n_batch = (int32_t)n_ctx}, &s, &err) !=
-            HEARTH_OK) {
+        session_create(m, pool,
+                       &(session_params){.n_ctx = (int32_t)n_ctx, .n_batch = (int32_t)n_ctx, .kv_type = kv_type}, &s,
+                       &err) != HEARTH_OK) {
         fprintf(stderr, "hearth perplexity: %s\n", err.message);
         goto done;
     }

@@ -26,6 +26,7 @@ static const char run_usage[] =
     "  -c, --ctx-size N         context size in tokens (default: the model's, at\n"
     "                           most 4096)\n"
     "  -t, --threads N          threads (default: physical cores)\n"
+    CLI_KV_TYPE_USAGE
     CLI_SAMPLER_USAGE
     "  --stop TEXT              stop when TEXT is generated (repeatable, up to 8)\n"
     "  --context-shift          when the context fills, drop the older half and go on\n"
@@ -129,7 +130,8 @@ int cli_run(int argc, char **argv)
     double t_load = clock_seconds();
     if (model_load(model_path, &m, &err) != HEARTH_OK ||
         threadpool_create(gen.n_threads ? (int)gen.n_threads : threadpool_default_threads(), &pool, &err) != HEARTH_OK ||
-        session_create(m, pool, &(session_params){.n_ctx = (int32_t)gen.n_ctx}, &s, &err) != HEARTH_OK ||
+        session_create(m, pool, &(session_params){.n_ctx = (int32_t)gen.n_ctx, .kv_type = gen.kv_type}, &s,
+                       &err) != HEARTH_OK ||
         sampler_create(&sp, model_n_vocab(m), &smp, &err) != HEARTH_OK) {
         fprintf(stderr, "hearth run: %s\n", err.message);
         goto done;

@@ -29,6 +29,7 @@ static const char serve_usage[] =
     "  --prefill-chunk N        prompt tokens per pass while others generate (default 128)\n"
     "  --queue N                requests that may wait for a slot (default 4 per slot)\n"
     "  -t, --threads N          threads (default: the cores)\n"
+    CLI_KV_TYPE_USAGE
     "  --template FILE          chat template (Jinja2) instead of the model's\n"
     "  --alias NAME             the model's name in the API (default: the file's name)\n"
     "  --timeout S              close connections idle for S seconds (default 60)\n"
@@ -151,7 +152,7 @@ int cli_serve(int argc, char **argv)
         goto done;
     sched_params params = {
         .n_slots = (int32_t)n_parallel, .n_ctx = n_ctx, .n_batch = (int32_t)n_batch,
-        .prefill_chunk = (int32_t)prefill_chunk, .max_queued = (int32_t)queue,
+        .prefill_chunk = (int32_t)prefill_chunk, .max_queued = (int32_t)queue, .kv_type = gen.kv_type,
     };
     if (sched_create(m, pool, &params, &sch, &err) != HEARTH_OK) {
         fprintf(stderr, "hearth serve: %s\n", err.message);

@@ -80,6 +80,24 @@ void ops_attention_rescale_half_avx2(float *acc, float c, int32_t n)
         acc[d] = round_half1(acc[d] * c);
 }
 
+/* Eight int8 of a Q8_0 block times its scale: exact in f32. */
+static inline __m256 load_q8x8(const int8_t *q, __m256 scale)
+{
+    __m256i wide = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(wide), scale);
+}
+
+/* One fused multiply-add per value, as accumulate_q8_ref: the same bits. */
+void ops_attention_accumulate_q8_avx2(float *acc, const block_q8_0 *v, float p, int32_t n)
+{
+    __m256 vp = _mm256_set1_ps(p);
+    for (int32_t b = 0; b < n / QK8_0; b++, acc += QK8_0) {
+        __m256 scale = _mm256_set1_ps(_cvtsh_ss(v[b].d));
+        for (int i = 0; i < QK8_0; i += 8)
+            _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(load_q8x8(v[b].qs + i, scale), vp, _mm256_loadu_ps(acc + i)));
+    }
+}
+
 /* ---- tile kernels ---- */
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -136,6 +154,48 @@ static void widen_values_avx2(float *values, const uint16_t *v, int64_t v_stride
     for (int32_t j = 0; j < block; j++)
         for (int32_t d = 0; d < dim; d += 8)
             _mm256_storeu_ps(values + j * dim + d, j < n_keys ? load_half8(v + j * v_stride + d) : _mm256_setzero_ps());
+}
+
+void ops_attention_widen_keys_q8_avx2(float *keys_t, const block_q8_0 *k, int64_t k_stride, int32_t n_keys,
+                                      int32_t block, int32_t dim)
+{
+    for (int32_t j0 = 0; j0 < block; j0 += 8) {
+        for (int32_t d0 = 0; d0 < dim; d0 += 8) {
+            __m256 rows[8];
+            UNROLL
+            for (int j = 0; j < 8; j++) {
+                if (j0 + j < n_keys) {
+                    const block_q8_0 *b = k + (j0 + j) * k_stride + d0 / QK8_0;
+                    rows[j] = load_q8x8(b->qs + d0 % QK8_0, _mm256_set1_ps(_cvtsh_ss(b->d)));
+                } else {
+                    rows[j] = _mm256_setzero_ps();
+                }
+            }
+            transpose8(rows);
+            UNROLL
+            for (int d = 0; d < 8; d++)
+                _mm256_storeu_ps(keys_t + (d0 + d) * block + j0, rows[d]);
+        }
+    }
+}
+
+void ops_attention_widen_values_q8_avx2(float *values, const block_q8_0 *v, int64_t v_stride, int32_t n_keys,
+                                        int32_t block, int32_t dim)
+{
+    for (int32_t j = 0; j < block; j++) {
+        for (int32_t b = 0; b < dim / QK8_0; b++) {
+            float *out = values + j * dim + b * QK8_0;
+            if (j >= n_keys) {
+                for (int i = 0; i < QK8_0; i += 8)
+                    _mm256_storeu_ps(out + i, _mm256_setzero_ps());
+                continue;
+            }
+            const block_q8_0 *blk = v + j * v_stride + b;
+            __m256 scale = _mm256_set1_ps(_cvtsh_ss(blk->d));
+            for (int i = 0; i < QK8_0; i += 8)
+                _mm256_storeu_ps(out + i, load_q8x8(blk->qs + i, scale));
+        }
+    }
 }
 
 /* 4 query rows x 16 keys in 8 accumulators; rows past n_rows repeat the
@@ -267,6 +327,8 @@ static void accumulate_block_avx2(float *const *acc, const float *correction, co
 const attention_tile_kernels ops_attention_tile_kernels_avx2 = {
     .widen_keys = widen_keys_avx2,
     .widen_values = widen_values_avx2,
+    .widen_keys_q8 = ops_attention_widen_keys_q8_avx2,
+    .widen_values_q8 = ops_attention_widen_values_q8_avx2,
     .scores = scores_avx2,
     .max = max_avx2,
     .exp_sum = exp_sum_avx2,
@@ -279,6 +341,7 @@ const attention_row_kernels ops_attention_kernels_avx2 = {
     .accumulate = ops_attention_accumulate_avx2,
     .accumulate_half = ops_attention_accumulate_half_avx2,
     .rescale_half = ops_attention_rescale_half_avx2,
+    .accumulate_q8 = ops_attention_accumulate_q8_avx2,
 };
 
 #endif

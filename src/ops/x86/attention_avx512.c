@@ -247,6 +247,8 @@ static void accumulate_block_avx512(float *const *acc, const float *correction, 
 const attention_tile_kernels ops_attention_tile_kernels_avx512 = {
     .widen_keys = widen_keys_avx512,
     .widen_values = widen_values_avx512,
+    .widen_keys_q8 = ops_attention_widen_keys_q8_avx2,
+    .widen_values_q8 = ops_attention_widen_values_q8_avx2,
     .scores = scores_avx512,
     .max = max_avx512,
     .exp_sum = exp_sum_avx512,
@@ -259,6 +261,7 @@ const attention_row_kernels ops_attention_kernels_avx512 = {
     .accumulate = ops_attention_accumulate_avx2,
     .accumulate_half = ops_attention_accumulate_half_avx2,
     .rescale_half = ops_attention_rescale_half_avx2,
+    .accumulate_q8 = ops_attention_accumulate_q8_avx2,
 };
 
 #endif
