@@ -20,4 +20,8 @@ bool paths_models_dir(char *buf, size_t cap);
  * HEARTH_DEFAULT_MODEL_FILE (which scripts/setup.sh puts there). */
 bool paths_default_model(char *buf, size_t cap);
 
+/* mkdir -p: the cache dir's parents may not exist yet ($XDG_CACHE_HOME
+ * itself, on a fresh account). False when path is not a directory after. */
+bool paths_make_dirs(const char *path);
+
 #endif

@@ -101,6 +101,8 @@ void gguf_close(gguf_file *file);
 uint32_t gguf_version(const gguf_file *file);
 uint64_t gguf_file_size(const gguf_file *file);
 uint64_t gguf_data_offset(const gguf_file *file);
+/* The file's first gguf_data_offset bytes: header, metadata and tensor table. */
+const void *gguf_header_bytes(const gguf_file *file);
 uint32_t gguf_alignment(const gguf_file *file);
 
 int64_t gguf_kv_count(const gguf_file *file);

@@ -587,6 +587,7 @@ void gguf_close(gguf_file *f)
 uint32_t gguf_version(const gguf_file *f) { return f->version; }
 uint64_t gguf_file_size(const gguf_file *f) { return f->size; }
 uint64_t gguf_data_offset(const gguf_file *f) { return f->data_offset; }
+const void *gguf_header_bytes(const gguf_file *f) { return f->base; }
 uint32_t gguf_alignment(const gguf_file *f) { return f->alignment; }
 int64_t gguf_kv_count(const gguf_file *f) { return (int64_t)f->n_kv; }
 int64_t gguf_tensor_count(const gguf_file *f) { return (int64_t)f->n_tensors; }

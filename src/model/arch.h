@@ -6,6 +6,15 @@
 #include "ops/matmul.h"
 #include "ops/ops.h"
 
+/* Where a state keeps one kind of a sequence's past: a KV cache layer (a
+ * row per position) or a recurrent layer's state (one row per sequence).
+ * Sequence q's row r is at base + q * seq_stride + r * row_bytes. */
+typedef struct model_state_part {
+    char *base;
+    size_t row_bytes, seq_stride;
+    bool recurrent;
+} model_state_part;
+
 typedef struct model_arch {
     const char *name; /* general.architecture */
     /* Reads hparams and binds tensors; returns the arch's private weights. */
@@ -39,6 +48,9 @@ typedef struct model_arch {
     /* state_create_multi takes a KV cache type other than f16; without
      * this, model.c refuses one. */
     bool quantized_kv;
+    /* The parts of a state that hold its sequences' past (model_state_part),
+     * in a fixed order: writes at most max, returns how many there are. */
+    int32_t (*state_parts)(const void *weights, void *state, model_state_part *parts, int32_t max);
 } model_arch;
 
 extern const model_arch model_arch_gemma3;

@@ -25,6 +25,22 @@ void decoder_state_free(void *p)
     free(s);
 }
 
+int32_t decoder_state_parts(const void *weights, void *state, model_state_part *parts, int32_t max)
+{
+    (void)weights;
+    decoder_state *s = state;
+    const int32_t n = 2 * (int32_t)s->n_layers;
+    for (int32_t i = 0; i < n && i < max; i++) {
+        const bool keys = i % 2 == 0;
+        const size_t layer = (size_t)(i / 2), row = keys ? s->k_row_bytes : s->v_row_bytes;
+        char *cache = keys ? s->k_cache : s->v_cache;
+        parts[i] = (model_state_part){.base = cache + layer * (keys ? s->k_layer_bytes : s->v_layer_bytes),
+                                      .row_bytes = row,
+                                      .seq_stride = (size_t)s->n_ctx * row};
+    }
+    return n;
+}
+
 typedef struct scratch_need {
     int32_t n_batch;
     size_t bytes;
@@ -71,6 +87,7 @@ hearth_status decoder_state_create_multi(const decoder_dims *dims, decoder_matri
     s->n_ctx = n_ctx;
     s->n_batch = n_batch;
     s->kv_type = kv_type;
+    s->n_layers = dims->n_layers;
     s->k_dim = dims->k_dim;
     s->v_dim = dims->v_dim;
     s->k_row_bytes = kv_row_bytes(kv_type, dims->k_dim);

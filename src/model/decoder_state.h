@@ -34,6 +34,7 @@ typedef struct decoder_state {
     /* Per layer n_seq x n_ctx rows of k_dim / v_dim values, f16 or Q8_0
      * (decoder_state_store_kv writes them, decoder_state_kv_args reads). */
     ops_kv_type kv_type;
+    uint32_t n_layers;
     void *k_cache, *v_cache;
     int64_t k_dim, v_dim;
     size_t k_row_bytes, v_row_bytes, k_layer_bytes, v_layer_bytes;
@@ -75,6 +76,8 @@ hearth_status decoder_state_create(const decoder_dims *dims, decoder_matrix_walk
                                    const void *weights, int32_t n_ctx, int32_t n_batch, decoder_state **out,
                                    model_memory *memory, hearth_error *err);
 void decoder_state_free(void *state);
+/* model_arch.state_parts: every layer's keys, then its values. */
+int32_t decoder_state_parts(const void *weights, void *state, model_state_part *parts, int32_t max);
 
 /* Plans model_forward's pass: n tokens of sequence 0 at pos0.., logits from
  * first_output on. */

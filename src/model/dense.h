@@ -55,7 +55,7 @@ void dense_for_each_matrix(void *weights, void (*visit)(ops_matrix *m, void *ctx
         .name = (arch_name), .load = (load_fn), .free_weights = dense_free_weights,                   \
         .state_create = dense_state_create, .state_free = decoder_state_free, .forward = dense_forward, \
         .state_create_multi = dense_state_create_multi, .forward_batch = dense_forward_batch,          \
-        .quantized_kv = true,                                                                         \
+        .quantized_kv = true, .state_parts = decoder_state_parts,                                     \
         .n_ctx_train = dense_n_ctx_train, .for_each_matrix = dense_for_each_matrix,                   \
     }
 

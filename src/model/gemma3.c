@@ -350,6 +350,7 @@ const model_arch model_arch_gemma3 = {
     .forward = gemma3_forward,
     .state_create_multi = gemma3_state_create_multi,
     .quantized_kv = true,
+    .state_parts = decoder_state_parts,
     .forward_batch = gemma3_forward_batch,
     .n_ctx_train = gemma3_n_ctx_train,
     .for_each_matrix = gemma3_for_each_matrix,

@@ -469,6 +469,27 @@ static void gemma4_state_free(void *p)
     free(s);
 }
 
+/* The keys, then the values, of every layer with a cache of its own (the
+ * layers that share an earlier one's have nothing to keep). */
+static int32_t gemma4_state_parts(const void *p, void *state, model_state_part *parts, int32_t max)
+{
+    const gemma4 *g = p;
+    gemma4_state *s = state;
+    int32_t n = 0;
+    for (uint32_t il = 0; il < g->n_layers; il++) {
+        const gemma4_layer *l = &g->layers[il];
+        if (!l->has_kv)
+            continue;
+        const size_t row = (size_t)l->n_kv_heads * (size_t)l->head_dim * sizeof(uint16_t);
+        for (int kv = 0; kv < 2; kv++, n++)
+            if (n < max)
+                parts[n] = (model_state_part){.base = (char *)(kv ? s->v_cache[il] : s->k_cache[il]),
+                                              .row_bytes = row,
+                                              .seq_stride = (size_t)s->n_ctx * row};
+    }
+    return n;
+}
+
 static hearth_status gemma4_state_create(const void *p, int32_t n_ctx, int32_t n_batch, void **out, model_memory *memory,
                                          hearth_error *err)
 {
@@ -801,6 +822,7 @@ const model_arch model_arch_gemma4 = {
     .free_weights = gemma4_free_weights,
     .state_create = gemma4_state_create,
     .state_free = gemma4_state_free,
+    .state_parts = gemma4_state_parts,
     .forward = gemma4_forward,
     .n_ctx_train = gemma4_n_ctx_train,
     .for_each_matrix = gemma4_for_each_matrix,

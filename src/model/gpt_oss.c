@@ -392,6 +392,7 @@ const model_arch model_arch_gpt_oss = {
     .free_weights = gpt_oss_free_weights,
     .state_create = gpt_oss_state_create,
     .state_free = decoder_state_free,
+    .state_parts = decoder_state_parts,
     .forward = gpt_oss_forward,
     .n_ctx_train = gpt_oss_n_ctx_train,
     .for_each_matrix = gpt_oss_for_each_matrix,

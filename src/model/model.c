@@ -3,6 +3,7 @@
 
 #include "base/clock.h"
 #include "base/error.h"
+#include "base/hash.h"
 #include "ops/dot.h"
 #include "ops/moe.h"
 #include "ops/packed.h"
@@ -470,6 +471,92 @@ int32_t model_state_seq_resume_point(const model_state *s, int32_t seq, int32_t 
 int32_t model_state_resume_point(const model_state *s, int32_t pos)
 {
     return model_state_seq_resume_point(s, 0, pos);
+}
+
+/* ---- a sequence's past ---- */
+
+/* Two per layer (keys, values) for a few hundred layers. */
+enum { MAX_STATE_PARTS = 512 };
+
+/* The parts holding sequence seq and its index within them (the fallback
+ * keeps one state per sequence). */
+static int32_t parts_of(const model_state *s, int32_t seq, model_state_part *parts, size_t *seq_offset_index)
+{
+    const model_arch *a = s->model->arch;
+    const bool shared = s->n_impl == 1;
+    int32_t n = a->state_parts ? a->state_parts(s->model->weights, s->impl[shared ? 0 : seq], parts, MAX_STATE_PARTS)
+                               : 0;
+    *seq_offset_index = shared ? (size_t)seq : 0;
+    return n < MAX_STATE_PARTS ? n : MAX_STATE_PARTS;
+}
+
+model_past_layout model_state_past_layout(const model_state *s)
+{
+    model_state_part parts[MAX_STATE_PARTS];
+    model_past_layout layout = {0};
+    size_t q;
+    int32_t n = parts_of(s, 0, parts, &q);
+    uint64_t shape[2 * MAX_STATE_PARTS + 1];
+    shape[0] = (uint64_t)n;
+    for (int32_t i = 0; i < n; i++) {
+        if (parts[i].recurrent)
+            layout.recurrent_bytes += parts[i].row_bytes;
+        else
+            layout.position_bytes += parts[i].row_bytes;
+        shape[1 + 2 * i] = parts[i].row_bytes;
+        shape[2 + 2 * i] = parts[i].recurrent;
+    }
+    layout.id = hash_words(shape, (size_t)(1 + 2 * n) * sizeof shape[0], 0x6c61796f7574ull);
+    return layout;
+}
+
+/* Copies between buf and the parts' rows of (seq, [pos, pos + n)), or
+ * their recurrent rows when recurrent. */
+static void copy_past(const model_state *s, int32_t seq, int32_t pos, int32_t n, bool recurrent, char *buf, bool save)
+{
+    model_state_part parts[MAX_STATE_PARTS];
+    size_t q;
+    int32_t count = parts_of(s, seq, parts, &q);
+    for (int32_t i = 0; i < count; i++) {
+        if (parts[i].recurrent != recurrent)
+            continue;
+        char *rows = parts[i].base + q * parts[i].seq_stride + (recurrent ? 0 : (size_t)pos * parts[i].row_bytes);
+        size_t bytes = parts[i].row_bytes * (recurrent ? 1 : (size_t)n);
+        if (save)
+            memcpy(buf, rows, bytes);
+        else
+            memcpy(rows, buf, bytes);
+        buf += bytes;
+    }
+}
+
+void model_state_save_span(const model_state *s, int32_t seq, int32_t pos, int32_t n, void *buf)
+{
+    copy_past(s, seq, pos, n, false, buf, true);
+}
+
+void model_state_load_span(model_state *s, int32_t seq, int32_t pos, int32_t n, const void *buf)
+{
+    copy_past(s, seq, pos, n, false, (char *)buf, false);
+    if (!s->model->arch->recurrent)
+        s->n_evaluated[seq] = pos + n;
+}
+
+void model_state_save_recurrent(const model_state *s, int32_t seq, void *buf)
+{
+    copy_past(s, seq, 0, 0, true, buf, true);
+}
+
+void model_state_load_recurrent(model_state *s, int32_t seq, int32_t pos, const void *buf)
+{
+    copy_past(s, seq, 0, 0, true, (char *)buf, false);
+    s->n_evaluated[seq] = pos;
+}
+
+uint64_t model_identity(const model *m)
+{
+    uint64_t size = gguf_file_size(m->file);
+    return hash_words(gguf_header_bytes(m->file), (size_t)gguf_data_offset(m->file), size);
 }
 
 /* The checks every pass makes on one sequence's run of n tokens from pos0. */

@@ -108,6 +108,31 @@ int32_t model_state_n_seq(const model_state *s);
 /* model_state_resume_point for sequence seq. */
 int32_t model_state_seq_resume_point(const model_state *s, int32_t seq, int32_t pos);
 
+/* ---- a sequence's past, saved and restored (runtime's prefix cache) ---- */
+
+/* What a state keeps of a sequence's past: bytes per position (every KV
+ * cache layer's row) and per sequence (recurrent layers' state, 0 when
+ * there are none), and a hash of the parts' shapes: a span saved from a
+ * state of another layout (another model, KV type) does not fit. */
+typedef struct model_past_layout {
+    size_t position_bytes, recurrent_bytes;
+    uint64_t id;
+} model_past_layout;
+model_past_layout model_state_past_layout(const model_state *s);
+/* The KV cache rows of positions [pos, pos + n) of sequence seq, to or from
+ * n x position_bytes at buf (each part's n rows in turn). Loading makes the
+ * positions count as evaluated for a model without recurrent layers; with
+ * them, model_state_load_recurrent sets where the sequence stands. */
+void model_state_save_span(const model_state *s, int32_t seq, int32_t pos, int32_t n, void *buf);
+void model_state_load_span(model_state *s, int32_t seq, int32_t pos, int32_t n, const void *buf);
+/* Sequence seq's recurrent state (recurrent_bytes) as it stands; loading
+ * one taken at position pos makes the sequence go on from pos. */
+void model_state_save_recurrent(const model_state *s, int32_t seq, void *buf);
+void model_state_load_recurrent(model_state *s, int32_t seq, int32_t pos, const void *buf);
+/* The model file's identity: a hash of its size and everything before the
+ * tensor data (header, metadata, tensor table). */
+uint64_t model_identity(const model *m);
+
 /* One forward pass over tokens of several sequences. Each sequence present
  * holds one run of consecutive batch entries at consecutive positions (the
  * rules of model_forward's pos0 apply to its first); the entries whose

@@ -511,6 +511,32 @@ static hearth_status qwen35_state_create(const void *p, int32_t n_ctx, int32_t n
     return HEARTH_OK;
 }
 
+/* Every attention layer's keys, then its values; then the DeltaNet layers'
+ * convolution and delta-rule states, each as one row of all layers'. */
+static int32_t qwen35_state_parts(const void *p, void *state, model_state_part *parts, int32_t max)
+{
+    const qwen35 *m = p;
+    qwen35_state *s = state;
+    const size_t kv_row = (size_t)m->n_kv_heads * m->head_dim * sizeof(uint16_t);
+    int32_t n = 0;
+    for (uint32_t il = 0; il < m->n_attn_layers; il++) {
+        for (int kv = 0; kv < 2; kv++, n++)
+            if (n < max)
+                parts[n] = (model_state_part){
+                    .base = (char *)(kv ? s->v_cache : s->k_cache) + il * s->kv_layer * sizeof(uint16_t),
+                    .row_bytes = kv_row,
+                    .seq_stride = (size_t)s->n_ctx * kv_row};
+    }
+    const size_t conv = m->n_recurrent_layers * s->conv_layer * sizeof(float);
+    const size_t ssm = m->n_recurrent_layers * s->ssm_layer * sizeof(float);
+    if (n < max)
+        parts[n] = (model_state_part){.base = (char *)s->conv_state, .row_bytes = conv, .seq_stride = conv, .recurrent = true};
+    n++;
+    if (n < max)
+        parts[n] = (model_state_part){.base = (char *)s->ssm_state, .row_bytes = ssm, .seq_stride = ssm, .recurrent = true};
+    return n + 1;
+}
+
 /* ---- the forward pass ---- */
 
 typedef struct qwen35_step {
@@ -804,6 +830,7 @@ static void qwen35_forward(const void *p, void *state, threadpool *pool, const i
         .name = arch_name, .load = load_fn, .free_weights = qwen35_free_weights,                              \
         .state_create = qwen35_state_create, .state_free = qwen35_state_free, .forward = qwen35_forward,      \
         .n_ctx_train = qwen35_n_ctx_train, .for_each_matrix = qwen35_for_each_matrix, .recurrent = true,      \
+        .state_parts = qwen35_state_parts,                                                                     \
     }
 const model_arch model_arch_qwen35 = QWEN35_ARCH("qwen35", qwen35_load);
 const model_arch model_arch_qwen35moe = QWEN35_ARCH("qwen35moe", qwen35moe_load);

@@ -62,6 +62,7 @@ hearth_status generate_run(session *s, sampler *smp, const vocab *v, const int32
     double t0 = clock_seconds();
     st = session_eval(s, prompt, n_prompt, err);
     stats->prompt_seconds = clock_seconds() - t0;
+    stats->n_restored = session_last_restored(s);
     for (int32_t i = 0; i < n_prompt; i++)
         sampler_accept(smp, prompt[i]);
 

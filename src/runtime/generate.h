@@ -32,6 +32,7 @@ typedef enum generate_finish {
 
 typedef struct generate_stats {
     int32_t n_prompt, n_generated;
+    int32_t n_restored; /* of n_prompt, restored from the prefix cache */
     double prompt_seconds, generate_seconds; /* wall clock of each phase */
     generate_finish finish;
 } generate_stats;

@@ -12,6 +12,8 @@ struct session {
     int32_t n_ctx, n_batch, n_past;
     float *logits; /* the last token's */
     int32_t *tokens; /* the n_past tokens the state holds, in order */
+    prefix_cache *cache;
+    int32_t last_restored;
 };
 
 hearth_status session_create(const model *m, threadpool *pool, const session_params *params, session **out,
@@ -40,6 +42,11 @@ hearth_status session_create(const model *m, threadpool *pool, const session_par
         free(s);
         return st;
     }
+    if (params && params->prefix_cache &&
+        (st = prefix_cache_create(m, s->state, params->prefix_cache, &s->cache, err)) != HEARTH_OK) {
+        session_free(s);
+        return st;
+    }
     s->model = m;
     s->pool = pool;
     s->n_ctx = n_ctx;
@@ -52,6 +59,7 @@ void session_free(session *s)
 {
     if (!s)
         return;
+    prefix_cache_free(s->cache);
     model_state_free(s->state);
     free(s->logits);
     free(s->tokens);
@@ -76,6 +84,8 @@ int32_t session_keep_common_prefix(session *s, const int32_t *tokens, int32_t n)
     return keep;
 }
 const float *session_logits(const session *s) { return s->logits; }
+int32_t session_last_restored(const session *s) { return s->last_restored; }
+const prefix_cache *session_prefix_cache(const session *s) { return s->cache; }
 const int32_t *session_tokens(const session *s) { return s->tokens; }
 
 static hearth_status check_room(const session *s, int32_t n, hearth_error *err)
@@ -97,6 +107,12 @@ hearth_status session_eval_all_logits(session *s, const int32_t *tokens, int32_t
     size_t n_vocab = (size_t)model_n_vocab(s->model);
     for (int32_t done = 0; st == HEARTH_OK && done < n;) {
         int32_t count = n - done < s->n_batch ? n - done : s->n_batch;
+        /* A recurrent state is kept only where a batch ends. */
+        if (s->cache) {
+            int32_t end = prefix_cache_batch_end(s->cache, s->n_past, s->n_past + n - done);
+            if (end - s->n_past < count)
+                count = end - s->n_past;
+        }
         int32_t first = first_output > done ? first_output - done : 0;
         if (first > count)
             first = count;
@@ -106,6 +122,8 @@ hearth_status session_eval_all_logits(session *s, const int32_t *tokens, int32_t
         st = model_forward(s->model, s->state, s->pool, tokens + done, count, s->n_past, first, rows, err);
         if (st == HEARTH_OK) {
             memcpy(s->tokens + s->n_past, tokens + done, (size_t)count * sizeof *tokens);
+            if (s->cache)
+                prefix_cache_store(s->cache, s->state, 0, s->tokens, s->n_past, s->n_past + count);
             s->n_past += count;
             done += count;
         }
@@ -115,6 +133,15 @@ hearth_status session_eval_all_logits(session *s, const int32_t *tokens, int32_t
 
 hearth_status session_eval(session *s, const int32_t *tokens, int32_t n, hearth_error *err)
 {
+    s->last_restored = 0;
+    if (s->cache && n > 1 && check_room(s, n, err) == HEARTH_OK) {
+        memcpy(s->tokens + s->n_past, tokens, (size_t)n * sizeof *tokens);
+        int32_t held = prefix_cache_restore(s->cache, s->state, 0, s->tokens, s->n_past + n, s->n_past);
+        s->last_restored = held - s->n_past;
+        tokens += s->last_restored;
+        n -= s->last_restored;
+        s->n_past = held;
+    }
     /* The last token's logits: the one row of all_logits with first_output n - 1. */
     return session_eval_all_logits(s, tokens, n, n > 0 ? n - 1 : 0, s->logits, err);
 }

@@ -50,12 +50,14 @@ typedef struct slot {
     utf8_stream utf8;
     double t_start, t_first;
     uint64_t last_used;
+    bool restore_pending; /* assigned a job whose prompt the prefix cache may hold more of */
 } slot;
 
 struct sched {
     const model *model;
     threadpool *pool;
     model_state *state;
+    prefix_cache *cache; /* NULL: none; the scheduler thread's alone */
     const vocab *vocab;
     int32_t n_vocab, n_ctx, n_batch, prefill_chunk, max_queued;
     int32_t n_slots;
@@ -197,6 +199,7 @@ static void assign(sched *s, sched_job *j)
     best->t_start = clock_seconds();
     best->t_first = 0;
     best->last_used = ++s->clock;
+    best->restore_pending = s->cache != NULL;
     utf8_stream_init(&best->utf8);
     j->pending.n_prompt = j->n_prompt;
     j->pending.n_cached = best_keep;
@@ -347,6 +350,13 @@ static int32_t build_batch(sched *s, int32_t *n_outputs)
         int32_t count = left < room ? left : room;
         if (count > chunk_cap)
             count = chunk_cap;
+        /* A recurrent state is kept by the prefix cache only where a pass
+         * leaves it. */
+        if (s->cache) {
+            int32_t end = prefix_cache_batch_end(s->cache, oldest->n_past, oldest->n_past + left);
+            if (end - oldest->n_past < count)
+                count = end - oldest->n_past;
+        }
         for (int32_t k = 0; k < count; k++) {
             s->b_tokens[n + k] = oldest->job->prompt[oldest->n_prompt_done + k];
             s->b_seq[n + k] = oldest->seq;
@@ -379,6 +389,55 @@ static void advance_slots(sched *s, int32_t n)
         sl->n_past += run;
         if (sl->phase == SLOT_PREFILL)
             sl->n_prompt_done += run;
+        k += run;
+    }
+}
+
+/* Under the lock, in the scheduler thread: restores what the prefix cache
+ * holds of newly assigned prompts, letting the lock go meanwhile. The slots
+ * taken are this thread's: a prefilling slot is not assigned again, and a
+ * release is seen at the next admit. Returns whether there were any. */
+static bool restore_prefixes(sched *s)
+{
+    slot *todo[MODEL_MAX_SEQUENCES];
+    int32_t n = 0, gained[MODEL_MAX_SEQUENCES];
+    for (int32_t i = 0; i < s->n_slots; i++) {
+        if (s->slots[i].restore_pending) {
+            s->slots[i].restore_pending = false;
+            todo[n++] = &s->slots[i];
+        }
+    }
+    if (n == 0)
+        return false;
+    pthread_mutex_unlock(&s->lock);
+    for (int32_t k = 0; k < n; k++) {
+        slot *sl = todo[k];
+        const sched_job *j = sl->job;
+        int32_t held = prefix_cache_restore(s->cache, s->state, sl->seq, j->prompt, j->n_prompt, sl->n_past);
+        gained[k] = held - sl->n_past;
+        memcpy(sl->tokens + sl->n_past, j->prompt + sl->n_past, (size_t)gained[k] * sizeof *sl->tokens);
+        sl->n_past = sl->n_prompt_done = held;
+    }
+    pthread_mutex_lock(&s->lock);
+    for (int32_t k = 0; k < n; k++) {
+        todo[k]->job->pending.n_cached += gained[k];
+        s->metrics.cached_tokens += (uint64_t)gained[k];
+    }
+    return true;
+}
+
+/* Without the lock, after a pass: the prefix cache keeps the blocks the
+ * batch's runs completed. */
+static void store_prefixes(sched *s, int32_t n)
+{
+    for (int32_t k = 0; k < n;) {
+        int32_t run = 1;
+        while (k + run < n && s->b_seq[k + run] == s->b_seq[k])
+            run++;
+        for (int32_t i = 0; i < s->n_slots; i++)
+            if (s->slots[i].seq == s->b_seq[k])
+                prefix_cache_store(s->cache, s->state, s->b_seq[k], s->slots[i].tokens, s->b_pos[k],
+                                   s->b_pos[k + run - 1] + 1);
         k += run;
     }
 }
@@ -428,6 +487,9 @@ static void *run(void *p)
     pthread_mutex_lock(&s->lock);
     for (;;) {
         admit(s);
+        /* Jobs may come and go while the lock is let go: admit again. */
+        if (s->cache && !s->stopping && restore_prefixes(s))
+            continue;
         int32_t n_outputs, n = s->stopping ? 0 : build_batch(s, &n_outputs);
         if (s->stopping)
             break;
@@ -448,6 +510,8 @@ static void *run(void *p)
             pthread_mutex_lock(&s->lock);
             advance_slots(s, n);
             pthread_mutex_unlock(&s->lock);
+            if (s->cache)
+                store_prefixes(s, n);
             for (int32_t r = 0; r < n_outputs; r++)
                 sample(s, s->b_out_slot[r], s->logits + (size_t)r * (size_t)s->n_vocab);
         }
@@ -507,6 +571,8 @@ hearth_status sched_create(const model *m, threadpool *pool, const sched_params 
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->work, NULL);
     hearth_status st = model_state_create_kv(m, s->n_slots, s->n_ctx, s->n_batch, params->kv_type, &s->state, err);
+    if (st == HEARTH_OK && params->prefix_cache)
+        st = prefix_cache_create(m, s->state, params->prefix_cache, &s->cache, err);
     size_t nb = (size_t)s->n_batch;
     if (st == HEARTH_OK &&
         (!(s->slots = calloc((size_t)s->n_slots, sizeof *s->slots)) ||
@@ -557,6 +623,7 @@ void sched_free(sched *s)
     free(s->b_pos);
     free(s->b_output);
     free(s->b_out_slot);
+    prefix_cache_free(s->cache);
     model_state_free(s->state);
     pthread_cond_destroy(&s->work);
     pthread_mutex_destroy(&s->lock);

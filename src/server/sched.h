@@ -18,6 +18,7 @@
 #define HEARTH_SERVER_SCHED_H
 
 #include "model/model.h"
+#include "runtime/prefix_cache.h"
 #include "runtime/sampler.h"
 #include "runtime/stop.h"
 
@@ -33,6 +34,10 @@ typedef struct sched_params {
     int32_t prefill_chunk; /* prompt tokens per pass while other slots generate; 0: 128 */
     int32_t max_queued;    /* requests waiting for a slot at most; 0: 4 per slot */
     hearth_kv_type kv_type; /* the slots' KV cache; 0: f16 */
+    /* NULL: none. With one, a new request first restores the longest prefix
+     * of its prompt the cache holds (in the scheduler thread, before its
+     * first chunk), and every slot keeps there the blocks it evaluates. */
+    const prefix_cache_params *prefix_cache;
 } sched_params;
 
 typedef struct sched_request {

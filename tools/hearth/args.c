@@ -2,6 +2,7 @@
 
 #include "base/paths.h"
 #include "model/model.h"
+#include "runtime/prefix_cache.h"
 #include "text/template.h"
 
 #include <errno.h>
@@ -138,12 +139,85 @@ int cli_kv_type_option(const char *command, const char *usage, int argc, char **
     return CLI_EXIT_OK;
 }
 
+/* "4096", "512K", "64M", "8G" (powers of 1024), at most 2^50. */
+static bool parse_size(const char *v, long long *out)
+{
+    errno = 0;
+    char *end;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || n < 0 || v[0] == '-')
+        return false;
+    int shift = 0;
+    if (*end) {
+        const char *units = "KMGT", *u = strchr(units, *end >= 'a' ? *end - 32 : *end);
+        if (!u || !*u || (end[1] && strcmp(end + 1, "iB") != 0 && strcmp(end + 1, "B") != 0))
+            return false;
+        shift = 10 * (int)(u - units + 1);
+    }
+    if (n > (1LL << 50) >> shift)
+        return false;
+    *out = n << shift;
+    return true;
+}
+
+static int cache_option(const char *command, const char *usage, int argc, char **argv, int *i,
+                        cli_generation_options *o)
+{
+    const char *a = argv[*i];
+    if (strcmp(a, "--no-cache") == 0) {
+        o->no_cache = true;
+        return CLI_EXIT_OK;
+    }
+    bool dir = strcmp(a, "--cache-dir") == 0, disk = strcmp(a, "--cache-size") == 0;
+    bool ram = strcmp(a, "--cache-ram") == 0;
+    if (!dir && !disk && !ram)
+        return -1;
+    if (*i + 1 >= argc)
+        return cli_usage_error(command, usage, "%s needs a value", a);
+    const char *v = argv[++*i];
+    if (dir) {
+        if (!*v)
+            return cli_usage_error(command, usage, "--cache-dir: expected a directory");
+        o->cache_dir = v;
+    } else if (!parse_size(v, disk ? &o->cache_disk_bytes : &o->cache_ram_bytes)) {
+        return cli_usage_error(command, usage, "%s %s: expected a size such as 0, 512M or 8G", a, v);
+    } else if (disk) {
+        o->cache_disk_given = true;
+    } else {
+        o->cache_ram_given = true;
+    }
+    return CLI_EXIT_OK;
+}
+
+const prefix_cache_params *cli_prefix_cache_params(const cli_generation_options *o, size_t default_ram_bytes,
+                                                   prefix_cache_params *params, char *dir_buf, size_t dir_cap)
+{
+    if (o->no_cache)
+        return NULL;
+    *params = (prefix_cache_params){
+        .ram_bytes = o->cache_ram_given ? (size_t)o->cache_ram_bytes : default_ram_bytes,
+        .disk_bytes = o->cache_disk_given ? (size_t)o->cache_disk_bytes : (size_t)4 << 30,
+    };
+    char base[4096];
+    if (o->cache_dir && snprintf(dir_buf, dir_cap, "%s", o->cache_dir) < (int)dir_cap)
+        params->dir = dir_buf;
+    else if (!o->cache_dir && paths_cache_dir(base, sizeof base) &&
+             snprintf(dir_buf, dir_cap, "%s/prefix", base) < (int)dir_cap)
+        params->dir = dir_buf;
+    if (!params->dir)
+        params->disk_bytes = 0;
+    return params->ram_bytes || params->disk_bytes ? params : NULL;
+}
+
 int cli_generation_option(const char *command, const char *usage, int argc, char **argv, int *i,
                           cli_generation_options *o)
 {
     int kv_rc = cli_kv_type_option(command, usage, argc, argv, i, &o->kv_type);
     if (kv_rc >= 0)
         return kv_rc;
+    int cache_rc = cache_option(command, usage, argc, argv, i, o);
+    if (cache_rc >= 0)
+        return cache_rc;
     const char *a = argv[*i];
     bool predict = cli_is_option(a, "-n", "--n-predict"), ctx = cli_is_option(a, "-c", "--ctx-size");
     bool threads = cli_is_option(a, "-t", "--threads");

@@ -46,7 +46,7 @@ static const char chat_usage[] =
     "                           model ends its turn or the context is full)\n"
     "  -c, --ctx-size N         context size in tokens (default: the model's, at\n"
     "                           most 4096)\n"
-    "  -t, --threads N          threads (default: physical cores)\n" CLI_KV_TYPE_USAGE CLI_SAMPLER_USAGE
+    "  -t, --threads N          threads (default: physical cores)\n" CLI_KV_TYPE_USAGE CLI_PREFIX_CACHE_USAGE CLI_SAMPLER_USAGE
     "  -v, --verbose            after each reply, the tokens of the turn on stderr:\n"
     "                           the prompt, how many were already in the context,\n"
     "                           how many were evaluated, and the speeds\n"
@@ -404,9 +404,16 @@ int cli_chat(int argc, char **argv)
     model *m = NULL;
     threadpool *pool = NULL;
     chat c = {.n_predict = (int32_t)gen.n_predict, .verbose = verbose};
+    prefix_cache_params cache;
+    char cache_dir[4096];
     if (model_load(model_path, &m, &err) != HEARTH_OK ||
         threadpool_create(gen.n_threads ? (int)gen.n_threads : threadpool_default_threads(), &pool, &err) != HEARTH_OK ||
-        session_create(m, pool, &(session_params){.n_ctx = (int32_t)gen.n_ctx, .kv_type = gen.kv_type}, &c.s,
+        session_create(m, pool,
+                       &(session_params){.n_ctx = (int32_t)gen.n_ctx,
+                                         .kv_type = gen.kv_type,
+                                         .prefix_cache = cli_prefix_cache_params(&gen, (size_t)1 << 30, &cache,
+                                                                                 cache_dir, sizeof cache_dir)},
+                       &c.s,
                        &err) != HEARTH_OK ||
         sampler_create(&sp, model_n_vocab(m), &c.smp, &err) != HEARTH_OK) {
         fprintf(stderr, "hearth chat: %s\n", err.message);

@@ -56,14 +56,29 @@ int cli_sampler_option(const char *command, const char *usage, int argc, char **
 /* --kv-type f16|q8_0 (how the KV cache is stored), the same way. */
 #define CLI_KV_TYPE_USAGE "  --kv-type f16|q8_0       KV cache format (default f16; q8_0: about half the memory)\n"
 int cli_kv_type_option(const char *command, const char *usage, int argc, char **argv, int *i, hearth_kv_type *out);
+/* The prefix cache's options (runtime/prefix_cache.h). */
+#define CLI_PREFIX_CACHE_USAGE                                                                         \
+    "  --cache-dir DIR          prefix cache directory (default ~/.cache/hearth/prefix)\n"             \
+    "  --cache-size SIZE        the prefix cache's bound on disk, e.g. 512M or 8G (default 4G; 0: off)\n" \
+    "  --cache-ram SIZE         its bound in memory (default 1G, for run 0; 0: off)\n"                   \
+    "  --no-cache               no prefix cache: evaluate every prompt in full\n"
 /* -n (tokens to generate, -1: no limit), -c (context, 0: the model's), -t
- * (threads, 0: the default) and --kv-type, the same way. */
+ * (threads, 0: the default), --kv-type and the prefix cache's, the same way. */
 typedef struct cli_generation_options {
     long n_predict, n_ctx, n_threads;
     hearth_kv_type kv_type;
+    const char *cache_dir; /* NULL: the default */
+    long long cache_disk_bytes, cache_ram_bytes;
+    bool cache_disk_given, cache_ram_given, no_cache;
 } cli_generation_options;
 int cli_generation_option(const char *command, const char *usage, int argc, char **argv, int *i,
                           cli_generation_options *o);
+/* The prefix cache the options ask for, in *params (its dir in dir_buf), or
+ * NULL for none; default_ram_bytes when --cache-ram is not given. */
+struct prefix_cache_params;
+const struct prefix_cache_params *cli_prefix_cache_params(const cli_generation_options *o, size_t default_ram_bytes,
+                                                          struct prefix_cache_params *params, char *dir_buf,
+                                                          size_t dir_cap);
 
 /* The chat template of --template FILE when template_path is set, else the
  * model's tokenizer.chat_template, else the one its architecture implies

@@ -253,20 +253,6 @@ static bool cache_read(const char *path, machine_limits *m)
     return ok;
 }
 
-/* mkdir -p: the cache dir's parents may not exist yet ($XDG_CACHE_HOME
- * itself, on a fresh account). Failing is left to the fopen after it. */
-static void make_dirs(char *path)
-{
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        mkdir(path, 0755);
-        *p = '/';
-    }
-    mkdir(path, 0755);
-}
-
 /* Written whole to a temporary name and renamed over the old file, so a
  * reader never sees half of one; failing to write is only a missed cache. */
 static void cache_write(const char *path, const machine_limits *m)
@@ -274,7 +260,8 @@ static void cache_write(const char *path, const machine_limits *m)
     char dir[4096], tmp[4200];
     if (!paths_cache_dir(dir, sizeof dir))
         return;
-    make_dirs(dir);
+    /* Failing is left to the fopen after it. */
+    paths_make_dirs(dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f)

@@ -27,6 +27,7 @@ static const char run_usage[] =
     "                           most 4096)\n"
     "  -t, --threads N          threads (default: physical cores)\n"
     CLI_KV_TYPE_USAGE
+    CLI_PREFIX_CACHE_USAGE
     CLI_SAMPLER_USAGE
     "  --stop TEXT              stop when TEXT is generated (repeatable, up to 8)\n"
     "  --context-shift          when the context fills, drop the older half and go on\n"
@@ -127,10 +128,17 @@ int cli_run(int argc, char **argv)
         len = strlen(prompt);
     }
 
+    prefix_cache_params cache;
+    char cache_dir[4096];
     double t_load = clock_seconds();
     if (model_load(model_path, &m, &err) != HEARTH_OK ||
         threadpool_create(gen.n_threads ? (int)gen.n_threads : threadpool_default_threads(), &pool, &err) != HEARTH_OK ||
-        session_create(m, pool, &(session_params){.n_ctx = (int32_t)gen.n_ctx, .kv_type = gen.kv_type}, &s,
+        session_create(m, pool,
+                       &(session_params){.n_ctx = (int32_t)gen.n_ctx,
+                                         .kv_type = gen.kv_type,
+                                         .prefix_cache = cli_prefix_cache_params(&gen, 0, &cache, cache_dir,
+                                                                                 sizeof cache_dir)},
+                       &s,
                        &err) != HEARTH_OK ||
         sampler_create(&sp, model_n_vocab(m), &smp, &err) != HEARTH_OK) {
         fprintf(stderr, "hearth run: %s\n", err.message);
@@ -177,9 +185,12 @@ int cli_run(int argc, char **argv)
     model_repack_stats repack = model_repack(m);
     fprintf(stderr, "hearth: load time     = %10.2f ms (of which repacking %d matrices, %.1f MiB: %.2f ms)\n",
             t_load * 1e3, repack.n_matrices, (double)repack.bytes / 1048576.0, repack.seconds * 1e3);
-    fprintf(stderr, "hearth: prompt eval   = %10.2f ms / %5d tokens (%8.2f tokens per second)\n",
+    fprintf(stderr, "hearth: prompt eval   = %10.2f ms / %5d tokens (%8.2f tokens per second)",
             stats.prompt_seconds * 1e3, stats.n_prompt,
             stats.prompt_seconds > 0 ? stats.n_prompt / stats.prompt_seconds : 0.0);
+    if (stats.n_restored > 0)
+        fprintf(stderr, ", %d of them from the prefix cache", stats.n_restored);
+    fprintf(stderr, "\n");
     fprintf(stderr, "hearth: generation    = %10.2f ms / %5d tokens (%8.2f tokens per second)\n",
             stats.generate_seconds * 1e3, stats.n_generated,
             stats.generate_seconds > 0 ? stats.n_generated / stats.generate_seconds : 0.0);

@@ -30,6 +30,7 @@ static const char serve_usage[] =
     "  --queue N                requests that may wait for a slot (default 4 per slot)\n"
     "  -t, --threads N          threads (default: the cores)\n"
     CLI_KV_TYPE_USAGE
+    CLI_PREFIX_CACHE_USAGE
     "  --template FILE          chat template (Jinja2) instead of the model's\n"
     "  --alias NAME             the model's name in the API (default: the file's name)\n"
     "  --timeout S              close connections idle for S seconds (default 60)\n"
@@ -150,9 +151,12 @@ int cli_serve(int argc, char **argv)
                         "(give one with --template FILE)\n", model_path);
     else if (!tmpl)
         goto done;
+    prefix_cache_params cache;
+    char cache_dir[4096];
     sched_params params = {
         .n_slots = (int32_t)n_parallel, .n_ctx = n_ctx, .n_batch = (int32_t)n_batch,
         .prefill_chunk = (int32_t)prefill_chunk, .max_queued = (int32_t)queue, .kv_type = gen.kv_type,
+        .prefix_cache = cli_prefix_cache_params(&gen, (size_t)1 << 30, &cache, cache_dir, sizeof cache_dir),
     };
     if (sched_create(m, pool, &params, &sch, &err) != HEARTH_OK) {
         fprintf(stderr, "hearth serve: %s\n", err.message);
