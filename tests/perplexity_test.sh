@@ -3,16 +3,19 @@
 # (tests/fixtures/NAME/perplexity.txt, from scripts/oracle/make_real_model_fixtures.sh NAME)
 # for a model scripts/setup.sh installs: over the whole text (Gemma 3: 49 chunks,
 # 12,495 scored tokens) hearth's value must be within 0.5 % of llama.cpp's. With CHUNKS, only the first CHUNKS chunks are scored
-# and compared with llama.cpp's running value after as many, within 2 %: the
-# sanitizer build checks the machinery this way, and over a few hundred tokens
-# the two engines' last-bit differences (see tests/test_gemma3.c) move the value
-# by about 1 % (measured: 0.6 % after one chunk, 1.2 % after two, 0.03 % after 49).
+# and compared with llama.cpp's running value after as many, within LIMIT
+# percent (default 2): over a few hundred tokens the two engines' last-bit
+# differences (see tests/test_gemma3.c) move the value by about 1 % (measured:
+# 0.6 % after one chunk, 1.2 % after two). CI scores 16 chunks within 1 %
+# (measured: Gemma 3 -0.39 %, SmolLM2 +0.18 %; after all 49: -0.14 %, +0.23 %),
+# a third of the time of the whole text; the sanitizer build one chunk, within
+# 2 %, to check the machinery.
 #
-#   perplexity_test.sh HEARTH MODEL_FILE FIXTURE TEXT [CHUNKS]
+#   perplexity_test.sh HEARTH MODEL_FILE FIXTURE TEXT [CHUNKS [LIMIT]]
 # MODEL_FILE is a file name in ~/.cache/hearth/models (for the default model,
 # $HEARTH_MODEL overrides it, as it does for hearth).
 set -euo pipefail
-hearth=$1 model_file=$2 fixture=$3 text=$4 chunks=${5:-}
+hearth=$1 model_file=$2 fixture=$3 text=$4 chunks=${5:-} chunk_limit=${6:-2}
 model=${XDG_CACHE_HOME:-$HOME/.cache}/hearth/models/$model_file
 [ "$model_file" != gemma-3-270m-q4_k_m.gguf ] || model=${HEARTH_MODEL:-$model}
 if [ ! -r "$model" ]; then
@@ -37,10 +40,10 @@ if [ -z "$expected" ] || [ -z "$got" ]; then
     echo "FAIL: could not read the $what (expected '$expected', got '$got')"
     exit 1
 fi
-limit=$([ -n "$chunks" ] && echo 0.02 || echo 0.005)
+limit=$([ -n "$chunks" ] && echo "$chunk_limit" || echo 0.5)
 python3 - "$got" "$expected" "$what" "$limit" <<'PY'
 import sys
-got, expected, what, limit = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+got, expected, what, limit = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], float(sys.argv[4]) / 100
 diff = abs(got - expected) / expected
 print(f"{what}: hearth {got:.4f}, llama.cpp {expected:.4f}, difference {100 * diff:.3f} % (limit {100 * limit:g} %)")
 sys.exit(0 if diff <= limit else 1)
