@@ -1,8 +1,9 @@
 /* The server's scheduler on the real Gemma 3 270M, without HTTP: parallel
  * slots give what one session gives alone (greedy text), a queued request
  * waits its turn, a full queue says busy, a released job frees its slot, a
- * slot keeps a shared prefix, stop strings cut the text, and logprobs are
- * those of the token chosen. */
+ * slot keeps a shared prefix, stop strings cut the text, logprobs are those
+ * of the token chosen, and a prefix cache gives back a prompt whose slot was
+ * taken. */
 #include "test.h"
 
 #include "base/paths.h"
@@ -235,6 +236,34 @@ int main(void)
     }
 
     sched_free(sch);
+
+    /* With a prefix cache (RAM only, blocks of 4): one slot, so a prompt
+     * between two runs of the same one takes the slot's tokens away, and the
+     * third request restores its whole blocks from the cache instead, and
+     * still gives the text alone. */
+    {
+        prefix_cache_params cache = {.block_tokens = 4, .ram_bytes = 64u << 20};
+        sched_params one = {.n_slots = 1, .n_ctx = 256, .n_batch = 64, .prefill_chunk = 8, .prefix_cache = &cache};
+        CHECK(sched_create(m, pool, &one, &sch, &err) == HEARTH_OK);
+        int order[] = {0, 1, 0};
+        for (int k = 0; k < 3 && sch; k++) {
+            int i = order[k];
+            sched_request r = greedy_request(tokens[i], n_tokens[i], N_PREDICT);
+            sched_job *j = NULL;
+            CHECK(sched_submit(sch, &r, &j, &err) == HEARTH_OK);
+            text_buf got;
+            sched_output last;
+            finish_job(j, &got, &last);
+            int32_t expected = k < 2 ? (k == 0 ? 0 : 1) : (n_tokens[i] - 1) / 4 * 4; /* k == 1: the shared BOS */
+            CHECK_MSG(last.n_cached == expected, "request %d: cached %d, expected %d", k, last.n_cached, expected);
+            CHECK_MSG(strcmp(got.text, alone[i].text) == 0, "request %d: \"%s\", alone \"%s\"", k, got.text,
+                      alone[i].text);
+            sched_job_release(j);
+        }
+        sched_metrics mt = sched_get_metrics(sch);
+        CHECK(mt.cached_tokens == (uint64_t)(1 + (n_tokens[0] - 1) / 4 * 4));
+        sched_free(sch);
+    }
     threadpool_free(pool);
     model_free(m);
     printf("test_sched: %d checks, %d failed\n", test_checks, test_failures);
