@@ -178,6 +178,15 @@ int cli_serve(int argc, char **argv)
     fprintf(stderr, "hearth serve: %s, %ld slots of %d tokens (%s), listening on http://%s%s%s:%d/\n", model_id,
             n_parallel, n_ctx, model_batches_sequences(m) ? "batched together" : "run in turn",
             strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", server_port(srv));
+    if (params.prefix_cache) {
+        char ram[32], disk[32];
+        out_format_bytes(ram, sizeof ram, cache.ram_bytes);
+        out_format_bytes(disk, sizeof disk, cache.disk_bytes);
+        fprintf(stderr, "hearth serve: prefix cache: %s in memory, %s on disk%s%s\n", ram, disk,
+                cache.disk_bytes ? " in " : "", cache.disk_bytes ? cache.dir : "");
+    } else {
+        fprintf(stderr, "hearth serve: no prefix cache\n");
+    }
     fflush(stderr);
     int sig = 0;
     sigwait(&stop_signals, &sig);
