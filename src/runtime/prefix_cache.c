@@ -15,8 +15,11 @@
 
 typedef struct cache_block cache_block;
 struct cache_block {
-    uint64_t key;
-    int32_t *tokens; /* the block's own, checked on every hit */
+    /* Its address, and the one before it: a hit checks the block's tokens
+     * and its predecessor's address, so two prefixes share a block only if
+     * every token of both is the same (not merely an address). */
+    uint64_t key, parent;
+    int32_t *tokens;
     char *span;      /* block_tokens x position_bytes */
     char *recurrent; /* recurrent_bytes at the block's end, or NULL */
     size_t bytes;
@@ -143,7 +146,8 @@ static bool ram_grow_buckets(prefix_cache *c)
 
 /* A new RAM block from the given parts (any may be NULL: filled by the
  * caller); NULL when the RAM tier has no room or memory runs out. */
-static cache_block *ram_add(prefix_cache *c, uint64_t key, const int32_t *tokens, bool with_recurrent)
+static cache_block *ram_add(prefix_cache *c, uint64_t key, uint64_t parent, const int32_t *tokens,
+                            bool with_recurrent)
 {
     size_t bytes = sizeof(cache_block) + (size_t)c->block_tokens * sizeof(int32_t) + c->span_bytes +
                    (with_recurrent ? c->layout.recurrent_bytes : 0);
@@ -160,6 +164,7 @@ static cache_block *ram_add(prefix_cache *c, uint64_t key, const int32_t *tokens
     }
     memcpy(b->tokens, tokens, (size_t)c->block_tokens * sizeof *tokens);
     b->key = key;
+    b->parent = parent;
     b->bytes = bytes;
     cache_block **bucket = bucket_of(c, key);
     b->hash_next = *bucket;
@@ -187,7 +192,7 @@ enum { BLOCK_FILE_VERSION = 1 };
 typedef struct block_file_header {
     char magic[8];
     uint32_t version, block_tokens;
-    uint64_t model_id, layout_id, key;
+    uint64_t model_id, layout_id, key, parent;
     uint64_t span_bytes, recurrent_bytes;
     uint32_t has_recurrent, reserved;
     uint64_t checksum; /* of the header with this field 0, then the payload */
@@ -232,9 +237,10 @@ static void warn_ignored(prefix_cache *c, const char *path, const char *why)
 }
 
 /* Reads the file of block `key` into c->io and checks it through and
- * through: its size, header, address, model, layout, tokens and checksum.
+ * through: its size, header, address and predecessor's, model, layout,
+ * tokens and checksum.
  * False when absent (quietly) or refused (with a warning). */
-static bool disk_read(prefix_cache *c, uint64_t key, const int32_t *tokens, bool *has_recurrent)
+static bool disk_read(prefix_cache *c, uint64_t key, uint64_t parent, const int32_t *tokens, bool *has_recurrent)
 {
     char path[4200];
     block_path(c, key, path, sizeof path);
@@ -268,7 +274,8 @@ static bool disk_read(prefix_cache *c, uint64_t key, const int32_t *tokens, bool
             why = "not a hearth prefix cache block of this version";
         else if (h.model_id != c->model_id || h.layout_id != c->layout.id)
             why = "made for another model or KV cache format";
-        else if (h.block_tokens != (uint32_t)c->block_tokens || h.key != key || h.span_bytes != c->span_bytes ||
+        else if (h.block_tokens != (uint32_t)c->block_tokens || h.key != key || h.parent != parent ||
+                 h.span_bytes != c->span_bytes ||
                  h.recurrent_bytes != (recurrent ? c->layout.recurrent_bytes : 0) || h.has_recurrent > 1 ||
                  size != file_bytes(c, recurrent))
             why = "its header does not match its name and size";
@@ -380,9 +387,9 @@ static void disk_write(prefix_cache *c, uint64_t key, size_t size)
         disk_trim(c);
 }
 
-/* Whether block `key`'s file exists, and then whether it holds the
- * recurrent state; its time is brought up as a use. */
-static bool disk_has(const prefix_cache *c, uint64_t key, bool *has_recurrent)
+/* Whether block `key`'s file exists for this predecessor, and then whether
+ * it holds the recurrent state; its time is brought up as a use. */
+static bool disk_has(const prefix_cache *c, uint64_t key, uint64_t parent, bool *has_recurrent)
 {
     char path[4200];
     block_path(c, key, path, sizeof path);
@@ -390,17 +397,18 @@ static bool disk_has(const prefix_cache *c, uint64_t key, bool *has_recurrent)
     if (fd < 0)
         return false;
     block_file_header h;
-    bool ok = read(fd, &h, sizeof h) == (ssize_t)sizeof h;
+    bool ok = read(fd, &h, sizeof h) == (ssize_t)sizeof h && h.parent == parent;
     close(fd);
     *has_recurrent = ok && h.has_recurrent == 1;
-    utimensat(AT_FDCWD, path, NULL, 0);
+    if (ok)
+        utimensat(AT_FDCWD, path, NULL, 0);
     return ok;
 }
 
 /* Lays block `key` out in c->io as a file: header and tokens, then the KV
  * rows and recurrent state from the RAM block b or, without one, from the
  * state itself. Returns the file's size, 0 when out of memory. */
-static size_t build_file(prefix_cache *c, uint64_t key, const int32_t *tokens, const cache_block *b,
+static size_t build_file(prefix_cache *c, uint64_t key, uint64_t parent, const int32_t *tokens, const cache_block *b,
                          const model_state *state, int32_t seq, int32_t pos, bool with_recurrent)
 {
     size_t size = file_bytes(c, with_recurrent);
@@ -411,6 +419,7 @@ static size_t build_file(prefix_cache *c, uint64_t key, const int32_t *tokens, c
                            .model_id = c->model_id,
                            .layout_id = c->layout.id,
                            .key = key,
+                           .parent = parent,
                            .span_bytes = c->span_bytes,
                            .recurrent_bytes = with_recurrent ? c->layout.recurrent_bytes : 0,
                            .has_recurrent = with_recurrent};
@@ -523,19 +532,20 @@ int32_t prefix_cache_restore(prefix_cache *c, model_state *state, int32_t seq, c
     uint64_t key = c->seed;
     for (int32_t i = 0; i < limit; i++) {
         const int32_t *block_tokens = tokens + (size_t)i * (size_t)B;
-        key = block_key(c, key, block_tokens);
+        const uint64_t parent = key;
+        key = block_key(c, parent, block_tokens);
         if ((int64_t)(i + 1) * B <= held)
             continue;
         const char *span = NULL, *snapshot = NULL;
         cache_block *b = ram_find(c, key);
-        if (b && memcmp(b->tokens, block_tokens, (size_t)B * sizeof *block_tokens) == 0) {
+        if (b && b->parent == parent && memcmp(b->tokens, block_tokens, (size_t)B * sizeof *block_tokens) == 0) {
             ram_touch(c, b);
             c->stats.ram_hits++;
             span = b->span;
             snapshot = b->recurrent;
         } else {
             bool has_recurrent = false;
-            if (!c->dir || !disk_read(c, key, block_tokens, &has_recurrent)) {
+            if (!c->dir || !disk_read(c, key, parent, block_tokens, &has_recurrent)) {
                 c->stats.misses++;
                 break;
             }
@@ -543,7 +553,7 @@ int32_t prefix_cache_restore(prefix_cache *c, model_state *state, int32_t seq, c
             span = c->io + sizeof(block_file_header) + (size_t)B * sizeof(int32_t);
             snapshot = has_recurrent ? span + c->span_bytes : NULL;
             /* Brought into the RAM tier: the next request finds it there. */
-            if (c->ram_bytes && !b && (b = ram_add(c, key, block_tokens, has_recurrent))) {
+            if (c->ram_bytes && !b && (b = ram_add(c, key, parent, block_tokens, has_recurrent))) {
                 memcpy(b->span, span, c->span_bytes);
                 if (has_recurrent)
                     memcpy(b->recurrent, snapshot, c->layout.recurrent_bytes);
@@ -575,30 +585,31 @@ void prefix_cache_store(prefix_cache *c, const model_state *state, int32_t seq, 
     for (int32_t i = 0; (int64_t)(i + 1) * B <= to; i++) {
         const int32_t *block_tokens = tokens + (size_t)i * (size_t)B;
         const int32_t pos = i * B;
-        key = block_key(c, key, block_tokens);
+        const uint64_t parent = key;
+        key = block_key(c, parent, block_tokens);
         if (pos + B <= from)
             continue;
         const bool with_recurrent = recurrent && pos + B == to;
         cache_block *b = ram_find(c, key);
         /* Made again: with the recurrent state it lacked, or for another
          * prefix under the same address (the newer one wins). */
-        if (b && ((with_recurrent && !b->recurrent) ||
+        if (b && ((with_recurrent && !b->recurrent) || b->parent != parent ||
                   memcmp(b->tokens, block_tokens, (size_t)B * sizeof *block_tokens) != 0)) {
             ram_remove(c, b);
             b = NULL;
         }
         if (b)
             ram_touch(c, b);
-        else if (c->ram_bytes && (b = ram_add(c, key, block_tokens, with_recurrent))) {
+        else if (c->ram_bytes && (b = ram_add(c, key, parent, block_tokens, with_recurrent))) {
             model_state_save_span(state, seq, pos, B, b->span);
             if (with_recurrent)
                 model_state_save_recurrent(state, seq, b->recurrent);
         }
         c->stats.stored++;
         bool on_disk_with_recurrent = false;
-        if (!c->dir || (disk_has(c, key, &on_disk_with_recurrent) && (on_disk_with_recurrent || !with_recurrent)))
+        if (!c->dir || (disk_has(c, key, parent, &on_disk_with_recurrent) && (on_disk_with_recurrent || !with_recurrent)))
             continue;
-        size_t size = build_file(c, key, block_tokens, b, state, seq, pos, with_recurrent);
+        size_t size = build_file(c, key, parent, block_tokens, b, state, seq, pos, with_recurrent);
         if (size)
             disk_write(c, key, size);
     }
