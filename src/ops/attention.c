@@ -220,6 +220,18 @@ static void apply_sink(float sink, float running_max, float *running_sum, float 
     }
 }
 
+/* A row's end: the sinks' term, then the accumulated values over the sum. */
+static void finish_row(const ops_attention_args *a, int32_t t, int32_t h, float *acc, float running_max,
+                       float running_sum)
+{
+    if (a->sinks)
+        apply_sink(a->sinks[h], running_max, &running_sum, acc, a->head_dim_v);
+    float *out = a->out + t * a->out_stride + (int64_t)h * a->head_dim_v;
+    float inv = running_sum > 0.0f ? 1.0f / running_sum : 0.0f;
+    for (int32_t d = 0; d < a->head_dim_v; d++)
+        out[d] = acc[d] * inv;
+}
+
 
 enum { KEY_PREFETCH = 4 }; /* keys ahead */
 
@@ -280,12 +292,7 @@ static void attend_one_q8(const ops_attention_args *a, const attention_row_kerne
         running_sum += p;
         kern->accumulate_q8(acc, v_base + j * v_stride, p, a->head_dim_v);
     }
-    if (a->sinks)
-        apply_sink(a->sinks[h], running_max, &running_sum, acc, a->head_dim_v);
-    float *out = a->out + t * a->out_stride + (int64_t)h * a->head_dim_v;
-    float inv = running_sum > 0.0f ? 1.0f / running_sum : 0.0f;
-    for (int32_t d = 0; d < a->head_dim_v; d++)
-        out[d] = acc[d] * inv;
+    finish_row(a, t, h, acc, running_max, running_sum);
 }
 
 static void attend_one(const ops_attention_args *a, const attention_row_kernels *kern, int32_t t, int32_t h)
@@ -346,12 +353,7 @@ static void attend_one(const ops_attention_args *a, const attention_row_kernels 
         else
             kern->accumulate(acc, v, p, a->head_dim_v);
     }
-    if (a->sinks)
-        apply_sink(a->sinks[h], running_max, &running_sum, acc, a->head_dim_v);
-    float *out = a->out + t * a->out_stride + (int64_t)h * a->head_dim_v;
-    float inv = running_sum > 0.0f ? 1.0f / running_sum : 0.0f;
-    for (int32_t d = 0; d < a->head_dim_v; d++)
-        out[d] = acc[d] * inv;
+    finish_row(a, t, h, acc, running_max, running_sum);
 }
 
 /* The row-at-a-time path over several problems: their (token, head) items
