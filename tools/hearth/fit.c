@@ -19,6 +19,7 @@
  * it is the peak. The state's pages count only once touched, so the total
  * is the peak of a session that fills its context (and a whole batch). */
 #include "cli.h"
+#include "runtime/prefix_cache.h"
 
 #include "base/threadpool.h"
 #include "gguf/gguf.h"
@@ -104,8 +105,11 @@ static hearth_status predict(const fit_model *fm, const fit_settings *s, fit_mem
     out->recurrent = mem.recurrent;
     out->scratch = mem.scratch;
     /* session.c's logits (a float per token of the vocabulary) and token
-     * list (an int32 per position); sampler.c's candidates (id and logit). */
-    out->buffers = (size_t)fm->n_vocab * (sizeof(float) + 8) + (size_t)rows * sizeof(int32_t);
+     * list (an int32 per position); sampler.c's candidates (id and logit);
+     * the prefix cache's one block file in flight (its KV rows, and a
+     * sequence's recurrent state). */
+    out->buffers = (size_t)fm->n_vocab * (sizeof(float) + 8) + (size_t)rows * sizeof(int32_t) +
+                   mem.kv_cache / rows * PREFIX_CACHE_BLOCK_TOKENS + mem.recurrent / (size_t)s->n_seq;
     out->fixed = fm->fixed;
     size_t running = out->weights + out->kv + out->recurrent + out->scratch + out->buffers;
     out->total = fm->fixed + (running > out->load_peak ? running : out->load_peak);
