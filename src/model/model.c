@@ -487,7 +487,9 @@ static int32_t parts_of(const model_state *s, int32_t seq, model_state_part *par
     int32_t n = a->state_parts ? a->state_parts(s->model->weights, s->impl[shared ? 0 : seq], parts, MAX_STATE_PARTS)
                                : 0;
     *seq_offset_index = shared ? (size_t)seq : 0;
-    return n < MAX_STATE_PARTS ? n : MAX_STATE_PARTS;
+    /* More than fit: none, so that a prefix cache keeps nothing rather
+     * than a part of the past. */
+    return n <= MAX_STATE_PARTS ? n : 0;
 }
 
 model_past_layout model_state_past_layout(const model_state *s)
