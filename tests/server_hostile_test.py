@@ -317,8 +317,10 @@ def case_slow_loris(srv, quick):
         s.close()
         results[i] = (reply, time.time() - t0)
 
-    # Even ones dribble the headers, odd ones send whole headers and dribble the body.
-    threads = [threading.Thread(target=trickle, args=(i, 0 if i % 2 == 0 else head_end)) for i in range(n_slow)]
+    # Even ones send the request line and dribble the headers, odd ones send
+    # whole headers and dribble the body.
+    line_end = request.index(b"\r\n") + 2
+    threads = [threading.Thread(target=trickle, args=(i, line_end if i % 2 == 0 else head_end)) for i in range(n_slow)]
     for t in threads:
         t.start()
     time.sleep(1)
@@ -333,10 +335,36 @@ def case_slow_loris(srv, quick):
         check(reply.startswith(b"HTTP/1.1 408") and secs < TIMEOUT + 2.5,
               f"slow-loris ({what} a byte each 0.5 s) -> 408 and closed at the deadline",
               f"{reply[:60]!r} after {secs:.1f} s")
-    # A client that sends half its headers and then nothing: closed when idle.
+    # A client that sends half its headers and then nothing: closed when
+    # idle (by MHD's idle timeout, or the deadline's 408, whichever is first).
     reply, secs = raw_exchange(srv.port, b"GET /health HTTP/1.1\r\nHo", timeout=4 * TIMEOUT)
-    check(secs < TIMEOUT + 2.5 and not reply.startswith(b"HTTP/1.1 200"), "a silent half request is dropped",
+    check(secs < TIMEOUT + 2.5 and (reply == b"" or reply.startswith(b"HTTP/1.1 408")),
+          "a silent half request is closed at the timeout", f"{reply[:60]!r} after {secs:.1f} s")
+    # A request line that never ends: no request has begun, so the connection
+    # is closed without an answer, as an idle one is.
+    results[0] = None
+    trickle(0, 0)
+    reply, secs = results[0]
+    check(secs < TIMEOUT + 2.5 and reply == b"", "a request line dribbled a byte each 0.5 s -> closed at the deadline",
           f"{reply[:60]!r} after {secs:.1f} s")
+    # A connection kept alive after an answer and then left idle is closed
+    # without a word (a 408 there would read as the answer to the client's
+    # next request).
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=4 * TIMEOUT) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = s.recv(65536)
+        t0 = time.time()
+        rest = b""
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                rest += d
+        except OSError:
+            pass
+    check(first.startswith(b"HTTP/1.1 200") and rest == b"" and time.time() - t0 < TIMEOUT + 2.5,
+          "an idle kept-alive connection is closed without a 408", f"{first[:20]!r} then {rest[:60]!r}")
     # Keep-alive: the deadline starts afresh for each request on a connection.
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
     ok = True

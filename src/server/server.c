@@ -34,6 +34,7 @@ typedef struct conn_entry {
     struct conn_entry *prev, *next;
     int fd;
     bool receiving, answered; /* answered: by send_raw_error, and closing */
+    bool started;             /* the request line has arrived */
     double deadline;
 } conn_entry;
 
@@ -231,8 +232,11 @@ static void send_raw_error(server *srv, conn_entry *e, int status, const char *r
 }
 
 /* The watchdog: every quarter second, ends the connections whose request is
- * late with 408, and shuts their socket so that MHD's thread for it sees the
- * end of the stream and closes it. */
+ * late, and shuts their socket so that MHD's thread for it sees the end of
+ * the stream and closes it. A request that has begun gets 408; a connection
+ * with no request begun (a fresh one, or one kept alive after an answer) is
+ * closed without a word, as an idle one would be: a client reusing it must
+ * not read a 408 as the answer to its next request. */
 static void *watchdog_main(void *arg)
 {
     server *srv = arg;
@@ -241,9 +245,12 @@ static void *watchdog_main(void *arg)
         double now = clock_seconds();
         for (conn_entry *e = srv->conns; e; e = e->next)
             if (e->receiving && now >= e->deadline) {
-                send_raw_error(srv, e, 408, "Request Timeout",
-                               "the request did not arrive in full within %u seconds",
-                               srv->params.timeout_seconds);
+                if (e->started)
+                    send_raw_error(srv, e, 408, "Request Timeout",
+                                   "the request did not arrive in full within %u seconds",
+                                   srv->params.timeout_seconds);
+                e->receiving = false;
+                e->answered = true;
                 shutdown(e->fd, SHUT_RDWR);
             }
         struct timespec until;
@@ -292,6 +299,21 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     }
 }
 
+/* MHD's URI callback: a request line has arrived (its return value is the
+ * request's first *con_cls: none). */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)uri;
+    server *srv = cls;
+    conn_entry *e = connection_entry(c);
+    if (e) {
+        pthread_mutex_lock(&srv->conn_lock);
+        e->started = true;
+        pthread_mutex_unlock(&srv->conn_lock);
+    }
+    return NULL;
+}
+
 /* The request is all here (or, with receiving, the next one on this
  * connection may start and its deadline runs from now). */
 static void set_receiving(server *srv, struct MHD_Connection *c, bool receiving)
@@ -301,6 +323,7 @@ static void set_receiving(server *srv, struct MHD_Connection *c, bool receiving)
         return;
     pthread_mutex_lock(&srv->conn_lock);
     e->receiving = receiving && !e->answered && e->fd >= 0;
+    e->started = false;
     e->deadline = clock_seconds() + srv->params.timeout_seconds;
     pthread_mutex_unlock(&srv->conn_lock);
 }
@@ -990,6 +1013,7 @@ hearth_status server_start(const model *m, sched *s, const chat_template *tmpl, 
         MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, srv,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv->params.timeout_seconds,
         MHD_OPTION_CONNECTION_LIMIT, srv->params.max_connections,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, /* request line + headers */
