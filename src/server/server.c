@@ -23,8 +23,20 @@ extern const size_t hearth_chat_page_len;
 enum { PIECE_CAP = 256, WAIT_MS = 200, KEEPALIVE_SECONDS = 10 };
 
 /* HTTP statuses counted for /metrics. */
-static const int counted_statuses[] = {200, 400, 401, 404, 405, 413, 500, 503};
+static const int counted_statuses[] = {200, 400, 401, 404, 405, 408, 413, 500, 503};
 #define N_COUNTED (sizeof counted_statuses / sizeof *counted_statuses)
+
+/* One open connection, for the request deadline: while `receiving`, its
+ * request (headers and body) must have arrived by `deadline`. MHD's own
+ * timeout only closes connections that are idle, and a client that sends one
+ * byte a second is never idle (slow-loris). */
+typedef struct conn_entry {
+    struct conn_entry *prev, *next;
+    int fd;
+    bool receiving, answered; /* answered: by send_raw_error, and closing */
+    bool started;             /* the request line has arrived */
+    double deadline;
+} conn_entry;
 
 struct server {
     const model *model;
@@ -39,13 +51,22 @@ struct server {
     pthread_mutex_t stats_lock;
     uint64_t responses[N_COUNTED + 1]; /* the last: any other status */
     uint64_t id_counter;
+    /* Open connections, and the watchdog thread that ends those whose request
+     * is late. The list's lock is held while the watchdog touches a
+     * connection's socket and while MHD's close callback unlinks it (before
+     * MHD closes the socket), so the watchdog never touches a closed or
+     * reused descriptor. */
+    pthread_mutex_t conn_lock;
+    pthread_cond_t conn_wake;
+    conn_entry *conns;
+    pthread_t watchdog;
+    bool watchdog_started;
 };
 
 /* One request: its body as it arrives. */
 typedef struct request_ctx {
     char *body;
     size_t len, cap;
-    bool too_big;
 } request_ctx;
 
 /* ---- small helpers ---- */
@@ -167,6 +188,144 @@ static int connection_fd(struct MHD_Connection *c)
 {
     const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     return info ? info->connect_fd : -1;
+}
+
+/* ---- the request deadline ---- */
+
+static conn_entry *connection_entry(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
+/* Writes a whole error response straight to the socket, behind MHD's back,
+ * for the two cases MHD cannot answer: a request that is late (MHD is still
+ * reading it) and a body found to be over the limit while it arrives (MHD
+ * takes a response only before the body or after all of it, and reading
+ * 100 MB to refuse it is what a client must not be able to make us do). MHD
+ * writes nothing while it reads a request, so the bytes do not interleave
+ * with its own; the connection is closed right after. Best effort: the
+ * socket does not block, and a short answer fits its empty send buffer.
+ * Called with conn_lock held, on an entry still receiving. */
+static void send_raw_error(server *srv, conn_entry *e, int status, const char *reason, const char *fmt, ...)
+{
+    e->receiving = false;
+    e->answered = true;
+    api_error err;
+    char message[sizeof err.message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    api_fail(&err, status, "invalid_request_error", NULL, "%s", message);
+    char *json = api_error_json(&err), *out = NULL;
+    size_t len = 0, cap = 0;
+    char head[160];
+    snprintf(head, sizeof head,
+             "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+             status, reason, json ? strlen(json) : 0);
+    if (json && buffer_append(&out, &len, &cap, head, strlen(head)) && buffer_append(&out, &len, &cap, json, strlen(json)))
+        (void)!send(e->fd, out, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    free(out);
+    free(json);
+    count_status(srv, status);
+}
+
+/* The watchdog: every quarter second, ends the connections whose request is
+ * late, and shuts their socket so that MHD's thread for it sees the end of
+ * the stream and closes it. A request that has begun gets 408; a connection
+ * with no request begun (a fresh one, or one kept alive after an answer) is
+ * closed without a word, as an idle one would be: a client reusing it must
+ * not read a 408 as the answer to its next request. */
+static void *watchdog_main(void *arg)
+{
+    server *srv = arg;
+    pthread_mutex_lock(&srv->conn_lock);
+    while (!srv->stopping) {
+        double now = clock_seconds();
+        for (conn_entry *e = srv->conns; e; e = e->next)
+            if (e->receiving && now >= e->deadline) {
+                if (e->started)
+                    send_raw_error(srv, e, 408, "Request Timeout",
+                                   "the request did not arrive in full within %u seconds",
+                                   srv->params.timeout_seconds);
+                e->receiving = false;
+                e->answered = true;
+                shutdown(e->fd, SHUT_RDWR);
+            }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 250 * 1000 * 1000;
+        if (until.tv_nsec >= 1000000000L)
+            until.tv_sec++, until.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&srv->conn_wake, &srv->conn_lock, &until);
+    }
+    pthread_mutex_unlock(&srv->conn_lock);
+    return NULL;
+}
+
+/* MHD's connection notifications: an entry per connection, its deadline
+ * running from the start. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    server *srv = cls;
+    conn_entry *e = *socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        /* Out of memory: no deadline for this one, but MHD's idle timeout. */
+        if (!(e = calloc(1, sizeof *e)))
+            return;
+        e->fd = connection_fd(c);
+        e->receiving = e->fd >= 0;
+        e->deadline = clock_seconds() + srv->params.timeout_seconds;
+        pthread_mutex_lock(&srv->conn_lock);
+        e->next = srv->conns;
+        if (srv->conns)
+            srv->conns->prev = e;
+        srv->conns = e;
+        pthread_mutex_unlock(&srv->conn_lock);
+        *socket_context = e;
+    } else if (e) {
+        pthread_mutex_lock(&srv->conn_lock);
+        if (e->prev)
+            e->prev->next = e->next;
+        else
+            srv->conns = e->next;
+        if (e->next)
+            e->next->prev = e->prev;
+        pthread_mutex_unlock(&srv->conn_lock);
+        free(e);
+        *socket_context = NULL;
+    }
+}
+
+/* MHD's URI callback: a request line has arrived (its return value is the
+ * request's first *con_cls: none). */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)uri;
+    server *srv = cls;
+    conn_entry *e = connection_entry(c);
+    if (e) {
+        pthread_mutex_lock(&srv->conn_lock);
+        e->started = true;
+        pthread_mutex_unlock(&srv->conn_lock);
+    }
+    return NULL;
+}
+
+/* The request is all here (or, with receiving, the next one on this
+ * connection may start and its deadline runs from now). */
+static void set_receiving(server *srv, struct MHD_Connection *c, bool receiving)
+{
+    conn_entry *e = connection_entry(c);
+    if (!e)
+        return;
+    pthread_mutex_lock(&srv->conn_lock);
+    e->receiving = receiving && !e->answered && e->fd >= 0;
+    e->started = false;
+    e->deadline = clock_seconds() + srv->params.timeout_seconds;
+    pthread_mutex_unlock(&srv->conn_lock);
 }
 
 static const char *finish_reason(sched_finish f)
@@ -758,17 +917,28 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (rc->too_big || rc->len + n > srv->params.max_body) {
-            rc->too_big = true; /* read and dropped; answered at the end */
-            return MHD_YES;
+        if (rc->len + n > srv->params.max_body) {
+            /* Only a body without a Content-Length (chunked) gets here: MHD
+             * holds the others to theirs, checked above. Answer now and close
+             * rather than read the rest. */
+            conn_entry *e = connection_entry(c);
+            if (e) {
+                pthread_mutex_lock(&srv->conn_lock);
+                if (!e->answered)
+                    send_raw_error(srv, e, 413, "Content Too Large", "the body is over the limit of %zu bytes",
+                                   srv->params.max_body);
+                pthread_mutex_unlock(&srv->conn_lock);
+            }
+            return MHD_NO; /* MHD closes the connection */
         }
         if (!buffer_append(&rc->body, &rc->len, &rc->cap, upload_data, n))
             return MHD_NO;
         return MHD_YES;
     }
-    if (rc->too_big)
-        return fail(srv, c, 413, "invalid_request_error", NULL, "the body is over the limit of %zu bytes",
-                    srv->params.max_body);
+    /* The request is all here: the deadline no longer applies (an answer may
+     * take as long as it takes; MHD's idle timeout still watches the
+     * client). */
+    set_receiving(srv, c, false);
     switch (r) {
     case ROUTE_CHAT: return handle_completion(srv, c, API_CHAT, rc);
     case ROUTE_COMPLETIONS: return handle_completion(srv, c, API_COMPLETION, rc);
@@ -780,7 +950,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode code)
 {
-    (void)cls, (void)c, (void)code;
+    (void)code;
+    /* The next request on this connection (keep-alive) has until the
+     * deadline to arrive, from now. */
+    set_receiving(cls, c, true);
     request_ctx *rc = *con_cls;
     if (rc) {
         free(rc->body);
@@ -821,6 +994,8 @@ hearth_status server_start(const model *m, sched *s, const chat_template *tmpl, 
     srv->bos = token_text(srv->vocab, vocab_bos(srv->vocab));
     srv->eos = token_text(srv->vocab, vocab_eos(srv->vocab));
     pthread_mutex_init(&srv->stats_lock, NULL);
+    pthread_mutex_init(&srv->conn_lock, NULL);
+    pthread_cond_init(&srv->conn_wake, NULL);
 
     char port[16];
     snprintf(port, sizeof port, "%d", params->port);
@@ -837,6 +1012,8 @@ hearth_status server_start(const model *m, sched *s, const chat_template *tmpl, 
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, srv, /* first, so that every message goes through it */
         MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, srv,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv->params.timeout_seconds,
         MHD_OPTION_CONNECTION_LIMIT, srv->params.max_connections,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, /* request line + headers */
@@ -848,6 +1025,11 @@ hearth_status server_start(const model *m, sched *s, const chat_template *tmpl, 
         return error_set(err, HEARTH_ERR_IO, "cannot listen on %s port %d (in use, or not an address of this machine)",
                          params->host ? params->host : "127.0.0.1", params->port);
     }
+    if (pthread_create(&srv->watchdog, NULL, watchdog_main, srv) != 0) {
+        server_stop(srv);
+        return error_set(err, HEARTH_ERR_NOMEM, "cannot start the server's watchdog thread");
+    }
+    srv->watchdog_started = true;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : params->port;
     *out = srv;
@@ -860,9 +1042,16 @@ void server_stop(server *srv)
 {
     if (!srv)
         return;
+    pthread_mutex_lock(&srv->conn_lock);
     srv->stopping = true;
+    pthread_cond_signal(&srv->conn_wake);
+    pthread_mutex_unlock(&srv->conn_lock);
+    if (srv->watchdog_started)
+        pthread_join(srv->watchdog, NULL);
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
+    pthread_cond_destroy(&srv->conn_wake);
+    pthread_mutex_destroy(&srv->conn_lock);
     pthread_mutex_destroy(&srv->stats_lock);
     free(srv->bos);
     free(srv->eos);

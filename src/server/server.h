@@ -11,9 +11,13 @@
  *
  * (each /v1/ path also without the prefix). Errors are OpenAI's error object
  * with a fitting status. With an API key every path but / and /health needs
- * "Authorization: Bearer KEY". Connections time out when idle, bodies and
- * headers have size limits, and the number of connections is bounded; a
- * client that goes away ends its request at once. */
+ * "Authorization: Bearer KEY". Connections time out when idle, and a
+ * request (headers and body) must arrive in full within the same time (408,
+ * then the connection closes: a client sending a byte a second cannot hold a
+ * connection); bodies and headers have size limits (413, also for a chunked
+ * body, answered as soon as it passes the limit; 431); the number of
+ * connections is bounded (past it, new ones are closed at once); a client
+ * that goes away ends its request at once. */
 #ifndef HEARTH_SERVER_SERVER_H
 #define HEARTH_SERVER_SERVER_H
 
@@ -28,7 +32,8 @@ typedef struct server_params {
     int32_t n_ctx;          /* per slot, for /v1/models */
     size_t max_body;        /* request body bytes; 0: 8 MiB */
     unsigned max_connections; /* 0: 256 */
-    unsigned timeout_seconds; /* an idle connection is closed after; 0: 60 */
+    unsigned timeout_seconds; /* an idle connection is closed after, and a request
+                                 must arrive within; 0: 60 */
 } server_params;
 
 typedef struct server server;

@@ -33,7 +33,8 @@ static const char serve_usage[] =
     CLI_PREFIX_CACHE_USAGE
     "  --template FILE          chat template (Jinja2) instead of the model's\n"
     "  --alias NAME             the model's name in the API (default: the file's name)\n"
-    "  --timeout S              close connections idle for S seconds (default 60)\n"
+    "  --timeout S              close connections idle for S seconds, or whose request\n"
+    "                           has not arrived in full S seconds after it began (default 60)\n"
     "  --max-body BYTES         largest request body (default 8 MiB; larger: 413)\n"
     "  -h, --help               this help\n"
     "\n"
