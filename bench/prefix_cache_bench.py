@@ -11,8 +11,9 @@ text) and ends with a short question of its own, against hearth serve:
 and, beside them, llama-server on the same model and threads with its own
 prompt cache (cache_prompt, --cache-reuse): cold, and warm after another
 prompt took its slot. Each figure is the best of --repeat runs, each run on a
-prefix of its own (another stretch of the text). Time to first token is the
-request's wall time with max_tokens 1. Not a test: tests never time things.
+prefix of its own (another stretch of the text), each server after a short
+request of its own. Time to first token is the request's wall time with
+max_tokens 1. Not a test: tests never time things.
 
 usage: prefix_cache_bench.py [--model M] [--prefix-tokens 2000] [--threads 2]
                              [--repeat 3] [--hearth PATH] [--llama-server PATH]"""
@@ -57,7 +58,7 @@ def prefixes(port, n_tokens, count):
     """count stretches of the text of about n_tokens tokens each (by /tokenize)."""
     words = open(TEXT).read().split()
     per_token = len(words) / len(post(port, "/tokenize", {"content": " ".join(words)})[1]["tokens"])
-    n_words = int(n_tokens * per_token)
+    n_words = int(n_tokens * per_token * 1.04)  # the question and word joins tokenize a little differently
     out = []
     for i in range(count):
         start = (i * 997) % max(1, len(words) - n_words)
@@ -66,8 +67,10 @@ def prefixes(port, n_tokens, count):
 
 
 def start(cmd, port):
+    """The server, up and past its first request (which pays for first touches of its memory)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_healthy(port, proc)
+    post(port, "/v1/completions", {"prompt": "Warming up:", "max_tokens": 1, "cache_prompt": True})
     return proc
 
 

@@ -50,6 +50,7 @@ struct model {
      * several percent of the bandwidth. */
     unsigned char *arena;
     size_t arena_bytes;
+    uint64_t identity; /* model_identity's, worked out before packing (0: not yet) */
     packed_matrix *packed;
     int n_packed, cap_packed;
     model_repack_stats repack;
@@ -297,6 +298,27 @@ hearth_status model_load(const char *path, model **out, hearth_error *err)
     return model_open(path, true, out, err);
 }
 
+static uint64_t compute_identity(const model *m)
+{
+    /* The header alone would take two files with the same metadata and
+     * shapes (two fine-tunes) for one: each tensor's data is sampled too,
+     * 16 stretches of 256 bytes spread over it (all of a small one), pages
+     * loading has just read. */
+    enum { SAMPLES = 16, STRETCH = 256 };
+    uint64_t h = hash_words(gguf_header_bytes(m->file), (size_t)gguf_data_offset(m->file), gguf_file_size(m->file));
+    for (int64_t i = 0; i < gguf_tensor_count(m->file); i++) {
+        const gguf_tensor *t = gguf_tensor_at(m->file, i);
+        const char *data = t->data;
+        if (t->size <= SAMPLES * STRETCH) {
+            h = hash_words(data, (size_t)t->size, h);
+            continue;
+        }
+        for (uint64_t k = 0; k < SAMPLES; k++)
+            h = hash_words(data + (t->size - STRETCH) * k / (SAMPLES - 1), STRETCH, h);
+    }
+    return h ? h : 1;
+}
+
 hearth_status model_open(const char *path, bool repack, model **out, hearth_error *err)
 {
     *out = NULL;
@@ -324,8 +346,12 @@ hearth_status model_open(const char *path, bool repack, model **out, hearth_erro
     }
     if (st == HEARTH_OK)
         st = m->arch->load(m->file, m->vocab, &m->weights, err);
-    if (st == HEARTH_OK && repack)
+    if (st == HEARTH_OK && repack) {
+        /* Before packing releases the packed matrices' pages: the samples
+         * are read among the pages packing reads anyway. */
+        m->identity = compute_identity(m);
         st = repack_weights(m, err);
+    }
     if (st != HEARTH_OK) {
         if (!strstr(err->message, path))
             error_prefix(err, "%s", path);
@@ -557,8 +583,7 @@ void model_state_load_recurrent(model_state *s, int32_t seq, int32_t pos, const 
 
 uint64_t model_identity(const model *m)
 {
-    uint64_t size = gguf_file_size(m->file);
-    return hash_words(gguf_header_bytes(m->file), (size_t)gguf_data_offset(m->file), size);
+    return m->identity ? m->identity : compute_identity(m);
 }
 
 /* The checks every pass makes on one sequence's run of n tokens from pos0. */

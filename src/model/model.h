@@ -129,8 +129,9 @@ void model_state_load_span(model_state *s, int32_t seq, int32_t pos, int32_t n, 
  * one taken at position pos makes the sequence go on from pos. */
 void model_state_save_recurrent(const model_state *s, int32_t seq, void *buf);
 void model_state_load_recurrent(model_state *s, int32_t seq, int32_t pos, const void *buf);
-/* The model file's identity: a hash of its size and everything before the
- * tensor data (header, metadata, tensor table). */
+/* The model file's identity: a hash of its size, everything before the
+ * tensor data (header, metadata, tensor table) and a sample of every
+ * tensor's data. */
 uint64_t model_identity(const model *m);
 
 /* One forward pass over tokens of several sequences. Each sequence present
