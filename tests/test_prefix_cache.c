@@ -3,8 +3,9 @@
  * over the same directory), gives what the same prompt gives evaluated
  * without a cache; a shared prefix restores its whole blocks only; damaged,
  * truncated and foreign files are refused with a warning and the answer
- * stays right; both tiers keep to their bounds; and a state of another KV
- * cache format finds nothing.
+ * stays right; both tiers keep to their bounds; a state of another KV
+ * cache format finds nothing; and a model differing only in a weight is
+ * another model.
  *
  * "What it gives without a cache" is checked twice. Against the same
  * prompt evaluated in the same two batches (the restored part, then the
@@ -401,6 +402,40 @@ static void run_case(const model_case *mc)
     model_free(m);
 }
 
+/* A copy of a model with one weight byte changed, the header the same, is
+ * another model to the cache. */
+static void check_identity(const char *path)
+{
+    size_t size = 0;
+    char *bytes = test_read_file(path, &size);
+    if (!bytes) {
+        printf("identity: skipped, %s absent\n", path);
+        return;
+    }
+    model *m = NULL, *changed = NULL;
+    hearth_error err = {0};
+    char copy[1024];
+    snprintf(copy, sizeof copy, HEARTH_TEST_TMPDIR "/prefix-cache/changed-weight.gguf");
+    CHECK(model_load(path, &m, &err) == HEARTH_OK);
+    if (m) {
+        bytes[gguf_data_offset(model_gguf(m)) + 7] ^= 0x10; /* the first tensor's data */
+        FILE *f = fopen(copy, "wb");
+        CHECK(f && fwrite(bytes, 1, size, f) == size);
+        if (f)
+            fclose(f);
+        CHECK(model_load(copy, &changed, &err) == HEARTH_OK);
+    }
+    if (m && changed) {
+        printf("identity: %016llx, with one weight byte changed %016llx\n", (unsigned long long)model_identity(m),
+               (unsigned long long)model_identity(changed));
+        CHECK(model_identity(m) != model_identity(changed));
+    }
+    model_free(m);
+    model_free(changed);
+    unlink(copy);
+    free(bytes);
+}
+
 int main(void)
 {
     /* The tiny models only: the sanitizer build, for time. */
@@ -424,6 +459,7 @@ int main(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (!(tiny_only && cases[i].real))
             run_case(&cases[i]);
+    check_identity(cases[0].path);
     threadpool_free(pool);
     printf("%d checks, %d failed\n", test_checks, test_failures);
     return test_failures ? 1 : 0;
