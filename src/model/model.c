@@ -750,13 +750,27 @@ hearth_status model_bind_optional_table(const gguf_file *file, const char *name,
     return HEARTH_OK;
 }
 
+/* The vocabulary's size comes from tokenizer.ggml.tokens, the rows from the
+ * tensor: when a file's two disagree, the shape alone would not say why. */
+static hearth_status check_vocab_rows(const gguf_file *file, const char *name, int64_t n_vocab, hearth_error *err)
+{
+    const gguf_tensor *t = gguf_find_tensor(file, name);
+    if (t && t->n_dims == 2 && t->ne[1] != n_vocab)
+        return error_set(err, HEARTH_ERR_FORMAT,
+                         "tensor %s: %lld rows, but the vocabulary (tokenizer.ggml.tokens) has %lld tokens", name,
+                         (long long)t->ne[1], (long long)n_vocab);
+    return HEARTH_OK;
+}
+
 hearth_status model_bind_embedding_and_output(const gguf_file *file, int64_t n_embd, int64_t n_vocab,
                                               ops_matrix *embed, const float **output_norm, ops_matrix *output,
                                               hearth_error *err)
 {
     bool untied = false;
     hearth_status st;
-    if ((st = model_bind_matrix(file, "token_embd.weight", n_embd, n_vocab, embed, err)) ||
+    if ((st = check_vocab_rows(file, "token_embd.weight", n_vocab, err)) ||
+        (st = check_vocab_rows(file, "output.weight", n_vocab, err)) ||
+        (st = model_bind_matrix(file, "token_embd.weight", n_embd, n_vocab, embed, err)) ||
         (st = model_bind_vector(file, "output_norm.weight", n_embd, output_norm, err)) ||
         (st = model_bind_optional_matrix(file, "output.weight", n_embd, n_vocab, output, &untied, err)))
         return st;
