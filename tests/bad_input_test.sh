@@ -29,8 +29,10 @@
 #   tensor of the wrong shape    exit 1, "tensor blk.1.ffn_up.weight: shape [512, 256,     here (run, info)
 #                                1, 1], expected [256, 512]"
 #   NaN weights                  exit 1, "the model produced NaN or infinite logits        here (run, chat)
-#                                (position N): its weights may be corrupt"
-#   invalid UTF-8 prompt         BPE vocab: exit 1, "not valid UTF-8 at byte N";           here (run, tokenize, chat)
+#                                (position N): its weights may be corrupt"; the server:    here (serve)
+#                                HTTP 500 with that message, and it stays up
+#   invalid UTF-8 prompt         BPE vocab: exit 1, "not valid UTF-8 at byte N" (llama.cpp  here (run, tokenize, chat)
+#                                substitutes U+FFFD unseen; src/text/tokenize.c refuses);
 #                                SentencePiece: byte tokens, as llama.cpp; chat: the line    here (run on the demo), cli
 #                                is refused, the conversation goes on
 #   lone surrogate (ED A0 80)    as invalid UTF-8 (a surrogate is not UTF-8)               here (run, chat)
@@ -125,6 +127,35 @@ nan='the model produced NaN or infinite logits \(position [0-9]+\): its weights 
 expect 1 "$nan" -- run -m "$tmp/nan_weights.gguf" -p hi -n 4
 printf 'hello\n' >"$tmp/hello.txt"
 input=$tmp/hello.txt expect 1 "$nan" -- chat -m "$tmp/nan_weights.gguf" -n 4
+
+# The server on the same model: each request gets HTTP 500 with the message,
+# and the server stays up for the next one.
+"$hearth" serve -m "$tmp/nan_weights.gguf" --port 0 -np 2 -c 256 2>"$tmp/serve.err" &
+server=$!
+port=
+for _ in $(seq 300); do
+    port=$(sed -nE 's|.*listening on http://127\.0\.0\.1:([0-9]+)/.*|\1|p' "$tmp/serve.err")
+    [ -n "$port" ] || ! kill -0 $server 2>/dev/null && break
+    sleep 0.1
+done
+python3 - "$port" <<'PY' && pass || fail "serve on NaN weights: $(cat "$tmp/serve.err")"
+import json, sys, urllib.error, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}"
+for i in range(3):
+    req = urllib.request.Request(url + "/v1/completions", json.dumps({"prompt": "hello", "max_tokens": 4}).encode(),
+                                 {"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(req, timeout=60)
+        sys.exit(f"request {i}: no error")
+    except urllib.error.HTTPError as e:
+        body = json.loads(e.read())
+        assert e.code == 500 and "NaN or infinite logits" in body["error"]["message"], (e.code, body)
+assert json.loads(urllib.request.urlopen(url + "/health", timeout=10).read())["status"] == "ok"
+PY
+kill $server
+wait $server
+rc=$?
+healthy "serve on NaN weights" "$rc" "$(cat "$tmp/serve.err")" && { [ "$rc" -eq 0 ] && pass || fail "serve exited $rc"; }
 
 # Text. The BPE vocabulary's pre-tokenizer works on characters, so bytes that
 # are not UTF-8 (a lone surrogate, ED A0 80, is not UTF-8 either) are an
