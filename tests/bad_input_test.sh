@@ -30,7 +30,9 @@
 #                                1, 1], expected [256, 512]"
 #   NaN weights                  exit 1, "the model produced NaN or infinite logits        here (run, chat)
 #                                (position N): its weights may be corrupt"; the server:    here (serve)
-#                                HTTP 500 with that message, and it stays up
+#                                HTTP 500 with that message, and it stays up;
+#                                info --check-tensors: exit 1, "tensor blk.1.ffn_down.    here (info)
+#                                weight: NaN at row 0, column 0: the file is corrupt"
 #   invalid UTF-8 prompt         BPE vocab: exit 1, "not valid UTF-8 at byte N" (llama.cpp  here (run, tokenize, chat)
 #                                substitutes U+FFFD unseen; src/text/tokenize.c refuses);
 #                                SentencePiece: byte tokens, as llama.cpp; chat: the line    here (run on the demo), cli
@@ -127,6 +129,10 @@ nan='the model produced NaN or infinite logits \(position [0-9]+\): its weights 
 expect 1 "$nan" -- run -m "$tmp/nan_weights.gguf" -p hi -n 4
 printf 'hello\n' >"$tmp/hello.txt"
 input=$tmp/hello.txt expect 1 "$nan" -- chat -m "$tmp/nan_weights.gguf" -n 4
+# hearth info --check-tensors reads every weight, and names the bad one.
+expect 1 'nan_weights\.gguf: tensor blk\.1\.ffn_down\.weight: NaN at row 0, column 0: the file is corrupt' -- \
+    info --check-tensors "$tmp/nan_weights.gguf"
+expect 0 '46 of 46 tensors checked: every value is finite' -- info --check-tensors "$good"
 
 # The server on the same model: each request gets HTTP 500 with the message,
 # and the server stays up for the next one.
