@@ -54,6 +54,8 @@ if [ ! -r "$good" ]; then
     exit 77
 fi
 rm -rf "$tmp" && mkdir -p "$tmp"
+# The prefix cache's disk tier goes here, not into the user's cache.
+export XDG_CACHE_HOME=$tmp/cache
 python3 "$here/make_bad_models.py" "$good" "$tmp"
 gen=$?
 [ "$gen" -eq 77 ] && exit 77
