@@ -26,7 +26,7 @@ except ImportError as e:
     print(f"SKIP: {e}")
     sys.exit(77)
 
-SKIP_TYPE = 77
+SKIP = 77  # CTest SKIP_RETURN_CODE
 
 
 def tensor_info_offsets(reader, name):
@@ -111,7 +111,7 @@ def main(argv):
     good_path, outdir = Path(argv[1]), Path(argv[2])
     if not good_path.is_file():
         print(f"SKIP: no {good_path} (the dense_tiny_models step writes it)")
-        return SKIP_TYPE
+        return SKIP
     outdir.mkdir(parents=True, exist_ok=True)
     good = good_path.read_bytes()
     reader = gguf.GGUFReader(str(good_path))
