@@ -52,3 +52,9 @@ add_test(NAME perplexity_gemma3_kv_q8_0 COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}
     $<TARGET_FILE:hearth> gemma-3-270m-q4_k_m.gguf ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/text/genesis-1-28.txt
     ${HEARTH_KV_PPL_ARGS})
 set_tests_properties(perplexity_gemma3_kv_q8_0 PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 3000)
+
+# Issue 11's bad-input table (see the head of the script): broken copies of the
+# tiny Qwen 3 model and hostile prompts, through run, info, tokenize and chat.
+add_test(NAME bad_input COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/bad_input_test.sh $<TARGET_FILE:hearth>
+    ${CMAKE_CURRENT_BINARY_DIR}/tmp/dense ${CMAKE_BINARY_DIR}/demo.gguf ${CMAKE_CURRENT_BINARY_DIR}/tmp)
+set_tests_properties(bad_input PROPERTIES SKIP_RETURN_CODE 77 FIXTURES_REQUIRED dense_tiny_models)

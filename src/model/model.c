@@ -586,6 +586,36 @@ uint64_t model_identity(const model *m)
     return m->identity ? m->identity : compute_identity(m);
 }
 
+/* Whether x[0..n) holds no NaN or infinity: an exponent of all ones. Without
+ * an early exit, so that it vectorizes; it reads every row of logits. */
+static bool all_finite(const float *x, size_t n)
+{
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &x[i], sizeof bits);
+        bad |= (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    return !bad;
+}
+
+/* Corrupt weights (one NaN scale in one block is enough) make every logit
+ * after them NaN, and a sampler that skips NaNs would go on printing token 0
+ * as if nothing were wrong. The pass is refused instead; the state has taken
+ * the tokens all the same, as after any other pass. */
+static hearth_status check_logits(const float *row, int32_t n_vocab, int32_t seq, int32_t pos, hearth_error *err)
+{
+    if (all_finite(row, (size_t)n_vocab))
+        return HEARTH_OK;
+    char where[64];
+    if (seq < 0) /* model_forward's single sequence goes unnamed */
+        snprintf(where, sizeof where, "position %d", pos);
+    else
+        snprintf(where, sizeof where, "sequence %d, position %d", seq, pos);
+    return error_set(err, HEARTH_ERR_FORMAT, "the model produced NaN or infinite logits (%s): its weights may be corrupt",
+                     where);
+}
+
 /* The checks every pass makes on one sequence's run of n tokens from pos0. */
 static hearth_status check_run(const model *m, const model_state *s, int32_t seq, const int32_t *tokens, int32_t n,
                                int32_t pos0, int32_t first_index, hearth_error *err)
@@ -619,7 +649,10 @@ hearth_status model_forward(const model *m, model_state *s, threadpool *pool, co
         return st;
     m->arch->forward(m->weights, s->impl[0], pool, tokens, n, pos0, first_output, logits);
     s->n_evaluated[0] = pos0 + n;
-    return HEARTH_OK;
+    const int32_t n_vocab = vocab_size(m->vocab);
+    for (int32_t i = first_output; i < n && st == HEARTH_OK; i++)
+        st = check_logits(logits + (size_t)(i - first_output) * (size_t)n_vocab, n_vocab, -1, pos0 + i, err);
+    return st;
 }
 
 /* One run of batch entries [first, last) of sequence seq, and where its
@@ -683,6 +716,17 @@ hearth_status model_forward_batch(const model *m, model_state *s, threadpool *po
     }
     for (int32_t k = 0; k < n_runs; k++)
         s->n_evaluated[runs[k].seq] = b->pos[runs[k].last - 1] + 1;
+    /* The rows are the outputs in batch order. */
+    const int32_t n_vocab = vocab_size(m->vocab);
+    const float *row = logits;
+    for (int32_t i = 0; i < b->n; i++) {
+        if (!b->output || !b->output[i])
+            continue;
+        hearth_status st = check_logits(row, n_vocab, b->seq[i], b->pos[i], err);
+        if (st != HEARTH_OK)
+            return st;
+        row += n_vocab;
+    }
     return HEARTH_OK;
 }
 
@@ -777,13 +821,27 @@ hearth_status model_bind_optional_table(const gguf_file *file, const char *name,
     return HEARTH_OK;
 }
 
+/* The vocabulary's size comes from tokenizer.ggml.tokens, the rows from the
+ * tensor: when a file's two disagree, the shape alone would not say why. */
+static hearth_status check_vocab_rows(const gguf_file *file, const char *name, int64_t n_vocab, hearth_error *err)
+{
+    const gguf_tensor *t = gguf_find_tensor(file, name);
+    if (t && t->n_dims == 2 && t->ne[1] != n_vocab)
+        return error_set(err, HEARTH_ERR_FORMAT,
+                         "tensor %s: %lld rows, but the vocabulary (tokenizer.ggml.tokens) has %lld tokens", name,
+                         (long long)t->ne[1], (long long)n_vocab);
+    return HEARTH_OK;
+}
+
 hearth_status model_bind_embedding_and_output(const gguf_file *file, int64_t n_embd, int64_t n_vocab,
                                               ops_matrix *embed, const float **output_norm, ops_matrix *output,
                                               hearth_error *err)
 {
     bool untied = false;
     hearth_status st;
-    if ((st = model_bind_matrix(file, "token_embd.weight", n_embd, n_vocab, embed, err)) ||
+    if ((st = check_vocab_rows(file, "token_embd.weight", n_vocab, err)) ||
+        (st = check_vocab_rows(file, "output.weight", n_vocab, err)) ||
+        (st = model_bind_matrix(file, "token_embd.weight", n_embd, n_vocab, embed, err)) ||
         (st = model_bind_vector(file, "output_norm.weight", n_embd, output_norm, err)) ||
         (st = model_bind_optional_matrix(file, "output.weight", n_embd, n_vocab, output, &untied, err)))
         return st;

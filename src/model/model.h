@@ -155,7 +155,9 @@ bool model_batches_sequences(const model *m);
  * for a recurrent model pos0 must be 0 or where the last batch ended).
  * Writes the logits of tokens first_output .. n-1 into logits, one row of
  * model_n_vocab floats each (first_output == n: no logits, logits may be NULL).
- * Token ids out of range and positions past the context are errors. */
+ * Token ids out of range and positions past the context are errors; so is
+ * a logit that comes out NaN or infinite (corrupt weights), after the pass
+ * has run and the state has taken its tokens. */
 hearth_status model_forward(const model *m, model_state *s, threadpool *pool, const int32_t *tokens, int32_t n,
                             int32_t pos0, int32_t first_output, float *logits, hearth_error *err);
 

@@ -328,8 +328,9 @@ static bool command(chat *c, const char *line)
     return true;
 }
 
-/* One line of input, without its newline; NULL at the end of input. */
-static char *read_message(bool interactive, bool *cancelled)
+/* One line of input, without its newline, and its length in *len (a line
+ * read from a pipe may hold NUL bytes); NULL at the end of input. */
+static char *read_message(bool interactive, bool *cancelled, size_t *len)
 {
     *cancelled = false;
     if (interactive) {
@@ -341,6 +342,7 @@ static char *read_message(bool interactive, bool *cancelled)
         }
         if (line && *line)
             add_history(line);
+        *len = line ? strlen(line) : 0;
         return line;
     }
     char *line = NULL;
@@ -352,7 +354,22 @@ static char *read_message(bool interactive, bool *cancelled)
     }
     while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r'))
         line[--got] = '\0';
+    *len = (size_t)got;
     return line;
+}
+
+/* A message becomes a JSON string in the conversation: a NUL byte would cut
+ * it short unseen, and bytes that are not UTF-8 would make the template
+ * refuse the whole conversation. Such a line is refused, saying why, and the
+ * conversation goes on without it. */
+static bool message_is_text(const char *line, size_t len)
+{
+    size_t nul = strlen(line), bad = utf8_first_invalid((const uint8_t *)line, len);
+    if (nul < len)
+        fprintf(stderr, "hearth chat: the message has a NUL byte at byte %zu; not sent\n", nul);
+    else if (bad < len)
+        fprintf(stderr, "hearth chat: the message is not valid UTF-8 at byte %zu of %zu; not sent\n", bad, len);
+    return nul == len && bad == len;
 }
 
 static bool takes_value(const char *arg)
@@ -449,7 +466,8 @@ int cli_chat(int argc, char **argv)
     rc = CLI_EXIT_OK;
     for (;;) {
         bool cancelled;
-        char *line = read_message(interactive, &cancelled);
+        size_t len;
+        char *line = read_message(interactive, &cancelled, &len);
         if (!line) {
             if (cancelled) {
                 printf("\n");
@@ -460,7 +478,7 @@ int cli_chat(int argc, char **argv)
         bool ok = true;
         if (line[0] == '/' && command(&c, line)) {
             /* handled */
-        } else if (line[0] != '\0') {
+        } else if (len > 0 && message_is_text(line, len)) {
             ok = take_turn(&c, line);
         }
         free(line);
