@@ -134,16 +134,22 @@ static enum MHD_Result respond_error(server *srv, struct MHD_Connection *c, cons
     return respond_json(srv, c, e->http_status, api_error_json(e));
 }
 
+/* An api_error of a printf-style message. */
+static void format_error(api_error *e, int status, const char *type, const char *param, const char *fmt, va_list ap)
+{
+    char message[sizeof e->message];
+    vsnprintf(message, sizeof message, fmt, ap);
+    api_fail(e, status, type, param, "%s", message);
+}
+
 static enum MHD_Result fail(server *srv, struct MHD_Connection *c, int status, const char *type, const char *param,
                             const char *fmt, ...)
 {
     api_error e;
-    char message[sizeof e.message];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(message, sizeof message, fmt, ap);
+    format_error(&e, status, type, param, fmt, ap);
     va_end(ap);
-    api_fail(&e, status, type, param, "%s", message);
     return respond_error(srv, c, &e);
 }
 
@@ -212,12 +218,10 @@ static void send_raw_error(server *srv, conn_entry *e, int status, const char *r
     e->receiving = false;
     e->answered = true;
     api_error err;
-    char message[sizeof err.message];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(message, sizeof message, fmt, ap);
+    format_error(&err, status, "invalid_request_error", NULL, fmt, ap);
     va_end(ap);
-    api_fail(&err, status, "invalid_request_error", NULL, "%s", message);
     char *json = api_error_json(&err), *out = NULL;
     size_t len = 0, cap = 0;
     char head[160];
