@@ -250,6 +250,40 @@ static bool is_special(const vocab *v, int32_t id)
     return (v->flags[id] & (TOKEN_FLAG_CONTROL | TOKEN_FLAG_USER_DEFINED | TOKEN_FLAG_UNKNOWN)) && v->texts[id].len;
 }
 
+/* Inserts the specials in rank order, so a node keeps the best-ranked of
+ * several specials with the same text (the later ones never match). */
+static hearth_status build_special_trie(vocab *v, uint64_t text_bytes, hearth_error *err)
+{
+    for (int b = 0; b < 256; b++)
+        v->special_root[b] = -1;
+    if (text_bytes >= INT32_MAX)
+        return error_set(err, HEARTH_ERR_FORMAT, "vocabulary: the special tokens' texts are %llu bytes in all",
+                         (unsigned long long)text_bytes);
+    v->special_trie = malloc(((size_t)text_bytes + 1) * sizeof *v->special_trie);
+    if (!v->special_trie)
+        return error_set(err, HEARTH_ERR_NOMEM, "vocabulary: out of memory");
+    int32_t n_nodes = 0;
+    for (int32_t rank = 0; rank < v->n_specials; rank++) {
+        gguf_string text = v->texts[v->specials[rank]];
+        int32_t *link = &v->special_root[(uint8_t)text.data[0]], node = -1;
+        for (size_t i = 0; i < text.len; i++) {
+            uint8_t byte = (uint8_t)text.data[i];
+            node = *link;
+            while (node >= 0 && v->special_trie[node].byte != byte)
+                node = v->special_trie[node].sibling;
+            if (node < 0) {
+                node = n_nodes++;
+                v->special_trie[node] = (special_node){.child = -1, .sibling = *link, .rank = -1, .byte = byte};
+                *link = node;
+            }
+            link = &v->special_trie[node].child;
+        }
+        if (v->special_trie[node].rank < 0)
+            v->special_trie[node].rank = rank;
+    }
+    return HEARTH_OK;
+}
+
 static hearth_status build_special_list(vocab *v, hearth_error *err)
 {
     int32_t n = 0;
@@ -266,11 +300,14 @@ static hearth_status build_special_list(vocab *v, hearth_error *err)
         if (is_special(v, id))
             entries[n++] = (special_entry){v->texts[id].len, id};
     qsort(entries, (size_t)n, sizeof *entries, compare_special);
-    for (int32_t i = 0; i < n; i++)
+    uint64_t text_bytes = 0;
+    for (int32_t i = 0; i < n; i++) {
         v->specials[i] = entries[i].id;
+        text_bytes += entries[i].len;
+    }
     v->n_specials = n;
     free(entries);
-    return HEARTH_OK;
+    return build_special_trie(v, text_bytes, err);
 }
 
 static uint8_t flags_of_type(uint8_t type)
@@ -385,6 +422,7 @@ void vocab_free(vocab *v)
     free(v->flags);
     free(v->index);
     free(v->specials);
+    free(v->special_trie);
     bpe_free(v->bpe);
     free(v);
 }

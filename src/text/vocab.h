@@ -9,6 +9,7 @@
 #define HEARTH_TEXT_VOCAB_H
 
 #include "gguf/gguf.h"
+#include "text/text_span.h"
 #include "hearth.h"
 
 #include <stdbool.h>
@@ -63,6 +64,20 @@ int32_t vocab_find(const vocab *v, const char *text, size_t len);
  * for BPE (Gemma 4's too), text that is not valid UTF-8 (HEARTH_ERR_FORMAT). */
 int64_t vocab_tokenize(const vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
                        int32_t *out, size_t cap, hearth_error *err);
+
+/* As vocab_tokenize with parse_special, except that a control token whose
+ * text overlaps one of the guarded spans (sorted, disjoint) stays text there:
+ * a prompt rendered from a chat template keeps the control tokens the
+ * template writes while those a user typed into a message stay text. */
+int64_t vocab_tokenize_guarded(const vocab *v, const char *text, size_t len, bool add_special,
+                               const text_span *guarded, size_t n_guarded, int32_t *out, size_t cap,
+                               hearth_error *err);
+
+/* The spans of the text where control (or unknown) tokens' texts are
+ * written, overlapping and touching ones merged, in order: *spans malloc'd
+ * (NULL when there are none), *n_spans of them. */
+hearth_status vocab_control_spans(const vocab *v, const char *text, size_t len, text_span **spans, size_t *n_spans,
+                                  hearth_error *err);
 
 /* The bytes a token stands for: for SentencePiece (and Gemma 4), spaces
  * restored and byte tokens as their byte; for byte-level BPE, each character of GPT-2's byte
