@@ -3,6 +3,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "server/api.h"
+#include "text/chat_prompt.h"
 
 #include <microhttpd.h>
 
@@ -402,18 +403,21 @@ static char *token_text(const vocab *v, int32_t id)
     return s;
 }
 
-/* The prompt of a chat or completion request as token ids (malloc'd). */
+/* The prompt of a chat or completion request as token ids (malloc'd). A
+ * completion's prompt is the client's own text, control tokens and all (as
+ * llama-server reads it); a chat's is its template's render, where what
+ * user and tool messages write stays text. */
 static bool prompt_tokens(server *srv, const api_request *req, int32_t **out, int32_t *n_out, api_error *e)
 {
-    char *rendered = NULL;
-    const char *text = req->prompt;
-    size_t len = req->prompt_len;
-    bool add_bos = vocab_adds_bos(srv->vocab);
+    const char *field = req->kind == API_CHAT ? "messages" : "prompt";
+    hearth_error err = {0};
+    int32_t *tokens = NULL;
+    int64_t n = 0;
+    hearth_status st;
     if (req->kind == API_CHAT) {
         if (!srv->tmpl)
             return api_fail(e, 400, "invalid_request_error", "messages",
                             "this model has no chat template; use /v1/completions");
-        hearth_error err = {0};
         chat_template_inputs in = {
             .messages_json = req->messages_json, .messages_len = strlen(req->messages_json),
             .tools_json = req->tools_json, .tools_len = req->tools_json ? strlen(req->tools_json) : 0,
@@ -421,31 +425,25 @@ static bool prompt_tokens(server *srv, const api_request *req, int32_t **out, in
             .extra_len = req->template_kwargs_json ? strlen(req->template_kwargs_json) : 0,
             .add_generation_prompt = true, .bos_token = srv->bos, .eos_token = srv->eos, .now = -1,
         };
-        if (chat_template_render(srv->tmpl, &in, &rendered, &len, &err) != HEARTH_OK)
-            return api_fail(e, err.status == HEARTH_ERR_NOMEM ? 500 : 400,
-                            err.status == HEARTH_ERR_NOMEM ? "server_error" : "invalid_request_error", "messages",
-                            "the chat template: %s", err.message);
-        text = rendered;
-        /* Templates that write bos_token themselves get no second one. */
-        if (srv->bos && strncmp(rendered, srv->bos, strlen(srv->bos)) == 0)
-            add_bos = false;
+        st = chat_prompt_tokenize(srv->tmpl, srv->vocab, &in, &tokens, &n, &err);
+    } else {
+        bool add_bos = vocab_adds_bos(srv->vocab);
+        n = vocab_tokenize(srv->vocab, req->prompt, req->prompt_len, add_bos, true, NULL, 0, &err);
+        if (n > 0 && n <= INT32_MAX && (tokens = malloc((size_t)n * sizeof *tokens)) != NULL)
+            n = vocab_tokenize(srv->vocab, req->prompt, req->prompt_len, add_bos, true, tokens, (size_t)n, &err);
+        st = n < 0 ? err.status : n > 0 && !tokens ? HEARTH_ERR_NOMEM : HEARTH_OK;
     }
-    hearth_error err = {0};
-    int64_t n = vocab_tokenize(srv->vocab, text, len, add_bos, true, NULL, 0, &err);
-    int32_t *tokens = NULL;
-    if (n > 0 && n <= INT32_MAX && (tokens = malloc((size_t)n * sizeof *tokens)) != NULL)
-        n = vocab_tokenize(srv->vocab, text, len, add_bos, true, tokens, (size_t)n, &err);
-    free(rendered);
-    if (n < 0) {
+    if (st == HEARTH_ERR_NOMEM) {
         free(tokens);
-        return api_fail(e, 400, "invalid_request_error", req->kind == API_CHAT ? "messages" : "prompt", "%s",
-                        err.message);
-    }
-    if (n == 0)
-        return api_fail(e, 400, "invalid_request_error", req->kind == API_CHAT ? "messages" : "prompt",
-                        "the prompt is empty");
-    if (!tokens)
         return api_fail(e, 500, "server_error", NULL, "out of memory");
+    }
+    if (st != HEARTH_OK)
+        return api_fail(e, 400, "invalid_request_error", field, "%s", err.message);
+    if (n == 0 || n > INT32_MAX) {
+        free(tokens);
+        return api_fail(e, 400, "invalid_request_error", field,
+                        n == 0 ? "the prompt is empty" : "the prompt is over 2^31 tokens");
+    }
     *out = tokens;
     *n_out = (int32_t)n;
     return true;

@@ -11,6 +11,7 @@
 #define HEARTH_TEXT_TEMPLATE_H
 
 #include "hearth.h"
+#include "text/text_span.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -55,6 +56,25 @@ typedef struct chat_template_inputs {
  * JSON inputs return HEARTH_ERR_ARG. */
 hearth_status chat_template_render(const chat_template *t, const chat_template_inputs *in, char **out,
                                    size_t *out_len, hearth_error *err);
+
+/* Keeps what users write from being read as control tokens: the render asks
+ * `find` where, in the text of each user and tool message, a control token's
+ * text is written (vocab_control_spans does), and reports where those
+ * stretches ended up in the output, wherever the template put them, for
+ * vocab_tokenize_guarded. System and assistant messages are the
+ * application's and the model's own, and are not guarded. */
+typedef struct chat_template_guard {
+    hearth_status (*find)(void *ctx, const char *text, size_t len, text_span **spans, size_t *n_spans,
+                          hearth_error *err);
+    void *ctx;
+} chat_template_guard;
+
+/* chat_template_render, guarded: *spans (malloc'd, NULL when none) are the
+ * guarded stretches of *out, sorted and disjoint. With a NULL guard it is
+ * chat_template_render, and spans may be NULL. */
+hearth_status chat_template_render_guarded(const chat_template *t, const chat_template_inputs *in,
+                                           const chat_template_guard *guard, char **out, size_t *out_len,
+                                           text_span **spans, size_t *n_spans, hearth_error *err);
 
 /* A template for model files of this general.architecture that ship none,
  * where the architecture fixes the turn format (the Gemma family); NULL for

@@ -31,11 +31,13 @@ struct tpl_render {
     tpl_frame *globals, *top;
     tpl_frame *frame; /* the scope statements run in now */
     tv key_loop, key_caller;
+    void *pending_free; /* a malloc'd block to free if the render fails now */
 };
 
 struct chat_template {
     tpl_arena arena;
     node_list body;
+    uint32_t marks_in_source; /* guard marks its source writes (tpl_marks_in) */
 };
 
 tpl_ctx *tpl_render_ctx(tpl_render *r) { return &r->c; }
@@ -961,6 +963,7 @@ hearth_status chat_template_parse(const char *src, size_t len, chat_template **o
         return error_set(err, HEARTH_ERR_FORMAT, "chat template: %s", c.message);
     }
     t->body = tpl_parse(&c, src, len);
+    t->marks_in_source = tpl_marks_in(src, len);
     *out = t;
     return HEARTH_OK;
 }
@@ -976,8 +979,31 @@ void chat_template_free(chat_template *t)
 hearth_status chat_template_render(const chat_template *t, const chat_template_inputs *in, char **out,
                                    size_t *out_len, hearth_error *err)
 {
+    return chat_template_render_guarded(t, in, NULL, out, out_len, NULL, NULL, err);
+}
+
+static uint32_t marks_in_inputs(const chat_template *t, const chat_template_inputs *in)
+{
+    uint32_t used = t->marks_in_source | tpl_marks_in(in->messages_json, in->messages_len);
+    if (in->tools_json)
+        used |= tpl_marks_in(in->tools_json, in->tools_len);
+    if (in->extra_json)
+        used |= tpl_marks_in(in->extra_json, in->extra_len);
+    if (in->bos_token)
+        used |= tpl_marks_in(in->bos_token, strlen(in->bos_token));
+    if (in->eos_token)
+        used |= tpl_marks_in(in->eos_token, strlen(in->eos_token));
+    return used;
+}
+
+hearth_status chat_template_render_guarded(const chat_template *t, const chat_template_inputs *in,
+                                           const chat_template_guard *guard, char **out, size_t *out_len,
+                                           text_span **spans, size_t *n_spans, hearth_error *err)
+{
     *out = NULL;
     *out_len = 0;
+    if (spans)
+        *spans = NULL, *n_spans = 0;
     if (!in->messages_json)
         return error_set(err, HEARTH_ERR_ARG, "chat template: no messages given");
     tpl_arena arena = {.limit = in->max_memory ? in->max_memory : (size_t)256 << 20};
@@ -990,6 +1016,8 @@ hearth_status chat_template_render(const chat_template *t, const chat_template_i
         const char *msg = r ? r->c.message : boot.message;
         hearth_status st = input_status;
         error_set(err, st, "chat template: %s", msg);
+        if (r)
+            free(r->pending_free);
         tpl_arena_free(&arena);
         return st;
     }
@@ -1016,6 +1044,14 @@ hearth_status chat_template_render(const chat_template *t, const chat_template_i
     }
     if (messages.type != TV_LIST)
         tpl_fail(c, 0, 0, "messages: expected a JSON array");
+    tpl_marks marks;
+    bool marked = false;
+    if (guard) {
+        if (!tpl_pick_marks(marks_in_inputs(t, in), &marks))
+            tpl_fail(c, 0, 0, "messages: the inputs write 31 or more of the noncharacters U+FDD0..U+FDEF; "
+                              "guarding users' control-token text needs two of them free");
+        marked = tpl_guard_messages(c, messages, guard, &marks, &r->pending_free);
+    }
     tv_dict_set(c, r->globals->vars, tv_cstr(c, "messages"), messages);
     tv_dict_set(c, r->globals->vars, tv_cstr(c, "tools"), tools);
     tv_dict_set(c, r->globals->vars, tv_cstr(c, "documents"), tv_none());
@@ -1044,8 +1080,14 @@ hearth_status chat_template_render(const chat_template *t, const chat_template_i
     if (r->out.n)
         memcpy(result, r->out.p, r->out.n);
     result[r->out.n] = '\0';
-    *out = result;
-    *out_len = r->out.n;
+    size_t len = r->out.n;
     tpl_arena_free(&arena);
+    hearth_status st = marked ? tpl_strip_marks(&marks, result, &len, spans, n_spans, err) : HEARTH_OK;
+    if (st != HEARTH_OK) {
+        free(result);
+        return st;
+    }
+    *out = result;
+    *out_len = len;
     return HEARTH_OK;
 }

@@ -1,8 +1,9 @@
-/* Chat-template engine internals, shared by its four files:
+/* Chat-template engine internals, shared by its five files:
  *   template_value.c    arena, values, Python-style str/repr/JSON, JSON parser
  *   template_parse.c    lexer and parser: template source to a tree of nodes
  *   template_eval.c     statements and expressions, scopes, macros, loops
  *   template_builtins.c filters, tests, string and dict methods, globals
+ *   template_guard.c    marking users' control-token texts through a render
  *
  * Everything a parse or a render allocates comes from one arena with a byte
  * limit, and every error (bad syntax, a runtime error, a budget spent) jumps
@@ -308,5 +309,24 @@ tv tpl_getattr(tpl_render *r, const node *at, tv obj, const char *name);
 tv tpl_getitem(tpl_render *r, const node *at, tv obj, tv key);
 /* Raises jinja2's UndefinedError for an undefined value used as data. */
 void tpl_check_defined(tpl_render *r, const node *at, tv v);
+
+/* ---- guarded text (template_guard.c) ------------------------------------- */
+
+/* Two noncharacters, as UTF-8, that nothing else in a render writes. */
+typedef struct tpl_marks {
+    char open[3], close[3];
+} tpl_marks;
+
+uint32_t tpl_marks_in(const char *s, size_t n);
+/* The first two marks not in `used`; false if fewer than two are free. */
+bool tpl_pick_marks(uint32_t used, tpl_marks *m);
+/* Marks the guarded stretches of user and tool messages (a list). *pending
+ * holds a malloc'd block across allocations that may fail; the caller frees
+ * it if the render ends there. True if anything was marked. */
+bool tpl_guard_messages(tpl_ctx *c, tv messages, const chat_template_guard *g, const tpl_marks *m, void **pending);
+/* Cuts the marks out of text (in place; *len shrinks) and returns where
+ * they stood as spans. */
+hearth_status tpl_strip_marks(const tpl_marks *m, char *text, size_t *len, text_span **spans, size_t *n_spans,
+                              hearth_error *err);
 
 #endif

@@ -12,7 +12,7 @@
 #include "base/paths.h"
 #include "base/utf8.h"
 #include "runtime/generate.h"
-#include "text/template.h"
+#include "text/chat_prompt.h"
 
 #include <cJSON.h>
 #include <editline/readline.h>
@@ -150,26 +150,6 @@ static bool emit_reply(void *user, const char *text, size_t len)
     return !ferror(stdout);
 }
 
-/* The conversation so far as the model sees it, with the assistant's turn
- * opened. malloc'd; NULL after saying why. */
-static char *render(chat *c, size_t *len)
-{
-    char *json = cJSON_PrintUnformatted(c->messages), *out = NULL;
-    if (!json) {
-        fprintf(stderr, "hearth chat: out of memory\n");
-        return NULL;
-    }
-    hearth_error err = {0};
-    chat_template_inputs in = {
-        .messages_json = json, .messages_len = strlen(json), .add_generation_prompt = true,
-        .bos_token = c->bos, .eos_token = c->eos, .now = -1,
-    };
-    if (chat_template_render(c->tmpl, &in, &out, len, &err) != HEARTH_OK)
-        fprintf(stderr, "hearth chat: the chat template: %s\n", err.message);
-    free(json);
-    return out;
-}
-
 /* One user message: render, evaluate what is new, generate, and keep the
  * reply in the conversation. False only when the session can go no further. */
 static bool take_turn(chat *c, const char *text)
@@ -179,23 +159,23 @@ static bool take_turn(chat *c, const char *text)
         fprintf(stderr, "hearth chat: out of memory\n");
         return false;
     }
-    size_t len;
-    char *prompt = render(c, &len);
     int32_t *tokens = NULL;
-    hearth_error err = {0};
     int64_t n = -1;
-    if (prompt) {
-        /* Templates that write bos_token themselves get no second one. */
-        bool add_bos = vocab_adds_bos(v) && !(c->bos && strncmp(prompt, c->bos, strlen(c->bos)) == 0);
-        n = vocab_tokenize(v, prompt, len, add_bos, true, NULL, 0, &err);
-        if (n > 0 && (tokens = malloc((size_t)n * sizeof *tokens)) != NULL)
-            vocab_tokenize(v, prompt, len, add_bos, true, tokens, (size_t)n, &err);
-        else if (n >= 0)
-            fprintf(stderr, "hearth chat: %s\n", n == 0 ? "the template rendered nothing" : "out of memory");
-        else
+    hearth_error err = {0};
+    char *json = cJSON_PrintUnformatted(c->messages);
+    if (json) {
+        chat_template_inputs in = {
+            .messages_json = json, .messages_len = strlen(json), .add_generation_prompt = true,
+            .bos_token = c->bos, .eos_token = c->eos, .now = -1,
+        };
+        if (chat_prompt_tokenize(c->tmpl, v, &in, &tokens, &n, &err) != HEARTH_OK)
             fprintf(stderr, "hearth chat: %s\n", err.message);
+        else if (n == 0)
+            fprintf(stderr, "hearth chat: the template rendered nothing\n");
+        free(json);
+    } else {
+        fprintf(stderr, "hearth chat: out of memory\n");
     }
-    free(prompt);
     if (!tokens || n >= session_n_ctx(c->s)) {
         if (tokens)
             fprintf(stderr, "hearth chat: the conversation is %lld tokens, the context %d: /clear, or a larger -c\n",
