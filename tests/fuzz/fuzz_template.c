@@ -6,7 +6,8 @@
  * source, rendered over a fixed conversation with tools. So the shared
  * .jinja files can seed the corpus as they are. Budgets are small, so a
  * template that loops or grows stops quickly: any crash, sanitizer report
- * or hang is a finding; errors are expected. */
+ * or hang is a finding; errors are expected. Each render is done again with
+ * a guard over users' control-token texts (chat_template_render_guarded). */
 #include "text/template.h"
 
 #include <dirent.h>
@@ -93,6 +94,48 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
+/* The guard's stand-in for a vocabulary's control tokens: these texts,
+ * found wherever they are written, overlapping and touching ones merged. */
+static const char *const control_texts[] = {"<|end|>", "<|user|>", "<|assistant|>", "<s>", "</s>", "<|im_start|>",
+                                            "<start_of_turn>", "<|"};
+static size_t guard_spans_found;
+
+static hearth_status find_controls(void *ctx, const char *text, size_t len, text_span **spans, size_t *n_spans,
+                                   hearth_error *err)
+{
+    (void)ctx, (void)err;
+    text_span *out = NULL;
+    size_t n = 0;
+    for (size_t at = 0; at < len; at++) {
+        size_t longest = 0;
+        for (size_t k = 0; k < sizeof control_texts / sizeof control_texts[0]; k++) {
+            size_t cl = strlen(control_texts[k]);
+            if (cl <= len - at && cl > longest && memcmp(text + at, control_texts[k], cl) == 0)
+                longest = cl;
+        }
+        if (!longest)
+            continue;
+        if (n > 0 && out[n - 1].off + out[n - 1].len >= at) {
+            if (at + longest > out[n - 1].off + out[n - 1].len)
+                out[n - 1].len = at + longest - out[n - 1].off;
+            continue;
+        }
+        text_span *grown = realloc(out, (n + 1) * sizeof *grown);
+        if (!grown)
+            __builtin_trap();
+        out = grown;
+        out[n++] = (text_span){at, longest};
+    }
+    guard_spans_found += n;
+    *spans = out;
+    *n_spans = n;
+    return HEARTH_OK;
+}
+
+/* Renders twice, plain and guarded. Either way a failure returns no output
+ * and says why. The guarded spans lie in the output, in order and apart;
+ * where the guard found nothing to mark, both renders are the same (or the
+ * guarded one refused inputs that use up its marks). */
 static void render_with(const chat_template *t, const char *messages, size_t len, bool agp)
 {
     chat_template_inputs in = {
@@ -110,16 +153,29 @@ static void render_with(const chat_template *t, const char *messages, size_t len
         .max_output = 1 << 20,
         .max_memory = 64 << 20,
     };
-    char *out = NULL;
-    size_t out_len = 0;
-    hearth_error err;
-    if (chat_template_render(t, &in, &out, &out_len, &err) == HEARTH_OK) {
-        if (out[out_len] != '\0')
+    char *out = NULL, *guarded = NULL;
+    size_t out_len = 0, guarded_len = 0, n_spans = 0;
+    text_span *spans = NULL;
+    hearth_error err, guarded_err;
+    hearth_status st = chat_template_render(t, &in, &out, &out_len, &err);
+    if (st == HEARTH_OK ? out[out_len] != '\0' : (out || err.message[0] == '\0'))
+        __builtin_trap();
+    chat_template_guard guard = {.find = find_controls};
+    guard_spans_found = 0;
+    hearth_status gst = chat_template_render_guarded(t, &in, &guard, &guarded, &guarded_len, &spans, &n_spans,
+                                                     &guarded_err);
+    if (gst == HEARTH_OK ? guarded[guarded_len] != '\0' : (guarded || spans || guarded_err.message[0] == '\0'))
+        __builtin_trap();
+    for (size_t i = 0; i < n_spans; i++)
+        if (spans[i].len == 0 || spans[i].off + spans[i].len > guarded_len ||
+            (i > 0 && spans[i].off < spans[i - 1].off + spans[i - 1].len))
             __builtin_trap();
-        free(out);
-    } else if (out || err.message[0] == '\0') {
-        __builtin_trap(); /* failures return no output and say why */
-    }
+    if (guard_spans_found == 0 && gst != HEARTH_ERR_ARG &&
+        (gst != st || (st == HEARTH_OK && (n_spans || guarded_len != out_len || memcmp(guarded, out, out_len)))))
+        __builtin_trap();
+    free(out);
+    free(guarded);
+    free(spans);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

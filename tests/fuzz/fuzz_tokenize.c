@@ -22,6 +22,8 @@
  *     the one space it prefixes; for both over SentencePiece-style texts
  *     (llama-spm, Gemma 4) if the text has no U+2581 (their space mark,
  *     which comes back as a space).
+ *   - with every control token's text guarded (vocab_tokenize_guarded over
+ *     vocab_control_spans) the ids are those with special tokens off.
  * Pieces are also cut short at every length, to check the cap is obeyed. */
 #include "base/utf8.h"
 #include "gguf/gguf.h"
@@ -229,6 +231,30 @@ static void check_round_trip(const vocab *v, const uint8_t *data, size_t size, c
     free(back);
 }
 
+/* Guarding every place a control token's text is written (the spans
+ * vocab_control_spans finds: in order, apart, inside the text, each starting
+ * with a control text) leaves no control token to find: the ids are those of
+ * the text with special tokens off. */
+static void check_guarded(const vocab *v, const uint8_t *data, size_t size, const int32_t *plain, int64_t n)
+{
+    hearth_error err = {0};
+    text_span *spans = NULL;
+    size_t n_spans = 0;
+    if (vocab_control_spans(v, (const char *)data, size, &spans, &n_spans, &err) != HEARTH_OK)
+        return;
+    for (size_t i = 0; i < n_spans; i++)
+        if (spans[i].len == 0 || spans[i].off + spans[i].len > size ||
+            (i > 0 && spans[i].off <= spans[i - 1].off + spans[i - 1].len))
+            __builtin_trap();
+    int32_t *ids = malloc(((size_t)n + 1) * sizeof *ids);
+    if (ids && (vocab_tokenize_guarded(v, (const char *)data, size, false, spans, n_spans, ids, (size_t)n + 1,
+                                       &err) != n ||
+                memcmp(ids, plain, (size_t)n * sizeof *ids) != 0))
+        __builtin_trap();
+    free(ids);
+    free(spans);
+}
+
 static void check_vocab(const vocab *v, const uint8_t *data, size_t size, bool special, bool space_mark)
 {
     hearth_error err = {0};
@@ -257,6 +283,8 @@ static void check_vocab(const vocab *v, const uint8_t *data, size_t size, bool s
             __builtin_trap();
     if (utf8)
         check_round_trip(v, data, size, ids, n, special, space_mark);
+    if (!special)
+        check_guarded(v, data, size, ids, n);
     free(ids);
     free(again);
 }
