@@ -10,8 +10,9 @@ nesting; a 100 MB body, with a Content-Length and chunked (no length, so only
 reading shows it is too big); headers and URLs over the limit; slow-loris
 clients (a byte a second: others are still served, and the late request is
 dropped with 408); a client that leaves while its body is still arriving, or
-before a non-streamed answer; 1,000 connections at once. After every case the
-process is alive and a normal completion succeeds.
+before a non-streamed answer; 1,000 connections at once; more connections from
+one address than --max-conns-per-ip allows. After every case the process is
+alive and a normal completion succeeds.
 
 Server and client choices the cases rely on:
 - max_tokens below 1, fractional, or not a number: 400, param "max_tokens"
@@ -453,6 +454,43 @@ def case_many_connections(srv, quick):
     healthy(srv, f"{n} connections at once")
 
 
+def case_per_ip_limit(binary, model):
+    """--max-conns-per-ip 3: a fourth and fifth connection from the same
+    address are closed at once, the first three stay open and are served."""
+    srv = Server(binary, model, "--parallel", "1", "-c", str(CTX), "--max-conns-per-ip", "3")
+    try:
+        socks = []
+        for _ in range(5):
+            s = socket.socket()
+            s.settimeout(3)
+            s.connect(("127.0.0.1", srv.port))
+            socks.append(s)
+            time.sleep(0.1)  # in order, so the first three are the ones kept
+        refused = 0
+        for s in socks[3:]:
+            try:
+                refused += s.recv(1) == b""
+            except ConnectionResetError:
+                refused += 1
+            except socket.timeout:
+                pass
+        served = 0
+        for s in socks[:3]:
+            try:
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                served += s.recv(4096).startswith(b"HTTP/1.1 200")
+            except OSError:
+                pass
+        for s in socks:
+            s.close()
+        check(refused == 2 and served == 3, "--max-conns-per-ip 3: connections past 3 closed, the 3 served",
+              f"{refused} of 2 refused, {served} of 3 served")
+        healthy(srv, "the per-address limit")
+    finally:
+        rc = srv.stop()
+        check(rc == 0, "the per-address server stops cleanly", f"exit {rc}")
+
+
 def main():
     args = sys.argv[1:]
     quick = "--quick" in args
@@ -482,6 +520,9 @@ def main():
     finally:
         rc = srv.stop()
         check(rc == 0, "the server stops cleanly on SIGTERM", f"exit {rc}; log: {''.join(srv.log)[-2000:]}")
+    t0 = time.time()
+    case_per_ip_limit(binary, model)
+    print(f"per-address limit: {time.time() - t0:.1f} s", file=sys.stderr)
     print(f"{passed} passed, {failed} failed in {time.time() - t_start:.0f} s")
     return 1 if failed else 0
 

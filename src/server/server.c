@@ -7,8 +7,10 @@
 
 #include <microhttpd.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -973,6 +975,15 @@ static void on_mhd_error(void *cls, const char *fmt, va_list ap)
 
 /* ---- start, stop ---- */
 
+static bool is_loopback(const struct sockaddr *addr)
+{
+    if (addr->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)(const void *)addr)->sin_addr.s_addr) >> 24) == 127;
+    if (addr->sa_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)(const void *)addr)->sin6_addr);
+    return false;
+}
+
 hearth_status server_start(const model *m, sched *s, const chat_template *tmpl, const server_params *params,
                            server **out, hearth_error *err)
 {
@@ -1007,6 +1018,10 @@ hearth_status server_start(const model *m, sched *s, const chat_template *tmpl, 
         server_stop(srv);
         return error_set(err, HEARTH_ERR_ARG, "--host %s: %s", params->host, gai_strerror(gai));
     }
+    unsigned per_ip = srv->params.max_connections_per_ip;
+    if (!per_ip && !is_loopback(ai->ai_addr))
+        per_ip = srv->params.max_connections / 4 ? srv->params.max_connections / 4 : 1;
+    srv->params.max_connections_per_ip = per_ip;
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
                      MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     srv->daemon = MHD_start_daemon(
@@ -1018,6 +1033,7 @@ hearth_status server_start(const model *m, sched *s, const chat_template *tmpl, 
         MHD_OPTION_URI_LOG_CALLBACK, on_request_line, srv,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv->params.timeout_seconds,
         MHD_OPTION_CONNECTION_LIMIT, srv->params.max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, /* 0: none */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, /* request line + headers */
         MHD_OPTION_THREAD_STACK_SIZE, (size_t)512 * 1024,
         MHD_OPTION_END);

@@ -32,6 +32,10 @@ typedef struct server_params {
     int32_t n_ctx;          /* per slot, for /v1/models */
     size_t max_body;        /* request body bytes; 0: 8 MiB */
     unsigned max_connections; /* 0: 256 */
+    /* Connections one client address may hold. 0: no limit when listening
+     * on a loopback address (every client there has the same one), else a
+     * quarter of max_connections. */
+    unsigned max_connections_per_ip;
     unsigned timeout_seconds; /* an idle connection is closed after, and a request
                                  must arrive within; 0: 60 */
 } server_params;

@@ -36,6 +36,9 @@ static const char serve_usage[] =
     "  --timeout S              close connections idle for S seconds, or whose request\n"
     "                           has not arrived in full S seconds after it began (default 60)\n"
     "  --max-body BYTES         largest request body (default 8 MiB; larger: 413)\n"
+    "  --max-conns N            open connections at most (default 256; more are closed at once)\n"
+    "  --max-conns-per-ip N     open connections one client address may hold (default: no limit\n"
+    "                           on a loopback --host, else a quarter of --max-conns)\n"
     "  -h, --help               this help\n"
     "\n"
     "Sampling is per request (temperature, top_p, top_k, min_p, seed, ...); fields\n"
@@ -62,7 +65,7 @@ int cli_serve(int argc, char **argv)
     const char *model_path = NULL, *host = "127.0.0.1", *api_key = getenv("HEARTH_API_KEY");
     const char *template_path = NULL, *alias = NULL;
     long port = 8080, n_parallel = 4, n_batch = 512, prefill_chunk = 128, queue = 0, timeout = 60;
-    long max_body = 8L << 20;
+    long max_body = 8L << 20, max_conns = 256, max_conns_per_ip = 0;
     cli_generation_options gen = {.n_predict = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -90,6 +93,8 @@ int cli_serve(int argc, char **argv)
             {NULL, "--queue", &queue, 1, 65536},
             {NULL, "--timeout", &timeout, 1, 86400},
             {NULL, "--max-body", &max_body, 1024, 1L << 30},
+            {NULL, "--max-conns", &max_conns, 1, 65536},
+            {NULL, "--max-conns-per-ip", &max_conns_per_ip, 1, 65536},
         };
         bool matched = false;
         for (size_t k = 0; k < sizeof numbers / sizeof *numbers && !matched; k++)
@@ -171,6 +176,7 @@ int cli_serve(int argc, char **argv)
     server_params sp_http = {
         .host = host, .port = (int)port, .api_key = api_key, .model_id = model_id, .n_ctx = n_ctx,
         .max_body = (size_t)max_body, .timeout_seconds = (unsigned)timeout,
+        .max_connections = (unsigned)max_conns, .max_connections_per_ip = (unsigned)max_conns_per_ip,
     };
     if (server_start(m, sch, tmpl, &sp_http, &srv, &err) != HEARTH_OK) {
         fprintf(stderr, "hearth serve: %s\n", err.message);
