@@ -178,6 +178,15 @@ if [ -r "$model" ]; then
     expect 0 'stopped by stop string' -- run -m "$model" -p "$prompt" -n 40 --temp 0 --stop " capital"
     out=$("$hearth" run -m "$model" -p "$prompt" -n 40 --temp 0 --stop " capital" 2>/dev/null)
     [ "$out" = "$prompt the" ] && pass || fail "--stop output: '$out'"
+    # --logit-bias: +100 makes " zebra" greedy's choice; -inf bans greedy's " the".
+    zebra=$("$hearth" tokenize -m "$model" -p " zebra" --no-bos)
+    the=$("$hearth" tokenize -m "$model" -p " the" --no-bos)
+    out=$("$hearth" run -m "$model" -p "$prompt" -n 1 --temp 0 -l "$zebra+100" 2>/dev/null)
+    [ "$out" = "$prompt zebra" ] && pass || fail "--logit-bias $zebra+100: '$out'"
+    out=$("$hearth" run -m "$model" -p "$prompt" -n 1 --temp 0 --logit-bias "$the-inf" 2>/dev/null)
+    [ -n "$out" ] && [ "$out" != "$prompt the" ] && pass || fail "--logit-bias $the-inf: '$out'"
+    expect 1 'outside the vocabulary of 262144' -- run -m "$model" -p "$prompt" -n 1 -l 262144+1
+    expect 2 'expected TOKEN_ID\+BIAS' -- run -m "$model" -p "$prompt" -n 1 -l 5
     # The context fills: generation stops cleanly, or goes on with a shift.
     expect 0 'stopped by context full; context 16 of 16' -- run -m "$model" -p "$prompt" -n 100 -c 16 --temp 0
     expect 0 'generation += +[0-9.]+ ms / +40 tokens' -- run -m "$model" -p "$prompt" -n 40 -c 16 --temp 0 --context-shift

@@ -160,7 +160,7 @@ def run_tests(openai, binary, model, srv, key, quick):
         a = client.chat.completions.create(model=model_id, messages=messages, temperature=1.0, seed=7, max_tokens=16)
         b = client.chat.completions.create(model=model_id, messages=messages, temperature=1.0, seed=7, max_tokens=16)
         check(a.choices[0].message.content == b.choices[0].message.content, "same seed, same text")
-    logprobs_and_completions(client, model_id, messages)
+    logprobs_and_completions(client, model_id, messages, srv)
     tokenize_and_errors(openai, client, model_id, messages, srv, key)
     if not quick:
         parallel_equals_alone(client, model_id)
@@ -210,7 +210,7 @@ def stream_and_stops(client, model_id, messages, r, text, u):
 
 
 
-def logprobs_and_completions(client, model_id, messages):
+def logprobs_and_completions(client, model_id, messages, srv):
     # Logprobs: greedy picks the top alternative.
     lp = client.chat.completions.create(model=model_id, messages=messages, temperature=0, max_tokens=8,
                                         logprobs=True, top_logprobs=3)
@@ -227,6 +227,23 @@ def logprobs_and_completions(client, model_id, messages):
     c2 = client.completions.create(model=model_id, prompt="Once upon a time", max_tokens=12, temperature=0, stream=True)
     check(c1.object == "text_completion" and len(c1.choices[0].text) > 0, "completion shape")
     check("".join(c.choices[0].text for c in c2 if c.choices) == c1.choices[0].text, "completion stream equals")
+
+    # logit_bias: +100 makes a token the greedy choice; false (or -100) bans greedy's own choice.
+    def first_token(bias):
+        return client.completions.create(model=model_id, prompt="Once upon a time", max_tokens=1, temperature=0,
+                                         extra_body={"logit_bias": bias}).choices[0].text
+    hdr = {"Authorization": f"Bearer {client.api_key}"}
+    tokenize = lambda text: json.loads(srv.request("POST", "/tokenize", {"content": text}, hdr)[1])["tokens"]
+    detokenize = lambda ids: json.loads(srv.request("POST", "/detokenize", {"tokens": ids}, hdr)[1])["content"]
+    zebra = tokenize(" zebra")[0]
+    forced = first_token({str(zebra): 100})
+    check(forced == detokenize([zebra]), "logit_bias +100 forces its token", f"{forced!r} vs {detokenize([zebra])!r}")
+    greedy = first_token({})
+    ids = tokenize(greedy)
+    if check(len(ids) == 1, "greedy's first piece is one token", str(ids)):
+        banned = first_token({str(ids[0]): False})
+        check(banned != greedy and banned != "", "logit_bias false bans greedy's token", f"{banned!r}")
+        check(first_token([[ids[0], -100]]) == banned, "llama.cpp's [[id, bias]] form, -100 as good as a ban")
 
 
 

@@ -603,6 +603,59 @@ static void test_nonfinite_logits(void)
     }
 }
 
+/* Biases come first: before greedy's argmax, before the penalties and the
+ * truncations; -inf bans a token whatever else happens; repeated ids add up;
+ * the sampler keeps its own copy. */
+static void test_logit_bias(void)
+{
+    const float logits[] = {0.5f, 3.0f, -2.0f, 2.0f, 2.9f};
+    sampler_bias ban_best[] = {{1, -INFINITY}}, lift_worst[] = {{2, 3.0f}, {2, 2.5f}};
+    sampler_params p = plain_params(0.0f);
+    p.logit_bias = ban_best, p.n_logit_bias = 1;
+    sampler *s = make(p, 5);
+    CHECK(sampler_sample(s, logits) == 4);
+    sampler_free(s);
+
+    sampler_bias *copy = malloc(sizeof lift_worst);
+    memcpy(copy, lift_worst, sizeof lift_worst);
+    p.logit_bias = copy, p.n_logit_bias = 2;
+    s = make(p, 5);
+    free(copy); /* -2 + 3 + 2.5 = 3.5 beats 3.0 */
+    CHECK(sampler_sample(s, logits) == 2);
+    sampler_free(s);
+
+    /* A banned token is never drawn, even at a high temperature with no truncation. */
+    p = plain_params(5.0f);
+    p.logit_bias = ban_best, p.n_logit_bias = 1;
+    s = make(p, 5);
+    int drawn_banned = 0;
+    for (int i = 0; i < 2000; i++)
+        drawn_banned += sampler_sample(s, logits) == 1;
+    CHECK(drawn_banned == 0);
+    sampler_free(s);
+
+    /* Before the penalties: a repeat penalty of 2 halves the biased logit (3 + 1 = 4 -> 2), not 3 -> 1.5 then + 1. */
+    sampler_bias lift_best[] = {{1, 1.0f}};
+    p = plain_params(0.0f);
+    p.repeat_penalty = 2.0f, p.repeat_last_n = 8;
+    p.logit_bias = lift_best, p.n_logit_bias = 1;
+    const float near[] = {0.0f, 3.0f, 2.2f};
+    s = make(p, 3);
+    sampler_accept(s, 1);
+    CHECK(sampler_sample(s, near) == 2); /* 2 < 2.2; the other order would give 2.5 > 2.2 */
+    sampler_free(s);
+
+    sampler_params bad = plain_params(0.0f);
+    sampler_bias out_of_range[] = {{5, 1.0f}}, negative[] = {{-1, 1.0f}}, nan_bias[] = {{0, NAN}},
+                 plus_inf[] = {{0, INFINITY}};
+    bad.n_logit_bias = 1;
+    bad.logit_bias = out_of_range, expect_rejected(bad, 5, "token 5");
+    bad.logit_bias = negative, expect_rejected(bad, 5, "token -1");
+    bad.logit_bias = nan_bias, expect_rejected(bad, 5, "finite or -inf");
+    bad.logit_bias = plus_inf, expect_rejected(bad, 5, "finite or -inf");
+    bad.logit_bias = NULL, expect_rejected(bad, 5, "logit biases");
+}
+
 int main(void)
 {
     test_defaults();
@@ -616,5 +669,6 @@ int main(void)
     test_flat_distribution();
     test_penalties();
     test_nonfinite_logits();
+    test_logit_bias();
     return test_finish("test_sampler");
 }

@@ -674,6 +674,45 @@ static void test_format_misc(void)
     free(s);
 }
 
+static void test_logit_bias(void)
+{
+    api_request r;
+    if (GOOD(API_COMPLETION, "{\"prompt\":\"x\",\"logit_bias\":{\"0\":-100,\"999\":2.5,\"7\":false}}", &r)) {
+        CHECK(r.n_logit_bias == 3 && r.sampling.n_logit_bias == 3 && r.sampling.logit_bias == r.logit_bias);
+        CHECK(r.logit_bias[0].token == 0 && r.logit_bias[0].bias == -100.0f);
+        CHECK(r.logit_bias[1].token == 999 && r.logit_bias[1].bias == 2.5f);
+        CHECK(r.logit_bias[2].token == 7 && r.logit_bias[2].bias == -INFINITY);
+        api_request_free(&r);
+    }
+    if (GOOD(API_CHAT, "{" MSG ",\"logit_bias\":[[5,1],[5,false]]}", &r)) {
+        CHECK(r.n_logit_bias == 2 && r.logit_bias[0].token == 5 && r.logit_bias[1].bias == -INFINITY);
+        api_request_free(&r);
+    }
+    if (GOOD(API_CHAT, "{" MSG ",\"logit_bias\":null}", &r)) {
+        CHECK(r.n_logit_bias == 0 && r.sampling.logit_bias == NULL);
+        api_request_free(&r);
+    }
+    if (GOOD(API_CHAT, "{" MSG ",\"logit_bias\":{}}", &r)) {
+        CHECK(r.n_logit_bias == 0 && r.sampling.logit_bias == NULL);
+        api_request_free(&r);
+    }
+    BAD_CHAT("\"logit_bias\":{\"1000\":1}", "logit_bias", "outside the vocabulary");
+    BAD_CHAT("\"logit_bias\":{\"99999999999999999999\":1}", "logit_bias", "token ids");
+    BAD_CHAT("\"logit_bias\":{\"-1\":1}", "logit_bias", "token ids");
+    BAD_CHAT("\"logit_bias\":{\"1.5\":1}", "logit_bias", "token ids");
+    BAD_CHAT("\"logit_bias\":{\"hello\":1}", "logit_bias", "token ids");
+    BAD_CHAT("\"logit_bias\":{\"\":1}", "logit_bias", "token ids");
+    BAD_CHAT("\"logit_bias\":{\"1\":101}", "logit_bias", "-100 to 100");
+    BAD_CHAT("\"logit_bias\":{\"1\":1e999}", "logit_bias", "-100 to 100");
+    BAD_CHAT("\"logit_bias\":{\"1\":true}", "logit_bias", "-100 to 100");
+    BAD_CHAT("\"logit_bias\":{\"1\":\"1\"}", "logit_bias", "-100 to 100");
+    BAD_CHAT("\"logit_bias\":[[1]]", "logit_bias", "pairs");
+    BAD_CHAT("\"logit_bias\":[1,2]", "logit_bias", "pairs");
+    BAD_CHAT("\"logit_bias\":[[-3,1]]", "logit_bias", "outside the vocabulary");
+    BAD_CHAT("\"logit_bias\":[[\"a\",1]]", "logit_bias", "token ids");
+    BAD_CHAT("\"logit_bias\":5", "logit_bias", "an object");
+}
+
 int main(void)
 {
     test_json_errors();
@@ -688,5 +727,6 @@ int main(void)
     test_format_chat();
     test_format_completion();
     test_format_misc();
+    test_logit_bias();
     return test_finish("test_server_api");
 }

@@ -34,8 +34,9 @@ typedef struct candidate {
 } candidate;
 
 struct sampler {
-    sampler_params params;
+    sampler_params params; /* its logit_bias points at bias below */
     int32_t n_vocab;
+    sampler_bias *bias;
     candidate *candidates; /* [n_vocab] scratch, refilled on every sample */
 
     /* Penalty window: a ring of the last `window` accepted tokens and, per
@@ -128,6 +129,17 @@ static hearth_status check_params(const sampler_params *p, int32_t n_vocab, hear
     if (p->repeat_last_n < -1 || p->repeat_last_n > SAMPLER_MAX_PENALTY_WINDOW)
         return error_set(err, HEARTH_ERR_ARG, "sampler: repeat_last_n must be -1 (all), 0 (off) or up to %d (got %d)",
                          SAMPLER_MAX_PENALTY_WINDOW, (int)p->repeat_last_n);
+    if (p->n_logit_bias < 0 || (p->n_logit_bias > 0 && !p->logit_bias))
+        return error_set(err, HEARTH_ERR_ARG, "sampler: %d logit biases", (int)p->n_logit_bias);
+    for (int32_t i = 0; i < p->n_logit_bias; i++) {
+        sampler_bias b = p->logit_bias[i];
+        if (b.token < 0 || b.token >= n_vocab)
+            return error_set(err, HEARTH_ERR_ARG, "sampler: logit bias for token %d, outside the vocabulary of %d",
+                             (int)b.token, (int)n_vocab);
+        if (isnan(b.bias) || b.bias == INFINITY)
+            return error_set(err, HEARTH_ERR_ARG, "sampler: logit bias for token %d must be finite or -inf (got %g)",
+                             (int)b.token, (double)b.bias);
+    }
     return HEARTH_OK;
 }
 
@@ -155,11 +167,18 @@ hearth_status sampler_create(const sampler_params *params, int32_t n_vocab, samp
     if (!penalties_active(params))
         s->window = 0; /* nothing would read the history */
     s->candidates = malloc((size_t)n_vocab * sizeof *s->candidates);
+    if (params->n_logit_bias > 0) {
+        s->bias = malloc((size_t)params->n_logit_bias * sizeof *s->bias);
+        if (s->bias)
+            memcpy(s->bias, params->logit_bias, (size_t)params->n_logit_bias * sizeof *s->bias);
+    }
+    s->params.logit_bias = s->bias;
     if (s->window > 0) {
         s->history = malloc((size_t)s->window * sizeof *s->history);
         s->token_counts = calloc((size_t)n_vocab, sizeof *s->token_counts);
     }
-    if (!s->candidates || (s->window > 0 && (!s->history || !s->token_counts))) {
+    if (!s->candidates || (s->window > 0 && (!s->history || !s->token_counts)) ||
+        (params->n_logit_bias > 0 && !s->bias)) {
         sampler_free(s);
         return error_set(err, HEARTH_ERR_NOMEM, "sampler: out of memory for a vocabulary of %d tokens", (int)n_vocab);
     }
@@ -173,6 +192,7 @@ void sampler_free(sampler *s)
     if (!s)
         return;
     free(s->candidates);
+    free(s->bias);
     free(s->history);
     free(s->token_counts);
     free(s);
@@ -496,6 +516,8 @@ int32_t sampler_sample(sampler *s, const float *logits)
     size_t n = (size_t)s->n_vocab;
     for (size_t i = 0; i < n; i++)
         c[i] = (candidate){sanitize_logit(logits[i]), (int32_t)i};
+    for (int32_t i = 0; i < p->n_logit_bias; i++)
+        c[s->bias[i].token].logit = sanitize_logit(c[s->bias[i].token].logit + s->bias[i].bias);
     if (s->history_len > 0)
         apply_penalties(s, c);
 

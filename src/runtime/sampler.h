@@ -1,7 +1,7 @@
 /* Token sampling: the chain llama.cpp's common sampler runs by default.
  *
- *   penalties -> top-k -> top-p -> min-p -> temperature -> softmax -> draw
- *   penalties -> argmax                       (temperature <= 0: greedy)
+ *   bias -> penalties -> top-k -> top-p -> min-p -> temperature -> softmax -> draw
+ *   bias -> penalties -> argmax                       (temperature <= 0: greedy)
  *
  * Each stage has llama.cpp's semantics (src/llama-sampling.cpp):
  * - penalties look at the last repeat_last_n accepted tokens; a token seen
@@ -39,6 +39,13 @@
 
 #define SAMPLER_DEFAULT_SEED 42u
 
+/* A number added to one token's logit before anything else looks at it
+ * (llama.cpp's logit-bias stage, first in its chain): -inf bans the token. */
+typedef struct sampler_bias {
+    int32_t token;
+    float bias;
+} sampler_bias;
+
 typedef struct sampler_params {
     float temperature;       /* <= 0: greedy (argmax; ties -> lowest id) */
     int32_t top_k;           /* <= 0: off */
@@ -49,6 +56,10 @@ typedef struct sampler_params {
     float frequency_penalty; /* 0: off */
     float presence_penalty;  /* 0: off */
     uint64_t seed;
+    /* Biases (a token may appear more than once: they add up); ids in
+     * [0, n_vocab), each bias finite or -inf. sampler_create copies them. */
+    const sampler_bias *logit_bias;
+    int32_t n_logit_bias;
 } sampler_params;
 
 /* llama.cpp's defaults: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05,

@@ -532,6 +532,72 @@ static bool parse_stop(const cJSON *root, api_request *r, api_error *err)
 }
 
 /* The fields both kinds share: sampling, limits, streaming. */
+/* One logit_bias entry: a token id (a JSON integer, or the decimal string
+ * an object key is) and a bias from -100 to 100, or false to ban the token
+ * (llama.cpp's spelling of -inf). */
+static bool bias_entry(double id, bool id_ok, const cJSON *value, int32_t n_vocab, sampler_bias *out, api_error *err)
+{
+    if (!id_ok)
+        return api_fail(err, 400, INVALID, "logit_bias", "logit_bias: keys must be token ids, integers from 0 to %d",
+                        (int)n_vocab - 1);
+    if (id < 0 || id >= n_vocab)
+        return api_fail(err, 400, INVALID, "logit_bias", "logit_bias: token %.0f is outside the vocabulary (0 to %d)",
+                        id, (int)n_vocab - 1);
+    if (cJSON_IsFalse(value)) {
+        *out = (sampler_bias){(int32_t)id, -INFINITY};
+        return true;
+    }
+    if (!cJSON_IsNumber(value) || !isfinite(value->valuedouble) || fabs(value->valuedouble) > 100)
+        return api_fail(err, 400, INVALID, "logit_bias",
+                        "logit_bias: the bias of token %d must be a number from -100 to 100, or false to ban it",
+                        (int)id);
+    *out = (sampler_bias){(int32_t)id, (float)value->valuedouble};
+    return true;
+}
+
+/* "logit_bias": OpenAI's {"token id": bias}, or llama.cpp's [[id, bias], ...]. */
+static bool parse_logit_bias(const cJSON *root, int32_t n_vocab, api_request *r, api_error *err)
+{
+    const cJSON *lb = field(root, "logit_bias");
+    if (!lb)
+        return true;
+    if (!cJSON_IsObject(lb) && !cJSON_IsArray(lb))
+        return wrong_type(err, "logit_bias", "an object of token ids to biases", lb);
+    int count = cJSON_GetArraySize(lb);
+    if (count == 0)
+        return true;
+    if (count > n_vocab)
+        return api_fail(err, 400, INVALID, "logit_bias", "logit_bias: %d entries for a vocabulary of %d tokens", count,
+                        (int)n_vocab);
+    r->logit_bias = malloc((size_t)count * sizeof *r->logit_bias);
+    if (!r->logit_bias)
+        return api_fail(err, 500, "server_error", "", "out of memory");
+    const cJSON *item;
+    cJSON_ArrayForEach(item, lb)
+    {
+        sampler_bias *b = &r->logit_bias[r->n_logit_bias];
+        if (cJSON_IsObject(lb)) {
+            /* A key is a decimal id: digits only, and few enough that any larger one is out of range. */
+            size_t digits = strspn(item->string, "0123456789");
+            bool id_ok = digits > 0 && digits <= 12 && item->string[digits] == '\0';
+            if (!bias_entry(id_ok ? strtod(item->string, NULL) : 0, id_ok, item, n_vocab, b, err))
+                return false;
+        } else {
+            if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 2)
+                return api_fail(err, 400, INVALID, "logit_bias",
+                                "logit_bias: an array's items must be [token id, bias] pairs");
+            const cJSON *id = cJSON_GetArrayItem(item, 0);
+            bool id_ok = cJSON_IsNumber(id) && is_integer(id->valuedouble);
+            if (!bias_entry(id_ok ? id->valuedouble : 0, id_ok, cJSON_GetArrayItem(item, 1), n_vocab, b, err))
+                return false;
+        }
+        r->n_logit_bias++;
+    }
+    r->sampling.logit_bias = r->logit_bias;
+    r->sampling.n_logit_bias = r->n_logit_bias;
+    return true;
+}
+
 static bool parse_common(const cJSON *root, int32_t n_vocab, api_request *r, api_error *err)
 {
     const cJSON *model = field(root, "model");
@@ -617,7 +683,7 @@ static bool parse_common(const cJSON *root, int32_t n_vocab, api_request *r, api
         s->seed = (uint64_t)x;
         r->seed_given = true;
     }
-    return parse_stop(root, r, err);
+    return parse_stop(root, r, err) && parse_logit_bias(root, n_vocab, r, err);
 }
 
 void api_request_free(api_request *r)
@@ -629,6 +695,7 @@ void api_request_free(api_request *r)
     cJSON_free(r->tools_json);
     cJSON_free(r->template_kwargs_json);
     free(r->prompt);
+    free(r->logit_bias);
     for (int i = 0; i < r->n_stops; i++)
         free(r->stops[i]);
     memset(r, 0, sizeof *r);

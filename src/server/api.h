@@ -63,7 +63,9 @@ typedef struct api_request {
     bool stream;
     bool include_usage;          /* stream_options.include_usage */
     int32_t max_tokens;          /* max_completion_tokens, else max_tokens (clipped to INT32_MAX); -1 when absent */
-    sampler_params sampling;     /* sampler_default_params() then the request's fields */
+    sampler_params sampling;     /* sampler_default_params() then the request's fields; logit_bias is below */
+    sampler_bias *logit_bias;    /* "logit_bias", validated: ids < n_vocab, biases in [-100, 100] or -inf */
+    int32_t n_logit_bias;
     bool seed_given;             /* false: the caller picks a random seed (seed absent, null or -1) */
     char *stops[API_MAX_STOPS];  /* "stop": a string or an array of up to 4 strings, each 1..128 bytes */
     int n_stops;
@@ -81,7 +83,9 @@ typedef struct api_request {
  *          max_completion_tokens, ignore_eos, temperature [0, 100], top_p [0, 1],
  *          top_k 0..n_vocab, min_p [0, 1], repeat_penalty > 0,
  *          repeat_last_n -1..65536, presence_penalty and frequency_penalty
- *          [-2, 2], seed (-1 or an integer >= 0), stop, n (must be 1)
+ *          [-2, 2], seed (-1 or an integer >= 0), stop, n (must be 1),
+ *          logit_bias ({"id": bias} or [[id, bias]]; bias -100..100, or
+ *          false to ban; ids 0..n_vocab-1)
  *   chat:  messages, tools, chat_template_kwargs, logprobs, top_logprobs
  *   completion: prompt, logprobs (0..5), echo (false only)
  * Integers must be JSON numbers with no fraction; null means absent. */

@@ -16,7 +16,8 @@ struct sched_job {
     /* Fixed at submit. */
     sched *owner;
     int32_t *prompt, n_prompt;
-    sampler_params sampling;
+    sampler_params sampling; /* its logit_bias points at bias */
+    sampler_bias *bias;
     int32_t max_tokens;
     char *stops[STOP_MAX_STRINGS];
     int n_stops;
@@ -91,6 +92,7 @@ void sched_output_free(sched_output *o)
 static void job_free(sched_job *j)
 {
     free(j->prompt);
+    free(j->bias);
     for (int i = 0; i < j->n_stops; i++)
         free(j->stops[i]);
     sched_output_free(&j->pending);
@@ -666,6 +668,16 @@ hearth_status sched_submit(sched *s, const sched_request *req, sched_job **out, 
     memcpy(j->prompt, req->prompt, (size_t)req->n_prompt * sizeof *j->prompt);
     j->n_prompt = req->n_prompt;
     j->sampling = req->sampling;
+    j->sampling.logit_bias = NULL;
+    if (req->sampling.n_logit_bias > 0) {
+        size_t bytes = (size_t)req->sampling.n_logit_bias * sizeof *j->bias;
+        if (!(j->bias = malloc(bytes))) {
+            job_free(j);
+            return error_set(err, HEARTH_ERR_NOMEM, "out of memory");
+        }
+        memcpy(j->bias, req->sampling.logit_bias, bytes);
+        j->sampling.logit_bias = j->bias;
+    }
     j->max_tokens = req->max_tokens;
     j->ignore_eos = req->ignore_eos;
     j->logprobs = req->logprobs;

@@ -43,7 +43,7 @@ typedef struct sched_params {
 typedef struct sched_request {
     const int32_t *prompt; /* copied */
     int32_t n_prompt;
-    sampler_params sampling;
+    sampler_params sampling;  /* its logit_bias copied */
     int32_t max_tokens;       /* < 0: until the slot's context is full */
     const char *const *stops; /* copied */
     int n_stops;

@@ -64,7 +64,7 @@ int cli_sampler_option(const char *command, const char *usage, int argc, char **
     static const char *const names[][2] = {
         {"--temp", "--temperature"}, {"--top-k", NULL}, {"--top-p", NULL}, {"--min-p", NULL},
         {"--repeat-penalty", NULL}, {"--repeat-last-n", NULL}, {"--frequency-penalty", NULL},
-        {"--presence-penalty", NULL}, {"-s", "--seed"},
+        {"--presence-penalty", NULL}, {"-s", "--seed"}, {"-l", "--logit-bias"},
     };
     const char *a = argv[*i];
     size_t which = 0, n = sizeof names / sizeof *names;
@@ -114,6 +114,24 @@ int cli_sampler_option(const char *command, const char *usage, int argc, char **
             return cli_usage_error(command, usage, "%s %s: expected a number from -100 to 100", a, v);
         *(which == 6 ? &sp->frequency_penalty : &sp->presence_penalty) = (float)value;
         break;
+    case 9: {
+        /* llama.cpp's spelling: 15043+1, 15043-0.5, 15043-inf. The ids are checked against the vocabulary by
+         * sampler_create. One process parses one command line, so the entries can live here. */
+        static sampler_bias biases[256];
+        size_t digits = strspn(v, "0123456789");
+        char *end = NULL;
+        errno = 0;
+        bool signed_bias = digits > 0 && digits <= 9 && (v[digits] == '+' || v[digits] == '-');
+        double bias = signed_bias ? strtod(v + digits, &end) : NAN;
+        if (errno || isnan(bias) || *end != '\0' || bias == INFINITY || (isfinite(bias) && fabs(bias) > 100))
+            return cli_usage_error(command, usage, "--logit-bias %s: expected TOKEN_ID+BIAS or TOKEN_ID-BIAS, "
+                                   "BIAS from 0 to 100, or TOKEN_ID-inf", v);
+        if (sp->n_logit_bias >= (int32_t)(sizeof biases / sizeof *biases))
+            return cli_usage_error(command, usage, "--logit-bias: at most %zu", sizeof biases / sizeof *biases);
+        biases[sp->n_logit_bias++] = (sampler_bias){(int32_t)strtol(v, NULL, 10), (float)bias};
+        sp->logit_bias = biases;
+        break;
+    }
     default: {
         char *end;
         errno = 0;

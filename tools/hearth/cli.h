@@ -48,10 +48,13 @@ const char *cli_default_model(char *buf, size_t cap, const char *command);
     "  --repeat-last-n N        how many recent tokens (default 64; -1: all)\n"              \
     "  --frequency-penalty X    subtract X per earlier occurrence (default 0)\n"             \
     "  --presence-penalty X     subtract X once if seen (default 0)\n"                       \
-    "  -s, --seed N             random seed (default 42): same seed, same text\n"
+    "  -s, --seed N             random seed (default 42): same seed, same text\n"              \
+    "  -l, --logit-bias ID+X    add X to token ID's logit (ID-X subtracts; ID-inf bans it);\n" \
+    "                           repeatable\n"
 /* If argv[*i] is a sampler option, parses it and its value (advancing *i)
  * into sp and returns CLI_EXIT_OK, or a usage error's code; -1 if it is not
- * one. */
+ * one. --logit-bias entries are kept in this file's own storage, which
+ * sp->logit_bias then points at. */
 int cli_sampler_option(const char *command, const char *usage, int argc, char **argv, int *i, sampler_params *sp);
 /* --kv-type f16|q8_0 (how the KV cache is stored), the same way. */
 #define CLI_KV_TYPE_USAGE "  --kv-type f16|q8_0       KV cache format (default f16; q8_0: about half the memory)\n"
