@@ -114,6 +114,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 fprintf(stderr, "parsed request breaks its contract\n");
                 abort();
             }
+            /* What parses, the sampler takes: logit_bias ids inside the vocabulary, biases in range. */
+            sampler *smp = NULL;
+            hearth_error err = {0};
+            if (sampler_create(&r.sampling, N_VOCAB, &smp, &err) != HEARTH_OK) {
+                fprintf(stderr, "a parsed request's sampling is refused: %s\n", err.message);
+                abort();
+            }
+            sampler_free(smp);
             format_request(&r, body, size);
         } else {
             check_error(&e);
