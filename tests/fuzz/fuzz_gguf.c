@@ -3,8 +3,14 @@
  * Whatever the reader accepts must be safe to walk completely (every key,
  * every string and nested array, every tensor's first and last byte), and must
  * survive a trip through the writer: re-serialised and read back, it has the
- * same keys and tensors. A disagreement there is a real bug, so it traps. */
+ * same keys and tensors. A disagreement there is a real bug, so it traps.
+ *
+ * A file with a vocabulary (tokenizer.ggml.*) the loader accepts also
+ * tokenizes the input's first bytes: ids inside the vocabulary, and with
+ * every control token's text guarded the same ids as with special tokens
+ * off (the special-token trie over a hostile vocabulary). */
 #include "gguf/gguf.h"
+#include "text/vocab.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +77,33 @@ static void round_trip(const gguf_file *f)
     gguf_writer_free(w);
 }
 
+static int64_t tokenize_checked(const vocab *v, const char *text, size_t len, bool special, int32_t *ids, size_t cap)
+{
+    hearth_error err;
+    int64_t n = vocab_tokenize(v, text, len, special, special, ids, cap, &err);
+    for (int64_t i = 0; i < n && (size_t)i < cap; i++)
+        if (ids[i] < 0 || ids[i] >= vocab_size(v))
+            __builtin_trap();
+    return n;
+}
+
+static void tokenize_with(const vocab *v, const char *text, size_t len)
+{
+    enum { CAP = 1024 }; /* more than 256 bytes can take, with BOS and EOS */
+    static int32_t plain[CAP], guarded[CAP];
+    tokenize_checked(v, text, len, true, guarded, CAP);
+    int64_t n = tokenize_checked(v, text, len, false, plain, CAP);
+    text_span *spans = NULL;
+    size_t n_spans = 0;
+    hearth_error err;
+    if (n < 0 || n > CAP || vocab_control_spans(v, text, len, &spans, &n_spans, &err) != HEARTH_OK)
+        return;
+    if (vocab_tokenize_guarded(v, text, len, false, spans, n_spans, guarded, CAP, &err) != n ||
+        memcmp(plain, guarded, (size_t)n * sizeof *plain) != 0)
+        __builtin_trap();
+    free(spans);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -87,6 +120,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sink += p[0] + p[t->size - 1] + (gguf_find_tensor(f, t->name) == t);
     }
     round_trip(f);
+    vocab *v = NULL;
+    if (vocab_load(f, &v, &err) == HEARTH_OK) {
+        tokenize_with(v, (const char *)data, size < 256 ? size : 256);
+        vocab_free(v);
+    }
     gguf_close(f);
     return 0;
 }
