@@ -20,17 +20,6 @@
 
 enum { MARK_FIRST = 0xFDD0, MARK_COUNT = 32 };
 
-static int hex_digit(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* The marks a text writes, raw (EF B7 90..AF) or escaped as JSON and
  * template string literals escape them (\uFDD0, \U0000FDD0): bit k for
  * U+FDD0 + k. It may count an escape that is not one (an escaped backslash
@@ -49,8 +38,8 @@ uint32_t tpl_marks_in(const char *s, size_t n)
         size_t digits = b1 == 'u' ? 4 : 8;
         uint32_t cp = 0;
         size_t k = 0;
-        for (; k < digits && i + 2 + k < n && hex_digit(s[i + 2 + k]) >= 0; k++)
-            cp = cp * 16 + (uint32_t)hex_digit(s[i + 2 + k]);
+        for (; k < digits && i + 2 + k < n && tpl_hex_value(s[i + 2 + k]) >= 0; k++)
+            cp = cp * 16 + (uint32_t)tpl_hex_value(s[i + 2 + k]);
         if (k == digits && cp >= MARK_FIRST && cp < MARK_FIRST + MARK_COUNT)
             used |= 1u << (cp - MARK_FIRST);
     }

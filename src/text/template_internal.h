@@ -310,6 +310,9 @@ tv tpl_getitem(tpl_render *r, const node *at, tv obj, tv key);
 /* Raises jinja2's UndefinedError for an undefined value used as data. */
 void tpl_check_defined(tpl_render *r, const node *at, tv v);
 
+/* A hexadecimal digit's value, or -1 (template_parse.c). */
+int tpl_hex_value(char ch);
+
 /* ---- guarded text (template_guard.c) ------------------------------------- */
 
 /* Two noncharacters, as UTF-8, that nothing else in a render writes. */

@@ -97,7 +97,7 @@ static bool is_name_start(char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= '
 static bool is_digit(char ch) { return ch >= '0' && ch <= '9'; }
 static bool is_name_char(char ch) { return is_name_start(ch) || is_digit(ch); }
 
-static int hex_value(char ch)
+int tpl_hex_value(char ch)
 {
     if (ch >= '0' && ch <= '9')
         return ch - '0';
@@ -157,7 +157,7 @@ static size_t lex_string(parser *p, size_t i)
         if (digits) {
             uint32_t v = 0;
             for (int k = 0; k < digits; k++) {
-                int h = i < p->len ? hex_value(p->src[i]) : -1;
+                int h = i < p->len ? tpl_hex_value(p->src[i]) : -1;
                 if (h < 0)
                     lex_fail(p, start, "bad escape in string literal");
                 v = v * 16 + (uint32_t)h;
