@@ -381,16 +381,26 @@ def case_slow_loris(srv, quick):
     healthy(srv, "slow-loris")
 
 
+def cancelled_count(srv):
+    status, raw, _ = srv.request("GET", "/metrics")
+    for line in raw.decode().splitlines():
+        if line.startswith("hearth_requests_cancelled_total "):
+            return int(float(line.split()[1]))
+    return None
+
+
 def case_disconnects(srv):
     # A body cut off half way.
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
         s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"prompt\": \"Hi")
-    # A non-streamed request whose client leaves before the answer.
+    # A non-streamed request whose client leaves before the answer: noticed
+    # while its tokens flow (counted as cancelled), not when the context is full.
+    cancelled_before = cancelled_count(srv)
     s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
     body = json.dumps({"prompt": "Tell a long story.", "max_tokens": 100000, "ignore_eos": True}).encode()
     s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
               b"Content-Length: %d\r\n\r\n" % len(body) + body)
-    time.sleep(0.5)
+    time.sleep(0.2)
     s.close()
     # The slot comes free: a request that needs both slots' worth of time still runs.
     freed = False
@@ -401,6 +411,8 @@ def case_disconnects(srv):
             freed = True
             break
     check(freed, "a client that leaves before its non-streamed answer frees its slot")
+    check(cancelled_count(srv) == cancelled_before + 1, "its generation was cancelled, not run to the end",
+          f"{cancelled_before} -> {cancelled_count(srv)}")
     healthy(srv, "clients that leave early")
 
 
@@ -452,6 +464,9 @@ def case_many_connections(srv, quick):
           f"{answered} answered, {closed} closed in {secs:.1f} s")
     print(f"{n} connections: {answered} answered, {closed} refused, {secs:.1f} s", file=sys.stderr)
     healthy(srv, f"{n} connections at once")
+    # A flood of refusals is one line and a count, not a line each.
+    refusals = [line for line in srv.log if "connection limit" in line and "more times" not in line]
+    check(len(refusals) <= 3, "refused connections do not flood the log", f"{len(refusals)} lines")
 
 
 def case_per_ip_limit(binary, model):

@@ -64,7 +64,16 @@ struct server {
     conn_entry *conns;
     pthread_t watchdog;
     bool watchdog_started;
+    /* libmicrohttpd's messages: one refused connection each during a flood,
+     * so a message the same as the last within LOG_REPEAT_SECONDS is counted,
+     * not printed, and the count is said with the next one printed. */
+    pthread_mutex_t log_lock;
+    char last_log[256];
+    double last_log_time;
+    unsigned log_repeats;
 };
+
+#define LOG_REPEAT_SECONDS 10.0
 
 /* One request: its body as it arrives. */
 typedef struct request_ctx {
@@ -668,7 +677,10 @@ static enum MHD_Result handle_completion(server *srv, struct MHD_Connection *c, 
             }
             if (st->out.finish != SCHED_RUNNING)
                 break;
-        } else if (client_gone(st->fd) || srv->stopping) {
+        }
+        /* Asked after every wait, not only idle ones: while tokens flow, a
+         * client that left would otherwise hold its slot to the end. */
+        if (client_gone(st->fd) || srv->stopping) {
             sched_output_free(&all);
             stream_free(st);
             return MHD_NO; /* nobody to answer */
@@ -966,11 +978,30 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     }
 }
 
+static void say_log_repeats(const server *srv)
+{
+    if (srv->log_repeats)
+        fprintf(stderr, "hearth serve: %u more times: %.*s\n", srv->log_repeats,
+                (int)strcspn(srv->last_log, "\n"), srv->last_log);
+}
+
 static void on_mhd_error(void *cls, const char *fmt, va_list ap)
 {
-    (void)cls;
-    fputs("hearth serve: ", stderr);
-    vfprintf(stderr, fmt, ap);
+    server *srv = cls;
+    char message[256];
+    vsnprintf(message, sizeof message, fmt, ap);
+    double now = clock_seconds();
+    pthread_mutex_lock(&srv->log_lock);
+    if (strcmp(message, srv->last_log) == 0 && now - srv->last_log_time < LOG_REPEAT_SECONDS) {
+        srv->log_repeats++;
+    } else {
+        say_log_repeats(srv);
+        fprintf(stderr, "hearth serve: %s", message);
+        memcpy(srv->last_log, message, sizeof message);
+        srv->last_log_time = now;
+        srv->log_repeats = 0;
+    }
+    pthread_mutex_unlock(&srv->log_lock);
 }
 
 /* ---- start, stop ---- */
@@ -1008,6 +1039,7 @@ hearth_status server_start(const model *m, sched *s, const chat_template *tmpl, 
     srv->eos = token_text(srv->vocab, vocab_eos(srv->vocab));
     pthread_mutex_init(&srv->stats_lock, NULL);
     pthread_mutex_init(&srv->conn_lock, NULL);
+    pthread_mutex_init(&srv->log_lock, NULL);
     pthread_cond_init(&srv->conn_wake, NULL);
 
     char port[16];
@@ -1068,9 +1100,11 @@ void server_stop(server *srv)
         pthread_join(srv->watchdog, NULL);
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
+    say_log_repeats(srv);
     pthread_cond_destroy(&srv->conn_wake);
     pthread_mutex_destroy(&srv->conn_lock);
     pthread_mutex_destroy(&srv->stats_lock);
+    pthread_mutex_destroy(&srv->log_lock);
     free(srv->bos);
     free(srv->eos);
     free(srv);
