@@ -271,6 +271,10 @@ static void test_budgets(void)
                  "{% endfor %}{% endfor %}",
                  "output");
     expect_error("{{ 'x' * 100000000 }}", "too long");
+    /* Found by fuzz_template: a width of 14 digits overflowed an int (UBSan). */
+    expect_error("{{ '%44444444444444s'|format(0) }}", "width or precision too large");
+    expect_error("{{ '%.99999999999999s'|format(0) }}", "width or precision too large");
+    expect_error("{{ '%1001d'|format(0) }}", "width or precision too large");
     /* Work that allocates nothing is charged by size: comparing, searching
      * and measuring long strings over and over. */
     expect_error("{% set s = 'x' * 1000000 %}{% set t = s ~ '' %}{% set r = range(100000) %}"

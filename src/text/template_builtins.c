@@ -422,13 +422,17 @@ static tv percent_format(tpl_render *r, const node *at, const tv_str *fmt, const
         if (next_arg >= nargs)
             tpl_error(r, at, "not enough arguments for format string");
         tv v = args[next_arg++];
+        /* Digits past the limits only need to stay past them: the values saturate (no overflow). */
         int width = 0, prec = -1;
         const char *dot = memchr(spec, '.', k);
         for (size_t m = 1; m < k && spec + m != dot; m++)
-            if (spec[m] >= '0' && spec[m] <= '9')
+            if (spec[m] >= '0' && spec[m] <= '9' && width <= 1000)
                 width = width * 10 + (spec[m] - '0');
-        if (dot)
-            prec = atoi(dot + 1);
+        if (dot) {
+            prec = 0;
+            for (const char *d = dot + 1; d < spec + k && *d >= '0' && *d <= '9' && prec <= 100; d++)
+                prec = prec * 10 + (*d - '0');
+        }
         if (width > 1000 || prec > 100)
             tpl_error(r, at, "format width or precision too large");
         char out[1200];
