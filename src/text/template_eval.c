@@ -1006,6 +1006,8 @@ hearth_status chat_template_render_guarded(const chat_template *t, const chat_te
         *spans = NULL, *n_spans = 0;
     if (!in->messages_json)
         return error_set(err, HEARTH_ERR_ARG, "chat template: no messages given");
+    if (guard && !spans)
+        return error_set(err, HEARTH_ERR_ARG, "chat template: a guarded render needs somewhere to put its spans");
     tpl_arena arena = {.limit = in->max_memory ? in->max_memory : (size_t)256 << 20};
     jmp_buf jump;
     /* volatile: read after longjmp. */
