@@ -275,6 +275,15 @@ static void test_budgets(void)
     expect_error("{{ '%44444444444444s'|format(0) }}", "width or precision too large");
     expect_error("{{ '%.99999999999999s'|format(0) }}", "width or precision too large");
     expect_error("{{ '%1001d'|format(0) }}", "width or precision too large");
+    /* Found by fuzz_template: an empty string or list times 10^9 looped 10^9
+     * times (no budget is charged for copying nothing). */
+    {
+        hearth_error empty_err = {0};
+        char *empty = render_simple(
+            "{{ '' * 333333333 }}|{{ ([] * 1000000000) | length }}|{{ (() * 999999999) | length }}", &empty_err);
+        CHECK_MSG(empty && strcmp(empty, "|0|0") == 0, "empty repetition: %s", empty ? empty : empty_err.message);
+        free(empty);
+    }
     /* Work that allocates nothing is charged by size: comparing, searching
      * and measuring long strings over and over. */
     expect_error("{% set s = 'x' * 1000000 %}{% set t = s ~ '' %}{% set r = range(100000) %}"

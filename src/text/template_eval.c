@@ -315,6 +315,9 @@ static tv repeat(tpl_render *r, const node *at, tv seq, int64_t times)
 {
     if (times < 0)
         times = 0;
+    /* Nothing repeated any number of times is nothing, without a loop of `times` steps. */
+    if ((seq.type == TV_STR && seq.u.s->len == 0) || (seq.type != TV_STR && seq.u.l->n == 0))
+        times = 0;
     if (seq.type == TV_STR) {
         tv_buf b = {0};
         if (seq.u.s->len && (uint64_t)times > r->max_output / seq.u.s->len)
