@@ -122,13 +122,26 @@ bool tpl_guard_messages(tpl_ctx *c, tv messages, const chat_template_guard *g, c
 /* A mark the template cut apart or repeated leaves an opening without its
  * close: the span then runs to the end, which guards more text than was
  * marked, never less. */
+static bool push_span(text_span **spans, size_t *n, size_t *cap, text_span span)
+{
+    if (*n == *cap) {
+        size_t grown_cap = *cap ? *cap * 2 : 8;
+        text_span *grown = realloc(*spans, grown_cap * sizeof *grown);
+        if (!grown)
+            return false;
+        *spans = grown, *cap = grown_cap;
+    }
+    (*spans)[(*n)++] = span;
+    return true;
+}
+
 hearth_status tpl_strip_marks(const tpl_marks *m, char *text, size_t *len, text_span **spans, size_t *n_spans,
                               hearth_error *err)
 {
     text_span *out = NULL;
     size_t n = 0, cap = 0, to = 0, start = 0;
-    bool open = false;
-    for (size_t from = 0; from < *len;) {
+    bool open = false, ok = true;
+    for (size_t from = 0; ok && from < *len;) {
         bool is_open = from + 3 <= *len && memcmp(text + from, m->open, 3) == 0;
         bool is_close = !is_open && from + 3 <= *len && memcmp(text + from, m->close, 3) == 0;
         if (!is_open && !is_close) {
@@ -141,28 +154,14 @@ hearth_status tpl_strip_marks(const tpl_marks *m, char *text, size_t *len, text_
             start = to;
         } else if (is_close && open) {
             open = false;
-            if (to == start)
-                continue;
-            if (n == cap) {
-                cap = cap ? cap * 2 : 8;
-                text_span *grown = realloc(out, cap * sizeof *grown);
-                if (!grown) {
-                    free(out);
-                    return error_set(err, HEARTH_ERR_NOMEM, "chat template: out of memory");
-                }
-                out = grown;
-            }
-            out[n++] = (text_span){start, to - start};
+            ok = to == start || push_span(&out, &n, &cap, (text_span){start, to - start});
         }
     }
-    if (open && to > start) {
-        text_span *grown = realloc(out, (n + 1) * sizeof *grown);
-        if (!grown) {
-            free(out);
-            return error_set(err, HEARTH_ERR_NOMEM, "chat template: out of memory");
-        }
-        out = grown;
-        out[n++] = (text_span){start, to - start};
+    if (ok && open && to > start)
+        ok = push_span(&out, &n, &cap, (text_span){start, to - start});
+    if (!ok) {
+        free(out);
+        return error_set(err, HEARTH_ERR_NOMEM, "chat template: out of memory");
     }
     text[to] = '\0';
     *len = to;
